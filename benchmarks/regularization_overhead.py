@@ -1,17 +1,22 @@
 """What l2 regularizers and max-norm constraints add to an epoch of the seed-000 model.
 
 The same 784-300-100-10 Leaky ReLU network, SGD at batch 32 on the 55,000
-Fashion-MNIST training images, trained one epoch three ways in this run:
-plain; with `kernel_regularizer: l2(0.01)` on every dense layer; with that and
-`kernel_constraint: max_norm(1.0)` too. Target: each ratio to plain <= 1.15.
+Fashion-MNIST training images, trained four ways in this run: plain; with
+`kernel_regularizer: l2(0.01)` on every dense layer; with
+`kernel_constraint: max_norm(1.0)` on every dense layer; with both. Target:
+each technique's ratio to plain <= 1.15.
 
-Run: `.venv/bin/python benchmarks/regularization_overhead.py [--repeats 3]`.
+This machine's speed drifts by tens of percent over seconds, so each epoch is
+cut into chunks of 100 steps and the four models take turns chunk by chunk:
+every model sees the same slow and fast moments, and a ratio is the total time
+of a variant's epochs over the plain model's total.
+
+Run: `.venv/bin/python benchmarks/regularization_overhead.py [--epochs 3]`.
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
 
 import torch
@@ -20,6 +25,9 @@ from tricklab.data import load_dataset
 from tricklab.nn import build_model
 from tricklab.optim import make_optimizer
 from tricklab.train import Trainer
+
+BATCH = 32
+CHUNK = 100 * BATCH
 
 
 def layers(extra: dict) -> list:
@@ -30,42 +38,41 @@ def layers(extra: dict) -> list:
             dense(10, activation="softmax")]
 
 
-VARIANTS = {
-    "plain": {},
-    "l2": {"kernel_regularizer": {"l2": {"l2": 0.01}}},
-    "l2 + max_norm": {"kernel_regularizer": {"l2": {"l2": 0.01}},
-                      "kernel_constraint": {"max_norm": {"max_value": 1.0}}},
-}
+L2 = {"kernel_regularizer": {"l2": {"l2": 0.01}}}
+MAX_NORM = {"kernel_constraint": {"max_norm": {"max_value": 1.0}}}
+VARIANTS = {"plain": {}, "l2": L2, "max_norm": MAX_NORM, "l2 + max_norm": L2 | MAX_NORM}
 
 
-def epoch_seconds(x: torch.Tensor, y: torch.Tensor, extra: dict, seed: int) -> float:
-    torch.manual_seed(seed)
+def trainer(extra: dict) -> Trainer:
+    torch.manual_seed(0)
     model = build_model([28, 28], layers(extra))
     optimizer = make_optimizer("sgd", model.parameters(), learning_rate=1e-3)
-    trainer = Trainer(model, optimizer, metrics=["accuracy"], seed=seed, progress="none")
-    start = time.perf_counter()
-    trainer.fit(x, y, epochs=1, batch_size=32)
-    return time.perf_counter() - start
+    return Trainer(model, optimizer, metrics=["accuracy"], seed=0, progress="none")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=3)
     args = parser.parse_args()
     splits = load_dataset("fashion_mnist", validation=5000, scale="unit")
     x, y = splits.train.x, splits.train.y
-    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, samples {len(y)}")
-    for extra in VARIANTS.values():  # warm-up
-        epoch_seconds(x[:2000], y[:2000], extra, 0)
-    times: dict[str, list[float]] = {name: [] for name in VARIANTS}
-    for repeat in range(args.repeats):  # interleaved so drift affects every variant alike
-        for name, extra in VARIANTS.items():
-            times[name].append(epoch_seconds(x, y, extra, repeat))
-    plain = statistics.median(times["plain"])
-    for name, values in times.items():
-        median = statistics.median(values)
-        print(f"{name:14s}: {median:7.3f} s/epoch  ratio to plain {median / plain:.3f}"
-              f"{'' if name == 'plain' else '  (target <= 1.15)'}")
+    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, samples {len(y)}, "
+          f"{args.epochs} epochs in chunks of {CHUNK // BATCH} steps")
+    trainers = {name: trainer(extra) for name, extra in VARIANTS.items()}
+    for each in trainers.values():  # warm-up
+        each.fit(x[:CHUNK], y[:CHUNK], epochs=1, batch_size=BATCH)
+    seconds = dict.fromkeys(VARIANTS, 0.0)
+    for _ in range(args.epochs):
+        for begin in range(0, len(y), CHUNK):
+            chunk_x, chunk_y = x[begin : begin + CHUNK], y[begin : begin + CHUNK]
+            for name, each in trainers.items():
+                start = time.perf_counter()
+                each.fit(chunk_x, chunk_y, epochs=1, batch_size=BATCH)
+                seconds[name] += time.perf_counter() - start
+    for name, total in seconds.items():
+        target = "" if name == "plain" else "  (target <= 1.15)"
+        print(f"{name:14s}: {total / args.epochs:7.3f} s/epoch  "
+              f"ratio to plain {total / seconds['plain']:.3f}{target}")
 
 
 if __name__ == "__main__":

@@ -78,6 +78,8 @@ class Constraint(Configurable, ABC):
             weight: The weight, in PyTorch layout.
             dims: The PyTorch dimensions of the constraint's Keras axes (see `bind`).
         """
+        if not torch.is_grad_enabled():  # already inside a model's `apply_constraints`
+            return self._project(weight, dims)
         with torch.no_grad():
             return self._project(weight, dims)
 
