@@ -15,6 +15,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
+# Read once at import, the only way to read it: setting and restoring it later
+# could race with threads creating files.
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
 
 @contextlib.contextmanager
 def atomic_open(path: str | os.PathLike[str], mode: str = "w") -> Iterator[IO[Any]]:
@@ -30,6 +35,9 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "w") -> Iterator[IO[An
         dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"
     )
     try:
+        # mkstemp makes the file private (0600); the result gets the permissions
+        # an ordinary `open` would give it.
+        os.chmod(temporary, 0o666 & ~_UMASK)
         with os.fdopen(handle, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as file:
             yield file
             file.flush()

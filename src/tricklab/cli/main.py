@@ -1,4 +1,4 @@
-"""The `tricklab` command: train, summary, data fetch, schema, list.
+"""The `tricklab` command: train, study, summary, lr-find, data, schema, list.
 
 All user errors end here as one line on stderr and exit code 2; a diverged run
 exits 3 and an interrupted one 130 (DESIGN.md's contract).
@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from typer.core import TyperGroup
 from typer.exceptions import TyperException
 
 from tricklab import __version__
@@ -26,6 +27,25 @@ app = typer.Typer(
 )
 data_app = typer.Typer(help="Datasets: fetch them into the cache.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
+
+
+
+class _StudyGroup(TyperGroup):
+    """`tricklab study FILE` runs a study; `tricklab study show DIR` shows one."""
+
+    def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and not args[0].startswith("-"):
+            args = ["run", *args]
+        return super().parse_args(ctx, args)
+
+
+study_app = typer.Typer(
+    cls=_StudyGroup,
+    help="Studies: variants × seeds, with confidence intervals and an HTML report. "
+    "`tricklab study STUDY.yaml` runs one (as `study run` does); `study show DIR` shows it.",
+    no_args_is_help=True,
+)
+app.add_typer(study_app, name="study")
 
 RecipeArgument = Annotated[Path, typer.Argument(help="Recipe YAML file.", show_default=False)]
 SetOption = Annotated[
@@ -121,6 +141,64 @@ def lr_find(
         )
     typer.echo(f"plot: {folder / 'plots' / 'lr_find.png'}", err=True)
     return 0
+
+
+@study_app.command(name="run")
+def study_run(
+    study: Annotated[Path, typer.Argument(help="Study YAML file.", show_default=False)],
+    out: Annotated[
+        Path | None, typer.Option(help="Study directory [default: runs/<name>].")
+    ] = None,
+    seeds: Annotated[
+        int | None, typer.Option(help="Seeds per variant [default: the file's].")
+    ] = None,
+    quick: Annotated[
+        bool, typer.Option(help="Fewer seeds and epochs (the file's quick:), in runs/<name>-quick.")
+    ] = False,
+    workers: Annotated[
+        int | None, typer.Option(help="Runs in parallel [default: the number of cores].")
+    ] = None,
+    backend: Annotated[str, typer.Option(help="local (process pool) or ray.")] = "local",
+    address: Annotated[
+        str | None, typer.Option(help="Ray cluster address, e.g. 127.0.0.1:6379.")
+    ] = None,
+    force_new: Annotated[
+        bool, typer.Option(help="Discard a stored study made from another spec and start over.")
+    ] = False,
+    quiet: Annotated[bool, typer.Option(help="One plain line per finished run.")] = False,
+) -> int:
+    """Run a study (or resume it: finished runs are kept), then write its report."""
+    from tricklab.report.study_report import write_study_report
+    from tricklab.run.study import run_study
+
+    outcome = run_study(
+        study, out=out, seeds=seeds, quick=quick, workers=workers, backend=backend,
+        address=address, force_new=force_new, progress="lines" if quiet else "auto",
+        report=lambda folder: write_study_report(folder)[0],
+    )
+    counts = ", ".join(f"{count} {status}" for status, count in sorted(outcome.counts.items()))
+    typer.echo(f"runs: {counts}", err=True)
+    _show_study(outcome.study_dir)
+    if outcome.report is not None:
+        typer.echo(f"report: {outcome.report}")
+    return outcome.exit_code
+
+
+@study_app.command(name="show")
+def study_show(
+    folder: Annotated[Path, typer.Argument(help="Study directory.", show_default=False)],
+) -> int:
+    """Print a study's ranked table with confidence intervals."""
+    _show_study(folder)
+    return 0
+
+
+def _show_study(folder: Path) -> None:
+    from rich.console import Console
+
+    from tricklab.report.study_report import study_table
+
+    Console(width=max(120, Console().width)).print(study_table(folder))
 
 
 @app.command()

@@ -13,7 +13,7 @@ from matplotlib.figure import Figure
 
 from tricklab import atomic
 
-__all__ = ["plt", "save_png"]
+__all__ = ["plt", "png_bytes", "save_png"]
 
 
 def save_png(figure: Figure, path: str | Path, dpi: int = 100) -> Path:
@@ -24,8 +24,19 @@ def save_png(figure: Figure, path: str | Path, dpi: int = 100) -> Path:
         path: Destination file.
         dpi: Resolution. Defaults to `100`.
     """
+    data = png_bytes(figure, dpi)
+    atomic.write_with(path, lambda file: file.write(data))
+    return Path(path)
+
+
+def png_bytes(figure: Figure, dpi: int = 100) -> bytes:
+    """Render `figure` to PNG bytes in memory (e.g. to inline in HTML), then close it.
+
+    Args:
+        figure: The matplotlib figure.
+        dpi: Resolution. Defaults to `100`.
+    """
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=dpi)
     plt.close(figure)
-    atomic.write_with(path, lambda file: file.write(buffer.getvalue()))
-    return Path(path)
+    return buffer.getvalue()

@@ -73,6 +73,7 @@ def train_recipe(
     resume: bool = False,
     overwrite: bool = False,
     progress: ProgressMode = "auto",
+    splits: DatasetSplits | None = None,
 ) -> RunOutcome:
     """Train the network a resolved recipe describes and fill its run directory.
 
@@ -85,6 +86,8 @@ def train_recipe(
         resume: Continue the run in `out` from its newest checkpoint. Defaults to `False`.
         overwrite: Replace a run already in `out`. Defaults to `False`.
         progress: Progress display, see `ProgressReporter`. Defaults to `"auto"`.
+        splits: The recipe's data, already loaded (a study's worker loads it once
+            for all its runs). Defaults to `None` (load it here).
 
     Raises:
         UserInputError: The folder holds another run, or the data cannot be had.
@@ -97,7 +100,7 @@ def train_recipe(
             f"--resume: the recipe differs from the one stored in {run_dir.recipe_path} "
             "(only train.epochs may change on resume)"
         )
-    splits = load_data(recipe)
+    splits = load_data(recipe) if splits is None else splits
     model, optimizer = build(recipe)
     train = recipe.train
     callbacks = list(train.callbacks)

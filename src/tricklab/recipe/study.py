@@ -1,0 +1,375 @@
+"""Study specs: a base recipe, named variants as overrides, seeds, a budget, a baseline.
+
+A study file is YAML, validated like a recipe (unknown keys are errors naming
+their path), and every variant × seed becomes one ordinary recipe, validated
+before anything runs:
+
+```yaml
+name: ladder
+question: Which of the chapter's tricks help a 128-32-10 MLP?
+base: ../recipes/chapter11/ladder_baseline.yaml   # a recipe file (relative to this file) or inline
+seeds: 5                                         # or an explicit list [0, 1, 2]
+budget: {epochs: 10}                             # every variant trains this long
+metric: test_accuracy                            # compared across variants (default)
+target: {metric: val_accuracy, value: 0.85}      # optional: time to reach it
+baseline: baseline                               # default: the first variant
+variants:
+  baseline: {}
+  dropout:
+    description: dropout 0.2 after each hidden layer
+    set: {model.layers: [...]}                   # dotted path -> value (a whole list too)
+  l2:
+    extends: dropout                             # the ladder: start from another variant
+    set: {train.optimizer.learning_rate: 0.001}
+lr_search: {grid: [1.0e-4, 1.0e-3, 1.0e-2], seeds: 2, variants: [dropout]}
+quick: {seeds: 2, epochs: 1}                     # what --quick shrinks the study to
+```
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+import pydantic
+from pydantic import Field
+
+from tricklab.config import format_validation_error
+from tricklab.errors import UserInputError
+from tricklab.recipe.load import apply_override, read_yaml, recipe_from_dict
+from tricklab.recipe.schema import _Section
+from tricklab.study.statistics import higher_is_better
+
+Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=60)]
+
+
+class VariantSpec(_Section):
+    """One variant: overrides of the base recipe, optionally on top of another variant.
+
+    Args:
+        extends: The variant this one starts from (its overrides apply first).
+            Defaults to `None` (the base recipe).
+        recipe: A recipe file (relative to the study file) this variant starts from
+            instead of the study's base, e.g. one of `recipes/chapter11/`. Defaults to `None`.
+        description: One line for the report. Defaults to `None`.
+        set: Dotted recipe paths and their values, e.g. `train.optimizer.name: nadam`
+            or `model.layers: [...]`. Defaults to `{}`.
+    """
+
+    extends: Name | None = None
+    recipe: str | None = None
+    description: str | None = None
+    set: dict[str, Any] = Field(default_factory=dict)
+
+
+class LearningRateSearch(_Section):
+    """Per-variant learning-rate search, the DeepOBS protocol (Schneider et al. 2019).
+
+    Each searched variant trains at every rate of a log grid with the first
+    `seeds` seeds; the rate with the best mean validation `metric` is then used
+    for all of the study's seeds.
+
+    Args:
+        grid: Learning rates to try, at least two, all > 0.
+        seeds: How many of the study's seeds the search uses. Defaults to `2`.
+        metric: Validation metric that chooses the rate (a `history` key). Defaults
+            to `"val_accuracy"`.
+        variants: Variants to search. Defaults to `None` (every variant).
+    """
+
+    grid: Annotated[list[Annotated[float, Field(gt=0)]], Field(min_length=2)]
+    seeds: Annotated[int, Field(ge=1)] = 2
+    metric: str = "val_accuracy"
+    variants: list[Name] | None = None
+
+
+class Quick(_Section):
+    """What `--quick` shrinks a study to: a look at the pipeline, not a measurement.
+
+    Args:
+        seeds: Seeds per variant. Defaults to `2`.
+        epochs: Epochs per run (at most the study's own). Defaults to `1`.
+    """
+
+    seeds: Annotated[int, Field(ge=1)] = 2
+    epochs: Annotated[int, Field(ge=1)] = 1
+
+
+class Target(_Section):
+    """A level to reach: the report gives each variant's epochs and seconds to reach it.
+
+    Args:
+        metric: A per-epoch `history` key. Defaults to `"val_accuracy"`.
+        value: The level (reached at `>=` for accuracies, `<=` for losses).
+    """
+
+    metric: str = "val_accuracy"
+    value: float
+
+
+class Budget(_Section):
+    """The training budget every variant gets, so the comparison is fair.
+
+    Args:
+        epochs: Epochs per run (early stopping may use fewer).
+    """
+
+    epochs: Annotated[int, Field(ge=1)]
+
+
+class StudySpec(_Section):
+    """A whole study file (see the module docstring for an example).
+
+    Args:
+        name: Study name; its directory is `runs/<name>/`.
+        question: The question the study answers, for the report. Defaults to `""`.
+        description: More words for the report. Defaults to `None`.
+        base: A recipe file (relative to the study file) or an inline recipe.
+        variants: Named variants, in report order; at least one.
+        baseline: The variant the others are compared with. Defaults to the first.
+        seeds: How many seeds (0, 1, ...) or an explicit list. Defaults to `5`.
+        metric: Final metric compared across variants. Defaults to `"test_accuracy"`.
+        target: Level for time-to-target. Defaults to `None`.
+        budget: Training budget for every variant. Defaults to `None` (the recipes' own).
+        lr_search: Learning-rate search. Defaults to `None` (none).
+        quick: What `--quick` means for this study. Defaults to `Quick()`.
+    """
+
+    name: Name
+    question: str = ""
+    description: str | None = None
+    base: str | dict[str, Any]
+    variants: Annotated[dict[Name, VariantSpec | None], Field(min_length=1)]
+    baseline: Name | None = None
+    seeds: Annotated[int, Field(ge=1, le=1000)] | Annotated[list[int], Field(min_length=1)] = 5
+    metric: str = "test_accuracy"
+    target: Target | None = None
+    budget: Budget | None = None
+    lr_search: LearningRateSearch | None = None
+    quick: Quick = Quick()
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    """One run of a study: where it goes and the recipe it trains.
+
+    Args:
+        run_id: `<variant>/seed-<seed>`, or `<variant>/lr-<rate>/seed-<seed>` in a search.
+        variant: The variant's name.
+        seed: The seed.
+        phase: `"main"` or `"lr_search"`.
+        learning_rate: The rate a search set, else `None`.
+        recipe: The resolved recipe, as plain data.
+    """
+
+    run_id: str
+    variant: str
+    seed: int
+    phase: str
+    learning_rate: float | None
+    recipe: dict[str, Any]
+
+    @property
+    def run_dir(self) -> str:
+        """The run directory, relative to the study directory."""
+        return f"runs/{self.run_id}"
+
+
+@dataclass
+class Study:
+    """A validated study, ready to plan runs.
+
+    Args:
+        spec: The resolved spec as plain data (what the study store keeps).
+        source: The study file, for messages.
+        variant_documents: Each variant's recipe document before seed and rate are set.
+    """
+
+    spec: dict[str, Any]
+    source: str
+    variant_documents: dict[str, dict[str, Any]]
+
+    @property
+    def name(self) -> str:
+        return self.spec["name"]
+
+    @property
+    def fingerprint(self) -> str:
+        """Digest of everything that changes results; seeds are left out, so more may be added."""
+        relevant = {
+            "metric": self.spec["metric"],
+            "lr_search": None if self.spec["lr_search"] is None
+            else {**self.spec["lr_search"], "seeds": None},
+            "variants": {
+                name: _without_seed(variant["recipe"])
+                for name, variant in self.spec["variants"].items()
+            },
+        }
+        return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()
+
+    def searched(self) -> list[str]:
+        """The variants whose learning rate is searched."""
+        return [name for name, variant in self.spec["variants"].items() if variant["lr_search"]]
+
+    def plan(self, variant: str, seed: int, learning_rate: float | None = None,
+             phase: str = "main") -> PlannedRun:
+        """The resolved recipe of one run (validated again: a rate or seed may be invalid)."""
+        document = copy.deepcopy(self.variant_documents[variant])
+        document["seed"] = seed
+        run_id = f"{variant}/seed-{seed}"
+        if learning_rate is not None:
+            apply_override(document, ["train", "optimizer", "learning_rate"], learning_rate)
+            if phase == "lr_search":
+                run_id = f"{variant}/lr-{learning_rate:g}/seed-{seed}"
+        document["name"] = f"{self.name}-{run_id.replace('/', '-')}"[:100]
+        recipe = recipe_from_dict(document, f"{self.source}: variants.{variant}")
+        return PlannedRun(run_id, variant, seed, phase, learning_rate, recipe.to_dict())
+
+
+def _without_seed(recipe: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in recipe.items() if key not in ("seed", "name")}
+
+
+def load_study(path: str | Path, seeds: int | None = None, quick: bool = False) -> Study:
+    """Read and validate a study file, resolving every variant's recipe.
+
+    Args:
+        path: The study YAML file.
+        seeds: Number of seeds, replacing the file's. Defaults to `None` (the file's).
+        quick: Shrink seeds and epochs as the file's `quick:` says. Defaults to `False`.
+
+    Raises:
+        UserInputError: Naming the file and the field at fault.
+    """
+    path = Path(path)
+    document = read_yaml(path)
+    try:
+        spec = StudySpec.model_validate(document)
+    except pydantic.ValidationError as error:
+        accepted = sorted(StudySpec.model_fields) if _top_level_extra(error) else None
+        message = format_validation_error(error, accepted=accepted)
+        raise UserInputError(f"{path}: {message}") from None
+    base = _base_document(spec.base, path)
+    seed_list = list(range(spec.seeds)) if isinstance(spec.seeds, int) else list(spec.seeds)
+    if seeds is not None:
+        if seeds < 1:
+            raise UserInputError(f"--seeds: {seeds} is not a number of seeds (1 or more)")
+        seed_list = list(range(seeds))
+    if quick:
+        seed_list = seed_list[: spec.quick.seeds]
+    baseline = spec.baseline or next(iter(spec.variants))
+    if baseline not in spec.variants:
+        raise UserInputError(
+            f"{path}: baseline: '{baseline}' is not a variant "
+            f"(variants: {', '.join(spec.variants)})"
+        )
+    searched = _searched(spec, path)
+    documents: dict[str, dict[str, Any]] = {}
+    variants: dict[str, Any] = {}
+    for name in spec.variants:
+        documents[name] = _variant_document(spec, name, base, path)
+        if spec.budget is not None:
+            documents[name].setdefault("train", {})["epochs"] = spec.budget.epochs
+        if quick:
+            train = documents[name].setdefault("train", {})
+            train["epochs"] = min(int(train.get("epochs", 1)), spec.quick.epochs)
+    resolved: dict[str, Any] = {
+        "name": spec.name,
+        "question": spec.question,
+        "description": spec.description,
+        "metric": spec.metric,
+        "higher_is_better": higher_is_better(spec.metric),
+        "baseline": baseline,
+        "seeds": seed_list,
+        "target": None if spec.target is None else spec.target.model_dump(),
+        "budget": None if spec.budget is None else spec.budget.model_dump(),
+        "quick": quick,
+        "variants": variants,
+        "lr_search": None if spec.lr_search is None else {
+            "grid": sorted(spec.lr_search.grid),
+            "seeds": seed_list[: spec.lr_search.seeds],
+            "metric": spec.lr_search.metric,
+        },
+    }
+    study = Study(resolved, str(path), documents)
+    for name in spec.variants:
+        description = (spec.variants[name] or VariantSpec()).description
+        variants[name] = {
+            "description": description,
+            "recipe": study.plan(name, seed_list[0]).recipe,
+            "lr_search": name in searched,
+        }
+    if searched and not all(
+        variants[name]["recipe"]["data"].get("validation") for name in searched
+    ):
+        raise UserInputError(
+            f"{path}: lr_search: choosing a learning rate needs a validation split; "
+            "set data.validation in the base recipe (e.g. 5000)"
+        )
+    return study
+
+
+def _top_level_extra(error: pydantic.ValidationError) -> bool:
+    first = error.errors()[0]
+    return first["type"] == "extra_forbidden" and len(first["loc"]) == 1
+
+
+def _base_document(base: str | dict[str, Any], path: Path) -> dict[str, Any]:
+    if isinstance(base, dict):
+        return copy.deepcopy(base)
+    recipe_path = (path.parent / base) if not Path(base).is_absolute() else Path(base)
+    if not recipe_path.is_file():
+        raise UserInputError(f"{path}: base: recipe file not found: {recipe_path}")
+    document = read_yaml(recipe_path)
+    if not isinstance(document, dict):
+        raise UserInputError(f"{recipe_path}: a recipe is a mapping with name, model and train")
+    return document
+
+
+def _searched(spec: StudySpec, path: Path) -> list[str]:
+    if spec.lr_search is None:
+        return []
+    names = spec.lr_search.variants if spec.lr_search.variants is not None else list(spec.variants)
+    for name in names:
+        if name not in spec.variants:
+            raise UserInputError(
+                f"{path}: lr_search.variants: '{name}' is not a variant "
+                f"(variants: {', '.join(spec.variants)})"
+            )
+    return names
+
+
+def _variant_document(
+    spec: StudySpec, name: str, base: dict[str, Any], path: Path
+) -> dict[str, Any]:
+    """The base recipe with the overrides of the variant's `extends` chain, oldest first."""
+    chain: list[str] = []
+    current: str | None = name
+    while current is not None:
+        if current in chain:
+            cycle = " -> ".join([*chain, current])
+            raise UserInputError(f"{path}: variants.{name}.extends: the chain loops ({cycle})")
+        if current not in spec.variants:
+            raise UserInputError(
+                f"{path}: variants.{chain[-1]}.extends: '{current}' is not a variant "
+                f"(variants: {', '.join(spec.variants)})"
+            )
+        chain.append(current)
+        link = spec.variants[current] or VariantSpec()
+        if link.recipe is not None:  # a variant's own recipe replaces everything it extends
+            base = _base_document(link.recipe, path)
+            break
+        current = link.extends
+    document = copy.deepcopy(base)
+    for link in reversed(chain):
+        for dotted, value in (spec.variants[link] or VariantSpec()).set.items():
+            try:
+                apply_override(document, dotted.split("."), copy.deepcopy(value))
+            except UserInputError as error:
+                message = str(error).removeprefix("--set ")
+                raise UserInputError(f"{path}: variants.{link}.set: {message}") from None
+    return document

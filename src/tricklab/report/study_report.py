@@ -1,0 +1,357 @@
+"""A study's report: one self-contained `report.html`, a `report.md` and a terminal table.
+
+The HTML page works offline and forever: CSS inline, plots embedded as
+`data:` PNGs, no script, no network resource; collapsible parts are plain
+`<details>`. Every piece of user text (names, question, descriptions, errors,
+recipes) is escaped. The three forms share one set of table rows, so the page,
+the Markdown and `tricklab study show` never disagree.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import importlib.metadata
+import math
+import platform
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+from rich.markup import escape
+from rich.table import Table
+
+import tricklab
+from tricklab.atomic import write_text
+from tricklab.report import study_plots
+from tricklab.report.figure import png_bytes
+from tricklab.study.results import StudyResults, load_results
+from tricklab.study.store import RunRecord, StudyStore
+
+__all__ = ["render_html", "render_markdown", "study_table", "table_rows", "write_study_report"]
+
+_STYLE = """
+body{font:15px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:#1f2328;
+ background:#f6f8fa;margin:0}
+main{max-width:1240px;margin:0 auto;padding:24px 28px 48px;background:#fff}
+h1{font-size:26px;margin:0 0 4px}h2{font-size:19px;border-bottom:1px solid #d0d7de;
+ padding-bottom:4px;margin-top:32px}
+.question{font-size:18px;color:#0b3d91;margin:6px 0 12px}
+dl.setup{display:grid;grid-template-columns:max-content 1fr;gap:2px 16px;margin:0}
+dl.setup dt{font-weight:600;color:#57606a}dl.setup dd{margin:0}
+.warnings li{margin:2px 0}.warnings{background:#fff8c5;border:1px solid #d4a72c;
+ border-radius:6px;padding:8px 8px 8px 28px}
+.scroll{overflow-x:auto}
+table{border-collapse:collapse;font-size:13px;font-variant-numeric:tabular-nums}
+th,td{border-bottom:1px solid #d8dee4;padding:5px 6px;text-align:right;white-space:nowrap}
+th{background:#f6f8fa;white-space:normal;vertical-align:bottom}
+td.name,th.name{text-align:left;white-space:normal}
+td.runs{white-space:normal}td.target{white-space:normal;min-width:6.5em}
+td.verdict{white-space:normal;min-width:8.5em;text-align:center}
+td.name{min-width:8em;max-width:14em;overflow-wrap:anywhere}
+tr.baseline td{background:#f3f6ff}
+.badge{display:inline-block;padding:1px 8px;border-radius:10px;font-size:12px;font-weight:600}
+.v-better{background:#dafbe1;color:#116329}.v-worse{background:#ffebe9;color:#a40e26}
+.v-baseline{background:#ddf4ff;color:#0550ae}.v-none{background:#eaeef2;color:#424a53}
+.v-bad{background:#ffebe9;color:#a40e26;border:1px dashed #a40e26}
+img{max-width:100%;height:auto;display:block;margin:8px auto}
+.ci{color:#57606a;font-size:12px}
+.note{color:#57606a;font-size:13px}
+details{margin:6px 0;border:1px solid #d0d7de;border-radius:6px;padding:4px 10px}
+summary{cursor:pointer;font-weight:600}
+pre{background:#f6f8fa;padding:10px;overflow-x:auto;font-size:12px;margin:6px 0}
+footer{margin-top:36px;color:#57606a;font-size:12px}
+"""
+
+_BADGES = {"better": "v-better", "worse": "v-worse", "baseline": "v-baseline",
+           "diverged": "v-bad", "failed": "v-bad"}
+
+
+def _num(value: float | None, signed: bool = False) -> str:
+    if value is None or not math.isfinite(value):
+        return "—"
+    digits = 1 if abs(value) >= 100 else 4
+    return f"{value:+.{digits}f}" if signed else f"{value:.{digits}f}"
+
+
+def _p(value: float | None) -> str:
+    if value is None or not math.isfinite(value):
+        return "—"
+    return "<0.001" if value < 0.001 else f"{value:.3f}"
+
+
+def _columns(results: StudyResults) -> list[tuple[str, str]]:
+    """(key, header) of each column of the ranked table."""
+    percent = round(100 * results.analysis.confidence)
+    columns = [
+        ("rank", "#"), ("variant", "variant"), ("n", "n"), ("mean", "mean ± std"),
+        ("ci", f"{percent}% CI"), ("iqm", "IQM"), ("difference", f"Δ vs baseline [{percent}% CI]"),
+        ("p_improvement", "P(improvement)"), ("p", "Welch p (Holm)"), ("verdict", "verdict"),
+        ("runs", "runs"),
+    ]
+    if results.spec.get("target"):
+        columns.append(("target", "time to target"))
+    return [*columns, ("wall", "wall time")]
+
+
+def _runs_cell(results: StudyResults, name: str) -> str:
+    counts = results.variants[name].counts
+    parts = [f"{counts.succeeded} ok"]
+    for label, count in (("diverged", counts.diverged), ("failed", counts.failed),
+                         ("pending", counts.unfinished)):
+        if count:
+            parts.append(f"{count} {label}")
+    return ", ".join(parts)
+
+
+def _target_cell(results: StudyResults, name: str) -> str:
+    reach = results.variants[name].time_to_target
+    if reach is None:
+        return "—"
+    of = f"{reach.reached}/{len(reach.epochs)}"
+    if reach.median_epochs is None:
+        return f"not reached ({of})"
+    seconds = "" if reach.median_seconds is None else f", {reach.median_seconds:.1f} s"
+    return f"{reach.median_epochs:g} ep{seconds} ({of})"
+
+
+def table_rows(results: StudyResults) -> list[dict[str, str]]:
+    """The ranked table as text cells, best variant first, keyed like `_columns`."""
+    rows = []
+    for analysed in results.ranked:
+        summary, comparison, name = analysed.summary, analysed.comparison, analysed.name
+        variant = results.variants[name]
+        difference = p_improvement = p = "—"
+        if comparison is not None:
+            difference = (f"{_num(comparison.difference, True)} "
+                          f"[{_num(comparison.ci_low, True)}, {_num(comparison.ci_high, True)}]")
+            p_improvement = (f"{comparison.p_improvement:.2f}"
+                             if math.isfinite(comparison.p_improvement) else "—")
+            p = f"{_p(comparison.p_value)} ({_p(comparison.p_holm)})"
+        wall = "—"
+        if variant.wall_time_mean is not None:
+            spread = "" if variant.wall_time_std is None else f" ± {variant.wall_time_std:.1f}"
+            wall = f"{variant.wall_time_mean:.1f}{spread} s"
+        rows.append({
+            "rank": str(analysed.rank), "variant": name, "n": str(summary.n),
+            "mean": f"{_num(summary.mean)} ± {_num(summary.std)}" if summary.n else "—",
+            "ci": f"[{_num(summary.ci_low)}, {_num(summary.ci_high)}]" if summary.n else "—",
+            "iqm": _num(summary.iqm), "difference": difference, "p_improvement": p_improvement,
+            "p": p, "verdict": results.verdict(name), "runs": _runs_cell(results, name),
+            "target": _target_cell(results, name), "wall": wall,
+        })
+    return rows
+
+
+def _setup(results: StudyResults) -> list[tuple[str, str]]:
+    spec = results.spec
+    baseline = results.variants[results.baseline].recipe
+    epochs = (baseline.get("train") or {}).get("epochs")
+    budget = ", ".join(f"{k} = {v}" for k, v in (spec.get("budget") or {}).items())
+    direction = "higher" if results.higher_is_better else "lower"
+    total = sum(v.counts.total for v in results.variants.values())
+    items = [
+        ("study", spec.get("name", "")),
+        ("dataset", str((baseline.get("data") or {}).get("dataset", "—"))),
+        ("metric", f"{results.metric} ({direction} is better)"),
+        ("baseline", results.baseline),
+        ("variants", str(len(results.variants))),
+        ("seeds", ", ".join(map(str, spec.get("seeds", []))) or "—"),
+        ("epochs / budget", budget or (f"{epochs} epochs" if epochs is not None else "—")),
+        ("runs", f"{total - results.unfinished} of {total} finished"),
+        ("quick mode", "yes (fewer seeds and epochs)" if spec.get("quick") else "no"),
+    ]
+    if target := spec.get("target"):
+        items.append(("target", f"{target['metric']} reaching {target['value']}"))
+    if search := spec.get("lr_search"):
+        grid = ", ".join(f"{rate:g}" for rate in search.get("grid", []))
+        items.append(("learning-rate search", f"{search.get('metric')} over {grid}"))
+    return items
+
+
+def _versions() -> str:
+    try:
+        # Read from the installed metadata: the same string as torch.__version__,
+        # without importing PyTorch only to print its version.
+        torch = importlib.metadata.version("torch")
+    except importlib.metadata.PackageNotFoundError:
+        torch = "not installed"
+    return f"tricklab {tricklab.__version__}, torch {torch}, Python {platform.python_version()}"
+
+
+def _image(figure: Any, alt: str) -> str:
+    data = base64.b64encode(png_bytes(figure, dpi=100)).decode("ascii")
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
+
+
+def _problem(run: RunRecord) -> str:
+    e = html.escape
+    what = "diverged (loss became NaN/Inf)" if run.status == "diverged" else "failed"
+    if run.epochs_run:
+        what += f" after {run.epochs_run} epochs"
+    if not run.error:
+        return f"<li><b>{e(run.run_id)}</b> {what}</li>"
+    last = run.error.strip().splitlines()[-1] if run.error.strip() else ""
+    return (f"<li><b>{e(run.run_id)}</b> {what}: {e(last)}"
+            f"<details><summary>error</summary><pre>{e(run.error)}</pre></details></li>")
+
+
+def _table_html(results: StudyResults) -> str:
+    e = html.escape
+    columns = _columns(results)
+    # <wbr>: the long header may break after "P(", its narrow numbers need no more room.
+    head = "".join(("<th class=\"name\">" if k == "variant" else "<th>")
+                   + e(h).replace("P(", "P(<wbr>") + "</th>" for k, h in columns)
+    body = []
+    for row in table_rows(results):
+        cells = []
+        for key, _ in columns:
+            text = e(row[key])
+            if key == "difference" and " [" in text:
+                # The interval under its estimate keeps the table narrow enough to read.
+                value, interval = text.split(" [", 1)
+                text = f'{value}<br><span class="ci">[{interval}</span>'
+            if key == "verdict":
+                text = f'<span class="badge {_BADGES.get(row[key], "v-none")}">{text}</span>'
+            cells.append(f'<td class="{"name" if key == "variant" else key}">{text}</td>')
+        css = ' class="baseline"' if row["verdict"] == "baseline" else ""
+        body.append(f'<tr{css} data-variant="{e(row["variant"])}">{"".join(cells)}</tr>')
+    return (f'<div class="scroll"><table id="ranking"><thead><tr>{head}</tr></thead>'
+            f'<tbody>{"".join(body)}</tbody></table></div>')
+
+
+def _search_html(results: StudyResults) -> str:
+    e = html.escape
+    rows = []
+    for name, search in results.learning_rate_searches.items():
+        for rate, mean in search.means.items():
+            chosen = "✓ chosen" if rate == search.chosen else ""
+            rows.append(f'<tr><td class="name">{e(name)}</td><td>{rate:g}</td>'
+                        f"<td>{len(search.scores[rate])}</td><td>{_num(mean)}</td>"
+                        f"<td>{chosen}</td></tr>")
+    metric = e(next(iter(results.learning_rate_searches.values())).metric)
+    colors = study_plots.variant_colors(list(results.variants))
+    return (f'<div class="scroll"><table><thead><tr><th class="name">variant</th>'
+            f"<th>learning rate</th><th>seeds finished</th><th>mean {metric}</th><th></th></tr>"
+            f'</thead><tbody>{"".join(rows)}</tbody></table></div>'
+            + _image(study_plots.learning_rate_search_plot(results.learning_rate_searches,
+                                                           colors), "learning-rate search"))
+
+
+def render_html(results: StudyResults) -> str:
+    """The whole report page as one self-contained HTML string."""
+    e = html.escape
+    spec = results.spec
+    name = spec.get("name", "study")
+    parts = [f"<h1>Study: {e(name)}</h1>"]
+    if spec.get("question"):
+        parts.append(f'<p class="question">{e(spec["question"])}</p>')
+    if spec.get("description"):
+        parts.append(f"<p>{e(spec['description'])}</p>")
+    setup = "".join(f"<dt>{e(k)}</dt><dd>{e(v)}</dd>" for k, v in _setup(results))
+    parts.append(f'<section><h2>Setup</h2><dl class="setup">{setup}</dl></section>')
+    if results.warnings or results.problems:
+        items = "".join(f"<li>{e(w)}</li>" for w in results.warnings)
+        items += "".join(_problem(run) for run in results.problems)
+        parts.append(f'<section><h2>Warnings</h2><ul class="warnings">{items}</ul></section>')
+    percent = round(100 * results.analysis.confidence)
+    parts.append(
+        f"<section><h2>Ranking</h2>{_table_html(results)}<p class=\"note\">Ranked by mean "
+        f"{e(results.metric)} over seeds. CI: {percent}% percentile bootstrap. "
+        "Δ: variant mean − baseline mean; a verdict of better or worse needs its interval to "
+        "exclude 0. P(improvement): chance a seed of the variant beats a seed of the baseline. "
+        "Welch p with the Holm-corrected value in parentheses. Diverged and failed runs are "
+        "counted under runs, not averaged in.</p></section>")
+    parts.append("<section><h2>Difference from the baseline</h2>"
+                 + _image(study_plots.forest_plot(results), "forest plot") + "</section>")
+    curves = "".join(_image(study_plots.learning_curves(results, key), f"{key} per epoch")
+                     for key in study_plots.curve_keys(results))
+    parts.append("<section><h2>Learning curves</h2>"
+                 + (curves or '<p class="note">No finished run yet.</p>') + "</section>")
+    parts.append("<section><h2>Wall time</h2>"
+                 + _image(study_plots.wall_time_plot(results), "wall time") + "</section>")
+    if results.learning_rate_searches:
+        parts.append(f"<section><h2>Learning-rate search</h2>{_search_html(results)}</section>")
+    recipes = []
+    for variant in results.variants.values():
+        about = f"<p>{e(variant.description)}</p>" if variant.description else ""
+        text = yaml.safe_dump(variant.recipe, sort_keys=False, default_flow_style=None)
+        recipes.append(f"<details><summary>{e(variant.name)}</summary>{about}"
+                       f"<pre>{e(text)}</pre></details>")
+    parts.append(f"<section><h2>Recipes</h2>{''.join(recipes)}</section>")
+    generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    parts.append(f"<footer>Generated {generated} by {e(_versions())}.</footer>")
+    return ('<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+            '<meta name="viewport" content="width=device-width, initial-scale=1">'
+            f'<link rel="icon" href="data:,"><title>Study: {e(name)}</title>'
+            f"<style>{_STYLE}</style></head><body><main>{''.join(parts)}</main></body></html>\n")
+
+
+def render_markdown(results: StudyResults) -> str:
+    """The report's title, question, ranked table and warnings as Markdown."""
+    def cell(text: str) -> str:
+        return text.replace("|", "\\|").replace("\n", " ")
+
+    spec = results.spec
+    columns = _columns(results)
+    lines = [f"# Study: {spec.get('name', '')}", ""]
+    if spec.get("question"):
+        lines += [f"> {cell(spec['question'])}", ""]
+    lines += ["- " + "; ".join(f"**{k}**: {cell(v)}" for k, v in _setup(results)), ""]
+    lines.append("| " + " | ".join(cell(h) for _, h in columns) + " |")
+    lines.append("|" + "|".join("---" if k == "variant" else "---:" for k, _ in columns) + "|")
+    lines += ["| " + " | ".join(cell(row[k]) for k, _ in columns) + " |"
+              for row in table_rows(results)]
+    warnings = [*results.warnings]
+    warnings += [f"{run.run_id} {run.status}" + (f": {run.error.strip().splitlines()[-1]}"
+                 if run.error and run.error.strip() else "") for run in results.problems]
+    if warnings:
+        lines += ["", "## Warnings", "", *(f"- {cell(w)}" for w in warnings)]
+    return "\n".join(lines) + "\n"
+
+
+def _load(study_dir: str | Path) -> StudyResults:
+    with StudyStore.open(Path(study_dir) / "study.db") as store:
+        return load_results(store)
+
+
+def write_study_report(study_dir: str | Path) -> tuple[Path, Path]:
+    """Write `report.html` and `report.md` into a study directory, atomically.
+
+    Args:
+        study_dir: The study directory holding `study.db`.
+
+    Returns:
+        The paths of `report.html` and `report.md`.
+
+    Raises:
+        UserInputError: `study.db` is missing or not a tricklab study store.
+    """
+    study_dir = Path(study_dir)
+    results = _load(study_dir)
+    html_path, markdown_path = study_dir / "report.html", study_dir / "report.md"
+    write_text(html_path, render_html(results))
+    write_text(markdown_path, render_markdown(results))
+    return html_path, markdown_path
+
+
+def study_table(study_dir: str | Path) -> Table:
+    """The ranked table for the terminal (`tricklab study show DIR`), warnings as its caption."""
+    results = _load(study_dir)
+    direction = "higher" if results.higher_is_better else "lower"
+    table = Table(title=f"{results.spec.get('name', '')}: {results.metric} "
+                        f"({direction} is better)", header_style="bold", caption_justify="left")
+    styles = {"better": "green", "worse": "red", "diverged": "red", "failed": "red",
+              "baseline": "cyan"}
+    for key, header in _columns(results):
+        left = key in ("variant", "verdict", "runs")
+        table.add_column(header, justify="left" if left else "right", overflow="fold")
+    for row in table_rows(results):
+        verdict = row["verdict"]
+        cells = [f"[{styles[verdict]}]{verdict}[/]" if k == "verdict" and verdict in styles
+                 else escape(row[k]) for k, _ in _columns(results)]
+        table.add_row(*cells)
+    if results.warnings:
+        table.caption = "\n".join(escape(f"! {w}") for w in results.warnings)
+    return table

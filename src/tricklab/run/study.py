@@ -1,0 +1,536 @@
+"""Run a study: variants × seeds as ordinary run directories, recorded in the study store.
+
+The driver plans every run, writes it to `study.db` as `pending`, and hands
+runs to a backend: a local pool of processes (one torch thread each, sized to
+the cores) or Ray tasks. Each result is written to the store the moment it
+arrives, so a killed driver loses no finished run; running the same command
+again skips finished runs and resumes interrupted ones from their checkpoints.
+A run that diverges is recorded as `diverged` and the study goes on; a run
+that crashes is retried once, then recorded as `failed` with its error.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any, Literal
+
+from tricklab.errors import EXIT_INTERRUPTED, EXIT_OK, UserInputError
+from tricklab.recipe.study import PlannedRun, Study, load_study
+from tricklab.study.statistics import higher_is_better
+from tricklab.study.store import FINISHED, LearningRateChoice, RunRecord, StudyStore
+
+Backend = Literal["local", "ray"]
+MAX_ATTEMPTS = 2
+"""A crashed run is started at most this often: once, and one retry."""
+
+STORE_NAME = "study.db"
+
+
+@dataclass
+class StudyOutcome:
+    """What a study run left behind.
+
+    Args:
+        study_dir: The study directory.
+        counts: Runs per status (main runs and search runs together).
+        report: The HTML report, when one was written.
+        exit_code: 0 done (diverged or failed runs included), 130 interrupted.
+    """
+
+    study_dir: Path
+    counts: dict[str, int]
+    report: Path | None = None
+    exit_code: int = EXIT_OK
+
+
+def default_study_dir(study: Study) -> Path:
+    """`runs/<name>`, or `runs/<name>-quick` for `--quick`, so the two never mix."""
+    return Path("runs") / (f"{study.name}-quick" if study.spec["quick"] else study.name)
+
+
+def open_store(study: Study, study_dir: Path, force_new: bool = False) -> StudyStore:
+    """Open the study's store, or create it; refuse a store made from another spec.
+
+    Args:
+        study: The validated study.
+        study_dir: The study directory.
+        force_new: Discard a study made from another spec (its store and runs) and
+            start anew. Defaults to `False`.
+
+    Raises:
+        UserInputError: The store is corrupt or foreign, holds another spec without
+            `force_new`, or the folder holds something that is not a study.
+    """
+    path = study_dir / STORE_NAME
+    if path.exists():
+        store = StudyStore.open(path)
+        if store.fingerprint == study.fingerprint:
+            store.update_spec(study.spec)
+            return store
+        store.close()
+        if not force_new:
+            raise UserInputError(
+                f"{study.source}: the study differs from the one stored in {path} "
+                "(variants, budget, metric or search changed); pass --force-new to discard "
+                "it and start over, or --out DIR to run it elsewhere"
+            )
+        for leftover in (path, path.with_name(f"{STORE_NAME}-wal"),
+                         path.with_name(f"{STORE_NAME}-shm")):
+            leftover.unlink(missing_ok=True)
+        shutil.rmtree(study_dir / "runs", ignore_errors=True)
+    elif study_dir.is_dir() and any(study_dir.iterdir()) and not force_new:
+        raise UserInputError(
+            f"--out: {study_dir} is not empty and holds no {STORE_NAME}; choose another "
+            "folder or pass --force-new to use it anyway"
+        )
+    elif study_dir.exists() and not study_dir.is_dir():
+        raise UserInputError(f"--out: {study_dir} exists and is not a directory")
+    return StudyStore.create(path, study.spec, study.fingerprint)
+
+
+_splits_cache: dict[str, Any] = {}
+CACHED_DATASETS = 2
+
+
+def execute_run(study_dir: str, run_dir: str, recipe: dict[str, Any], resume: bool) -> dict:
+    """Train one run of a study in this process and return its `result.json` content.
+
+    Runs in a worker: one torch thread (a study's parallelism is its processes),
+    and the dataset loaded once per worker for all the runs it trains.
+    """
+    import torch
+
+    from tricklab.recipe import recipe_from_dict
+    from tricklab.run.runner import load_data, train_recipe
+
+    torch.set_num_threads(1)
+    resolved = recipe_from_dict(recipe, run_dir)
+    key = json.dumps(recipe["data"], sort_keys=True)
+    if key not in _splits_cache:
+        _remember_splits(key, load_data(resolved))
+    outcome = train_recipe(
+        resolved, out=Path(study_dir) / run_dir, resume=resume, overwrite=not resume,
+        progress="none", splits=_splits_cache[key],
+    )
+    return outcome.result
+
+
+def _preload(runs: Iterator[PlannedRun] | Any) -> None:
+    """Load the runs' datasets in the driver (when few), for the forked workers to share."""
+    from tricklab.recipe import recipe_from_dict
+    from tricklab.run.runner import load_data
+
+    first: dict[str, PlannedRun] = {}
+    for run in runs:
+        first.setdefault(json.dumps(run.recipe["data"], sort_keys=True), run)
+    if len(first) <= CACHED_DATASETS:
+        for key, run in first.items():
+            if key not in _splits_cache:
+                _remember_splits(key, load_data(recipe_from_dict(run.recipe)))
+
+
+def _remember_splits(key: str, splits: Any) -> None:
+    # A few datasets at most (a study mixing /255 and standardized inputs has two):
+    # enough to avoid reloading between runs, bounded so a worker's memory is too.
+    while len(_splits_cache) >= CACHED_DATASETS:
+        del _splits_cache[next(iter(_splits_cache))]
+    _splits_cache[key] = splits
+
+
+def _init_worker() -> None:
+    """Let the kernel end a worker with its driver, so a killed study leaves no orphan training."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+
+
+def _can_resume(folder: Path) -> bool:
+    checkpoints = folder / "checkpoints"
+    return (folder / "recipe.yaml").is_file() and checkpoints.is_dir() and any(
+        checkpoints.iterdir()
+    )
+
+
+def _error_line(error: BaseException) -> str:
+    lines = traceback.format_exception_only(type(error), error)
+    return " ".join(line.strip() for line in lines)[:500]
+
+
+Outcome = tuple[PlannedRun, dict[str, Any] | None, BaseException | None]
+
+
+class LocalBackend:
+    """A pool of worker processes, one torch thread each.
+
+    Args:
+        workers: Processes; at most one run per process at a time.
+    """
+
+    def __init__(self, workers: int) -> None:
+        self.workers = workers
+        self._pool = self._new_pool()
+
+    def _new_pool(self) -> ProcessPoolExecutor:
+        # On Linux the workers are forks of the driver, made here before it opens the
+        # store or starts a display thread: they inherit torch and tricklab already
+        # imported (seconds per worker otherwise) and the preloaded dataset, shared
+        # copy-on-write. Elsewhere fork is unsafe or missing, so they are spawned.
+        method = "fork" if sys.platform.startswith("linux") else "spawn"
+        pool = ProcessPoolExecutor(
+            self.workers, mp_context=get_context(method), initializer=_init_worker
+        )
+        for future in [pool.submit(int) for _ in range(self.workers)]:
+            future.result()  # start every worker now, while the driver is single-threaded
+        return pool
+
+    def run(self, jobs: Iterator[tuple[PlannedRun, str, bool]]) -> Iterator[Outcome]:
+        """Run jobs `(run, study_dir, resume)` keeping every worker busy; yield each outcome."""
+        running: dict[Future, PlannedRun] = {}
+        # Jobs are drawn only when a worker is free, so a run is marked started when it starts.
+        while True:
+            while len(running) < self.workers and (job := next(jobs, None)) is not None:
+                planned, study_dir, resume = job
+                future = self._pool.submit(
+                    execute_run, study_dir, planned.run_dir, planned.recipe, resume
+                )
+                running[future] = planned
+            if not running:
+                return
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                planned = running.pop(future)
+                try:
+                    yield planned, future.result(), None
+                except BrokenProcessPool as error:
+                    self._pool.shutdown(wait=False, cancel_futures=True)
+                    self._pool = self._new_pool()
+                    yield planned, None, error
+                except Exception as error:  # the run's own crash: the driver records it
+                    yield planned, None, error
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+class RayBackend:
+    """Each run a Ray task (one CPU), on a local Ray or the cluster at `address`.
+
+    Ray's retries and tricklab's count differently, so Ray retries nothing:
+    the driver retries a crashed run as the local backend does.
+
+    Args:
+        workers: CPUs of a local Ray started here (ignored with `address`).
+        address: A running cluster, e.g. `127.0.0.1:6379`, or `None`.
+    """
+
+    def __init__(self, workers: int, address: str | None) -> None:
+        try:
+            import ray
+        except ImportError:
+            raise UserInputError(
+                "--backend ray: Ray is not installed; pip install 'tricklab[ray]'"
+            ) from None
+        self._ray = ray
+        if not ray.is_initialized():
+            options: dict[str, Any] = {"address": address} if address else {"num_cpus": workers}
+            try:
+                ray.init(**options, include_dashboard=False, log_to_driver=False,
+                         logging_level="ERROR")
+            except ConnectionError as error:
+                raise UserInputError(f"--address: cannot reach a Ray cluster at {address} "
+                                     f"({error})") from None
+        self._task = ray.remote(num_cpus=1, max_retries=0)(execute_run)
+        self.workers = max(1, int(ray.cluster_resources().get("CPU", workers)))
+
+    def run(self, jobs: Iterator[tuple[PlannedRun, str, bool]]) -> Iterator[Outcome]:
+        """Submit every job as a task; yield outcomes as they finish."""
+        references = {
+            self._task.remote(study_dir, planned.run_dir, planned.recipe, resume): planned
+            for planned, study_dir, resume in jobs
+        }
+        while references:
+            done, _ = self._ray.wait(list(references), num_returns=1)
+            planned = references.pop(done[0])
+            try:
+                yield planned, self._ray.get(done[0]), None
+            except Exception as error:
+                cause = getattr(error, "cause", None)
+                yield planned, None, cause if isinstance(cause, BaseException) else error
+
+    def close(self) -> None:
+        """Leave the cluster running; Ray tears a local one down when the driver exits."""
+
+
+@dataclass
+class _Tally:
+    total: int
+    counts: dict[str, int] = field(default_factory=dict)
+    seconds: list[float] = field(default_factory=list)
+
+
+class StudyProgress:
+    """Runs done, running and failed, and an ETA; a rich live line on a terminal.
+
+    Args:
+        mode: `"bar"` (live), `"lines"` (a line per finished run), `"none"`, or
+            `"auto"` (live on a terminal). Defaults to `"auto"`.
+    """
+
+    def __init__(self, mode: str = "auto") -> None:
+        if mode == "auto":
+            mode = "bar" if sys.stderr.isatty() else "lines"
+        self.mode = mode
+        self._live = None
+        self._started = time.perf_counter()
+
+    def begin(self, total: int, finished: int, workers: int, label: str) -> None:
+        self.total, self.finished, self.workers, self.label = total, finished, workers, label
+        self.running, self.failed, self.diverged = 0, 0, 0
+        self.durations: list[float] = []
+        if self.mode == "bar":
+            from rich.console import Console
+            from rich.live import Live
+
+            self._live = Live(self._line(), console=Console(stderr=True), refresh_per_second=2)
+            self._live.start()
+        elif self.mode == "lines":
+            print(f"{label}: {total} runs, {finished} already finished, {workers} workers",
+                  file=sys.stderr)
+
+    def _line(self) -> str:
+        remaining = self.total - self.finished
+        eta = ""
+        if self.durations and remaining:
+            mean = sum(self.durations) / len(self.durations)
+            eta = f", ETA {int(mean * remaining / self.workers)} s"
+        return (f"{self.label}: {self.finished}/{self.total} done, {self.running} running, "
+                f"{self.diverged} diverged, {self.failed} failed{eta}")
+
+    def started(self) -> None:
+        self.running += 1
+        self._refresh()
+
+    def ended(self, record: RunRecord, seconds: float) -> None:
+        self.running -= 1
+        if record.finished:
+            self.finished += 1
+        self.failed += record.status == "failed"
+        self.diverged += record.status == "diverged"
+        self.durations.append(seconds)
+        if self.mode == "lines":
+            shown = ", ".join(f"{k}={v:.4f}" for k, v in record.metrics.items()
+                              if k.startswith(("val_", "test_")) and v is not None)
+            print(f"[{self.finished}/{self.total}] {record.run_id}: {record.status}"
+                  f"{' ' + shown if shown else ''} ({seconds:.1f} s)", file=sys.stderr)
+        self._refresh()
+
+    def _refresh(self) -> None:
+        if self._live is not None:
+            self._live.update(self._line())
+
+    def close(self) -> None:
+        if self._live is not None:
+            self._live.stop()
+            self._live = None
+
+
+def _execute(
+    runs: list[PlannedRun], store: StudyStore, study_dir: Path, backend: Any,
+    progress: StudyProgress, label: str,
+) -> None:
+    """Train every unfinished run of `runs`, retrying crashes once, recording as results arrive."""
+    records = {record.run_id: record for record in store.runs(phase=None)}
+    todo = [run for run in runs if not records[run.run_id].finished]
+    progress.begin(len(runs), len(runs) - len(todo), backend.workers, label)
+    starts: dict[str, float] = {}
+
+    def jobs(batch: list[PlannedRun]) -> Iterator[tuple[PlannedRun, str, bool]]:
+        for planned in batch:
+            store.mark_started(planned.run_id)
+            starts[planned.run_id] = time.perf_counter()
+            progress.started()
+            yield planned, str(study_dir), _can_resume(study_dir / planned.run_dir)
+
+    try:
+        while todo:
+            retry: list[PlannedRun] = []
+            for planned, result, error in backend.run(jobs(todo)):
+                if error is None:
+                    store.record_result(planned.run_id, result)
+                else:
+                    attempts = store.run(planned.run_id).attempts
+                    status = "pending" if attempts < MAX_ATTEMPTS else "failed"
+                    store.set_status(planned.run_id, status, _error_line(error))
+                    if status == "pending":
+                        retry.append(planned)
+                progress.ended(store.run(planned.run_id),
+                               time.perf_counter() - starts[planned.run_id])
+            todo = retry
+    finally:
+        progress.close()
+
+
+def _search_runs(study: Study) -> list[PlannedRun]:
+    search = study.spec["lr_search"]
+    return [
+        study.plan(variant, seed, rate, phase="lr_search")
+        for variant in study.searched()
+        for rate in search["grid"]
+        for seed in search["seeds"]
+    ]
+
+
+def _choose_rates(study: Study, store: StudyStore) -> dict[str, float]:
+    """Pick each searched variant's rate by mean validation metric; record the choice."""
+    search = study.spec["lr_search"]
+    metric = search["metric"]
+    higher = higher_is_better(metric)
+    chosen: dict[str, float] = {}
+    runs = [run for run in store.runs("lr_search")]
+    for variant in study.searched():
+        scores: dict[float, float | None] = {}
+        for rate in search["grid"]:
+            values = [
+                run.metrics.get(metric)
+                for run in runs
+                if run.variant == variant and run.learning_rate == rate
+                and run.status in ("completed", "stopped_early")
+            ]
+            finite = [value for value in values if value is not None]
+            scores[rate] = sum(finite) / len(finite) if finite else None
+        ranked = [rate for rate in scores if scores[rate] is not None]
+        if not ranked:  # every rate diverged or crashed: the variant keeps its own rate
+            continue
+        best = (max if higher else min)(ranked, key=lambda rate: scores[rate])
+        store.set_learning_rate_choice(LearningRateChoice(variant, best, metric, scores))
+        chosen[variant] = best
+    return chosen
+
+
+def _reuse_search_runs(runs: list[PlannedRun], store: StudyStore) -> None:
+    """A main run identical to a finished search run (same rate, seed, epochs) takes its result."""
+    search = {
+        (record.variant, record.seed, record.learning_rate): record
+        for record in store.runs("lr_search") if record.finished
+    }
+    for planned in runs:
+        record = store.run(planned.run_id)
+        source = search.get((planned.variant, planned.seed, planned.learning_rate))
+        if record is None or record.finished or source is None:
+            continue
+        if {**source.recipe, "name": None} != {**planned.recipe, "name": None}:
+            continue
+        store.record_result(planned.run_id, {
+            "status": source.status, "metrics": source.metrics, "history": source.history,
+            "epochs_run": source.epochs_run, "wall_time_s": source.wall_time_s,
+        })
+        store.set_run_dir(planned.run_id, source.run_dir)
+
+
+def _add(store: StudyStore, runs: list[PlannedRun]) -> None:
+    store.add_runs(
+        RunRecord(run.run_id, run.variant, run.seed, run.phase, run.run_dir, run.recipe,
+                  learning_rate=run.learning_rate)
+        for run in runs
+    )
+
+
+def run_study(
+    path: str | Path,
+    out: str | Path | None = None,
+    seeds: int | None = None,
+    quick: bool = False,
+    workers: int | None = None,
+    backend: Backend = "local",
+    address: str | None = None,
+    force_new: bool = False,
+    progress: str = "auto",
+    report: Callable[[Path], Any] | None = None,
+) -> StudyOutcome:
+    """Run (or resume) a study and write its report.
+
+    Args:
+        path: The study YAML file.
+        out: Study directory. Defaults to `runs/<name>` (`runs/<name>-quick` with `quick`).
+        seeds: Seeds per variant, replacing the file's. Defaults to `None`.
+        quick: Shrink seeds and epochs as the file's `quick:` says. Defaults to `False`.
+        workers: Parallel runs. Defaults to the number of cores.
+        backend: `"local"` (process pool) or `"ray"`. Defaults to `"local"`.
+        address: Ray cluster address for `backend="ray"`. Defaults to `None` (a local Ray).
+        force_new: Discard a stored study made from another spec. Defaults to `False`.
+        progress: `"auto"`, `"bar"`, `"lines"` or `"none"`. Defaults to `"auto"`.
+        report: Writes the report from the study directory and returns its path.
+            Defaults to `None` (no report).
+
+    Raises:
+        UserInputError: A bad study file, a changed spec without `force_new`, a bad store.
+    """
+    study = load_study(path, seeds=seeds, quick=quick)
+    if workers is not None and workers < 1:
+        raise UserInputError(f"--workers: {workers} is not a number of processes (1 or more)")
+    if backend not in ("local", "ray"):
+        raise UserInputError(f"--backend: '{backend}' is not a backend (accepted: local, ray)")
+    if address and backend != "ray":
+        raise UserInputError("--address: only used with --backend ray")
+    # Every run's recipe is validated before anything is written.
+    main_runs = {
+        (variant, seed): study.plan(variant, seed)
+        for variant in study.spec["variants"] for seed in study.spec["seeds"]
+    }
+    search_runs = _search_runs(study)
+    study_dir = Path(out) if out is not None else default_study_dir(study)
+    count = workers or os.cpu_count() or 1
+    if backend == "local":
+        _preload(main_runs.values())
+        runner: Any = LocalBackend(count)
+    else:
+        runner = RayBackend(count, address)
+    status_progress = StudyProgress(progress)
+    exit_code = EXIT_OK
+    try:
+        store = open_store(study, study_dir, force_new)
+    except BaseException:
+        runner.close()
+        raise
+    try:
+        if search_runs:
+            _add(store, search_runs)
+            _execute(search_runs, store, study_dir, runner, status_progress,
+                     "learning-rate search")
+            for variant, rate in _choose_rates(study, store).items():
+                for seed in study.spec["seeds"]:
+                    main_runs[variant, seed] = study.plan(variant, seed, rate)
+        planned = list(main_runs.values())
+        _add(store, planned)
+        _reuse_search_runs(planned, store)
+        _execute(planned, store, study_dir, runner, status_progress, study.name)
+    except KeyboardInterrupt:
+        exit_code = EXIT_INTERRUPTED
+    finally:
+        runner.close()
+    counts: dict[str, int] = {}
+    for record in store.runs(phase=None):
+        counts[record.status] = counts.get(record.status, 0) + 1
+    if counts.get("interrupted") or counts.get("running"):
+        exit_code = EXIT_INTERRUPTED
+    store.close()
+    written = report(study_dir) if report is not None else None
+    return StudyOutcome(study_dir, counts, written, exit_code)
+
+
+__all__ = ["FINISHED", "StudyOutcome", "default_study_dir", "execute_run", "open_store",
+           "run_study"]

@@ -1,0 +1,1 @@
+"""Studies: variants × seeds, their store and their statistics."""

@@ -1,0 +1,411 @@
+"""The study store: one SQLite database per study (`study.db`) holding everything it measured.
+
+The driver writes it as results arrive, so a killed study loses nothing that
+had finished and a re-run of the same command picks up where it stopped. It
+holds the study's spec (and its fingerprint, to notice a changed spec), every
+run's status, attempts, final metrics, timing and error, each run's per-epoch
+history as rows, and the learning rate chosen for each searched variant.
+
+SQLite is opened in WAL mode with a busy timeout, and every write is one
+`BEGIN IMMEDIATE` transaction: several processes may write the same store and
+each waits its turn instead of failing with "database is locked". A file that
+is not a tricklab study store (another program's database, a truncated or
+corrupt file) is refused with a clear error, after being read only, so it is
+left exactly as it was.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tricklab.errors import UserInputError
+
+FORMAT = "tricklab-study"
+VERSION = 1
+BUSY_TIMEOUT_MS = 60_000
+"""How long a writer waits for another one before SQLite gives up: long enough for any commit."""
+
+FINISHED = ("completed", "stopped_early", "diverged", "failed")
+"""Statuses a re-run leaves alone; `pending`, `running` and `interrupted` runs are (re)started."""
+
+_SCHEMA = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE runs (
+    run_id TEXT PRIMARY KEY,
+    variant TEXT NOT NULL,
+    seed INTEGER NOT NULL,
+    phase TEXT NOT NULL CHECK (phase IN ('main', 'lr_search')),
+    learning_rate REAL,
+    status TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    run_dir TEXT NOT NULL,
+    recipe TEXT NOT NULL,
+    metrics TEXT,
+    epochs_run INTEGER,
+    wall_time_s REAL,
+    error TEXT,
+    updated_at REAL NOT NULL
+);
+CREATE TABLE history (
+    run_id TEXT NOT NULL REFERENCES runs (run_id),
+    epoch INTEGER NOT NULL,
+    key TEXT NOT NULL,
+    value REAL,
+    PRIMARY KEY (run_id, epoch, key)
+);
+CREATE TABLE lr_choices (
+    variant TEXT PRIMARY KEY,
+    learning_rate REAL NOT NULL,
+    metric TEXT NOT NULL,
+    scores TEXT NOT NULL
+);
+"""
+
+_RUN_COLUMNS = (
+    "run_id, variant, seed, phase, learning_rate, status, attempts, run_dir, recipe, "
+    "metrics, epochs_run, wall_time_s, error"
+)
+
+
+@dataclass
+class RunRecord:
+    """One run of a study: a variant trained with one seed (and, in a search, one learning rate).
+
+    Args:
+        run_id: `<variant>/seed-<seed>` for the study's runs, `<variant>/lr-<lr>/seed-<seed>`
+            for learning-rate search runs.
+        variant: The variant's name.
+        seed: The run's random seed.
+        phase: `"main"` or `"lr_search"`.
+        learning_rate: The learning rate set for this run by a search; `None` otherwise.
+        status: `pending`, `running`, `interrupted`, or a finished status: `completed`,
+            `stopped_early`, `diverged` (as in `result.json`) or `failed` (crashed twice).
+        attempts: How many times the run was started.
+        run_dir: The run directory, relative to the study directory.
+        recipe: The run's resolved recipe.
+        metrics: `result.json`'s final metrics (`None` for a value that was NaN).
+        history: Per-epoch lists, as in `result.json` (`loss`, `accuracy`, `val_*`, `lr`, `time_s`).
+        epochs_run: Epochs trained.
+        wall_time_s: Training wall time in seconds.
+        error: The last error of a failed attempt.
+    """
+
+    run_id: str
+    variant: str
+    seed: int
+    phase: str
+    run_dir: str
+    recipe: dict[str, Any]
+    learning_rate: float | None = None
+    status: str = "pending"
+    attempts: int = 0
+    metrics: dict[str, float | None] = field(default_factory=dict)
+    history: dict[str, list[float | None]] = field(default_factory=dict)
+    epochs_run: int | None = None
+    wall_time_s: float | None = None
+    error: str | None = None
+
+    @property
+    def finished(self) -> bool:
+        """Whether a re-run of the study leaves this run alone."""
+        return self.status in FINISHED
+
+
+@dataclass(frozen=True)
+class LearningRateChoice:
+    """The learning rate a search chose for a variant, and the mean score of every rate tried.
+
+    Args:
+        variant: The variant searched.
+        learning_rate: The chosen rate.
+        metric: The validation metric that chose it.
+        scores: Mean metric over the search seeds per rate tried (`None`: no run finished).
+    """
+
+    variant: str
+    learning_rate: float
+    metric: str
+    scores: dict[float, float | None]
+
+
+def _finite(value: Any) -> Any:
+    return value if not isinstance(value, float) or math.isfinite(value) else None
+
+
+class StudyStore:
+    """A study's SQLite store; use `StudyStore.create` or `StudyStore.open`, then `close()`.
+
+    Args:
+        path: The `study.db` file.
+        connection: An open connection, already checked and configured.
+    """
+
+    def __init__(self, path: Path, connection: sqlite3.Connection) -> None:
+        self.path = path
+        self._connection = connection
+
+    @classmethod
+    def create(cls, path: str | Path, spec: dict[str, Any], fingerprint: str) -> StudyStore:
+        """Create a new store at `path` holding `spec`.
+
+        Args:
+            path: Where `study.db` goes; must not exist yet.
+            spec: The resolved study spec (JSON-serializable).
+            fingerprint: A digest of what makes the study's results comparable.
+        """
+        path = Path(path)
+        if path.exists():
+            raise FileExistsError(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        store = cls(path, cls._connect(path))
+        with store._write() as connection:
+            # One statement at a time: `executescript` would commit the open transaction.
+            for statement in filter(str.strip, _SCHEMA.split(";")):
+                connection.execute(statement)
+            connection.executemany(
+                "INSERT INTO meta (key, value) VALUES (?, ?)",
+                [
+                    ("format", FORMAT),
+                    ("version", str(VERSION)),
+                    ("spec", json.dumps(spec)),
+                    ("fingerprint", fingerprint),
+                    ("created_at", str(time.time())),
+                ],
+            )
+        return store
+
+    @classmethod
+    def open(cls, path: str | Path) -> StudyStore:
+        """Open an existing store, refusing anything that is not a tricklab study store.
+
+        The file is first read through a read-only connection, so a foreign or
+        corrupt file is refused without being changed in any way.
+
+        Raises:
+            UserInputError: The file is missing, not SQLite, corrupt, or another program's.
+        """
+        path = Path(path)
+        if not path.is_file():
+            raise UserInputError(f"study store: {path} does not exist")
+        with path.open("rb") as file:
+            header = file.read(16)
+        if header != b"SQLite format 3\x00":
+            raise UserInputError(
+                f"study store: {path} is not an SQLite database (a tricklab study.db is "
+                "expected); the file was left untouched"
+            )
+        try:
+            reader = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+            try:
+                tables = {row[0] for row in reader.execute(
+                    "SELECT name FROM sqlite_master WHERE type = 'table'")}
+                meta = {}
+                if {"meta", "runs", "history", "lr_choices"} <= tables:
+                    meta = dict(reader.execute("SELECT key, value FROM meta").fetchall())
+                check = reader.execute("PRAGMA quick_check").fetchone()[0]
+            finally:
+                reader.close()
+        except sqlite3.DatabaseError as error:
+            raise UserInputError(
+                f"study store: {path} is not a readable tricklab study store ({error}); "
+                "the file was left untouched"
+            ) from None
+        if check != "ok":
+            raise UserInputError(
+                f"study store: {path} is corrupt ({check}); the file was left untouched"
+            )
+        if meta.get("format") != FORMAT:
+            raise UserInputError(
+                f"study store: {path} belongs to another program (an SQLite database "
+                "without tricklab's study tables); the file was left untouched"
+            )
+        if meta.get("version") != str(VERSION):
+            raise UserInputError(
+                f"study store: {path} has format version {meta.get('version')}, this tricklab "
+                f"reads version {VERSION}; the file was left untouched"
+            )
+        return cls(path, cls._connect(path))
+
+    @staticmethod
+    def _connect(path: Path) -> sqlite3.Connection:
+        # Autocommit mode: transactions are explicit `BEGIN IMMEDIATE` blocks (`_write`),
+        # which take the write lock up front, so the busy timeout applies to them.
+        connection = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+        connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        connection.execute("PRAGMA journal_mode = WAL")
+        # WAL with synchronous NORMAL survives a killed process; a power cut may lose
+        # the last commits, never the database.
+        connection.execute("PRAGMA synchronous = NORMAL")
+        connection.execute("PRAGMA foreign_keys = ON")
+        return connection
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        connection = self._connection
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            yield connection
+        except BaseException:
+            connection.execute("ROLLBACK")
+            raise
+        connection.execute("COMMIT")
+
+    def close(self) -> None:
+        """Close the connection."""
+        self._connection.close()
+
+    def __enter__(self) -> StudyStore:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _meta(self, key: str) -> str:
+        row = self._connection.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0]
+
+    @property
+    def spec(self) -> dict[str, Any]:
+        """The resolved study spec the store was created with."""
+        return json.loads(self._meta("spec"))
+
+    @property
+    def fingerprint(self) -> str:
+        """The digest of the spec's result-relevant parts, set at creation."""
+        return self._meta("fingerprint")
+
+    def update_spec(self, spec: dict[str, Any]) -> None:
+        """Replace the stored spec by an equivalent one (same fingerprint, e.g. more seeds)."""
+        with self._write() as connection:
+            connection.execute("UPDATE meta SET value = ? WHERE key = 'spec'", (json.dumps(spec),))
+
+    def add_runs(self, records: Iterable[RunRecord]) -> int:
+        """Insert the runs not yet in the store (usually `pending`); return how many were new."""
+        now = time.time()
+        rows = [
+            (r.run_id, r.variant, r.seed, r.phase, r.learning_rate, r.status, r.attempts,
+             r.run_dir, json.dumps(r.recipe), now)
+            for r in records
+        ]
+        with self._write() as connection:
+            before = connection.total_changes
+            connection.executemany(
+                "INSERT OR IGNORE INTO runs (run_id, variant, seed, phase, learning_rate, status,"
+                " attempts, run_dir, recipe, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+            return connection.total_changes - before
+
+    def mark_started(self, run_id: str) -> int:
+        """Set a run `running` and count the attempt; return the attempt number."""
+        with self._write() as connection:
+            connection.execute(
+                "UPDATE runs SET status = 'running', attempts = attempts + 1, updated_at = ?"
+                " WHERE run_id = ?",
+                (time.time(), run_id),
+            )
+            return connection.execute(
+                "SELECT attempts FROM runs WHERE run_id = ?", (run_id,)
+            ).fetchone()[0]
+
+    def set_status(self, run_id: str, status: str, error: str | None = None) -> None:
+        """Set a run's status (and its last error, when there is one) without touching results."""
+        with self._write() as connection:
+            connection.execute(
+                "UPDATE runs SET status = ?, error = coalesce(?, error), updated_at = ?"
+                " WHERE run_id = ?",
+                (status, error, time.time(), run_id),
+            )
+
+    def set_run_dir(self, run_id: str, run_dir: str) -> None:
+        """Point a run at another directory (a main run reusing an identical search run)."""
+        with self._write() as connection:
+            connection.execute("UPDATE runs SET run_dir = ? WHERE run_id = ?", (run_dir, run_id))
+
+    def record_result(self, run_id: str, result: dict[str, Any]) -> None:
+        """Store a run's `result.json` content: status, metrics, timing and per-epoch history."""
+        history = result.get("history") or {}
+        rows = [
+            (run_id, epoch, key, _finite(value))
+            for key, values in history.items()
+            for epoch, value in enumerate(values, start=1)
+        ]
+        metrics = {key: _finite(value) for key, value in (result.get("metrics") or {}).items()}
+        with self._write() as connection:
+            connection.execute(
+                "UPDATE runs SET status = ?, metrics = ?, epochs_run = ?, wall_time_s = ?,"
+                " updated_at = ? WHERE run_id = ?",
+                (result["status"], json.dumps(metrics), result.get("epochs_run"),
+                 result.get("wall_time_s"), time.time(), run_id),
+            )
+            connection.execute("DELETE FROM history WHERE run_id = ?", (run_id,))
+            connection.executemany(
+                "INSERT INTO history (run_id, epoch, key, value) VALUES (?, ?, ?, ?)", rows
+            )
+
+    def runs(self, phase: str | None = "main") -> list[RunRecord]:
+        """Every run of `phase` (`None`: all phases), in the order they were added."""
+        where, arguments = ("WHERE phase = ?", (phase,)) if phase is not None else ("", ())
+        rows = self._connection.execute(
+            f"SELECT {_RUN_COLUMNS} FROM runs {where} ORDER BY rowid", arguments
+        ).fetchall()
+        histories: dict[str, dict[str, list[float | None]]] = {}
+        for run_id, key, value in self._connection.execute(
+            "SELECT run_id, key, value FROM history ORDER BY run_id, key, epoch"
+        ):
+            histories.setdefault(run_id, {}).setdefault(key, []).append(value)
+        return [self._record(row, histories.get(row[0], {})) for row in rows]
+
+    def run(self, run_id: str) -> RunRecord | None:
+        """One run by id, or `None`."""
+        row = self._connection.execute(
+            f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id = ?", (run_id,)
+        ).fetchone()
+        if row is None:
+            return None
+        history: dict[str, list[float | None]] = {}
+        for key, value in self._connection.execute(
+            "SELECT key, value FROM history WHERE run_id = ? ORDER BY key, epoch", (run_id,)
+        ):
+            history.setdefault(key, []).append(value)
+        return self._record(row, history)
+
+    @staticmethod
+    def _record(row: tuple, history: dict[str, list[float | None]]) -> RunRecord:
+        (run_id, variant, seed, phase, learning_rate, status, attempts, run_dir, recipe,
+         metrics, epochs_run, wall_time_s, error) = row
+        return RunRecord(
+            run_id=run_id, variant=variant, seed=seed, phase=phase, learning_rate=learning_rate,
+            status=status, attempts=attempts, run_dir=run_dir, recipe=json.loads(recipe),
+            metrics=json.loads(metrics) if metrics else {}, history=history,
+            epochs_run=epochs_run, wall_time_s=wall_time_s, error=error,
+        )
+
+    def set_learning_rate_choice(self, choice: LearningRateChoice) -> None:
+        """Record the rate a search chose for a variant (replacing an earlier choice)."""
+        scores = json.dumps([[rate, score] for rate, score in choice.scores.items()])
+        with self._write() as connection:
+            connection.execute(
+                "INSERT OR REPLACE INTO lr_choices (variant, learning_rate, metric, scores)"
+                " VALUES (?, ?, ?, ?)",
+                (choice.variant, choice.learning_rate, choice.metric, scores),
+            )
+
+    def learning_rate_choices(self) -> dict[str, LearningRateChoice]:
+        """The chosen rate of every searched variant, by variant name."""
+        return {
+            variant: LearningRateChoice(
+                variant, rate, metric, {r: s for r, s in json.loads(scores)}
+            )
+            for variant, rate, metric, scores in self._connection.execute(
+                "SELECT variant, learning_rate, metric, scores FROM lr_choices ORDER BY rowid"
+            )
+        }

@@ -1,0 +1,185 @@
+"""`tricklab study`: the command, its report, a killed driver, and the Ray backend."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tricklab.study.store import StudyStore
+
+BASE = {
+    "name": "cli-study",
+    "data": {"dataset": "fashion_mnist", "validation": 500, "scale": "unit"},
+    "model": {
+        "input_shape": [28, 28],
+        "layers": [
+            "flatten",
+            {"dense": {"units": 16, "activation": "relu", "kernel_initializer": "he_normal"}},
+            {"dense": {"units": 10, "activation": "softmax"}},
+        ],
+    },
+    "train": {"optimizer": {"name": "sgd", "learning_rate": 0.01}, "epochs": 1,
+              "batch_size": 32, "metrics": ["accuracy"]},
+}
+
+
+def tricklab(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "tricklab", *args], env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def write_study(folder: Path, seeds: int = 2, **train: object) -> str:
+    base = {**BASE, "train": {**BASE["train"], **train}}
+    spec = {"name": "cli-study", "question": "Adam or SGD?", "base": base, "seeds": seeds,
+            "variants": {"sgd": {}, "adam": {"set": {"train.optimizer": {"name": "adam"}}}}}
+    path = folder / "study.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return str(path)
+
+
+def metrics_by_run(folder: Path) -> dict[str, tuple[str, dict]]:
+    with StudyStore.open(folder / "study.db") as store:
+        return {r.run_id: (r.status, r.metrics) for r in store.runs()}
+
+
+def test_study_runs_reports_and_shows(cli_env, tmp_path):
+    out = tmp_path / "study"
+    done = tricklab("study", write_study(tmp_path), "--out", str(out), "--quiet", "--workers", "2",
+                    env=cli_env)
+    assert done.returncode == 0, done.stderr
+    assert f"report: {out / 'report.html'}" in done.stdout
+    assert (out / "report.html").is_file() and (out / "report.md").is_file()
+    assert "runs: 4 completed" in done.stderr
+    shown = tricklab("study", "show", str(out), env=cli_env)
+    assert shown.returncode == 0, shown.stderr
+    assert "sgd" in shown.stdout and "adam" in shown.stdout
+    again = tricklab("study", "run", write_study(tmp_path), "--out", str(out), "--quiet",
+                     env=cli_env)
+    assert again.returncode == 0, again.stderr
+    assert "4 runs, 4 already finished" in again.stderr
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("name: x\nbase: {}\nvariants: {a: {}}\nseedz: 3\n", "unknown key 'seedz'"),
+        ("name: x\nbase: missing.yaml\nvariants: {a: {}}\n", "recipe file not found"),
+    ],
+)
+def test_a_bad_study_file_is_one_line_and_exit_2(cli_env, tmp_path, text, message):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    done = tricklab("study", str(path), "--out", str(tmp_path / "study"), env=cli_env)
+    assert done.returncode == 2
+    assert message in done.stderr
+    assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "study").exists()
+
+
+def test_show_refuses_a_foreign_store_and_leaves_it_alone(cli_env, tmp_path):
+    (tmp_path / "study").mkdir()
+    foreign = tmp_path / "study" / "study.db"
+    connection = sqlite3.connect(foreign)
+    connection.execute("CREATE TABLE notes (text TEXT)")
+    connection.commit()
+    connection.close()
+    before = foreign.read_bytes()
+    done = tricklab("study", "show", str(tmp_path / "study"), env=cli_env)
+    assert done.returncode == 2
+    assert "belongs to another program" in done.stderr and "Traceback" not in done.stderr
+    assert foreign.read_bytes() == before
+
+
+def _processes_mentioning(text: str) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and int(entry.name) != os.getpid():
+            try:
+                if text in (entry / "cmdline").read_bytes().decode(errors="replace"):
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs /proc to look for orphans")
+def test_sigkill_of_the_driver_then_rerun_completes_with_the_same_numbers(cli_env, tmp_path):
+    study = write_study(tmp_path, seeds=3, epochs=3, batch_size=8)
+    straight = tmp_path / "straight"
+    done = tricklab("study", study, "--out", str(straight), "--quiet", "--workers", "2",
+                    env=cli_env)
+    assert done.returncode == 0, done.stderr
+
+    killed = tmp_path / "killed"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tricklab", "study", study, "--out", str(killed), "--quiet",
+         "--workers", "2"],
+        env=cli_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    deadline = time.monotonic() + 240
+    while True:
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, "no run finished"
+        if (killed / "study.db").exists():
+            with sqlite3.connect(f"{(killed / 'study.db').as_uri()}?mode=ro", uri=True) as db:
+                finished = db.execute(
+                    "SELECT count(*) FROM runs WHERE status = 'completed'").fetchone()[0]
+            if finished >= 2:
+                break
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.communicate()
+    # The workers die with their driver instead of training on unseen.
+    deadline = time.monotonic() + 10
+    while _processes_mentioning(str(killed)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _processes_mentioning(str(killed)) == []
+    interrupted = metrics_by_run(killed)
+    assert 2 <= sum(status == "completed" for status, _ in interrupted.values()) < 6
+
+    done = tricklab("study", study, "--out", str(killed), "--quiet", "--workers", "2",
+                    env=cli_env)
+    assert done.returncode == 0, done.stderr
+    resumed, reference = metrics_by_run(killed), metrics_by_run(straight)
+    assert sorted(resumed) == sorted(reference)  # exactly one record per (variant, seed)
+    assert resumed == reference
+    for run_id, (status, metrics) in interrupted.items():
+        if status == "completed":
+            assert resumed[run_id][1] == metrics
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_ray_backend_on_a_local_ray_cluster_matches_the_local_backend(cli_env, tmp_path):
+    pytest.importorskip("ray", reason="Ray is the optional extra tricklab[ray]")
+    ray = str(Path(sys.executable).with_name("ray"))
+    env = {**cli_env, "RAY_USAGE_STATS_ENABLED": "0"}
+    port = _free_port()
+    started = subprocess.run(
+        [ray, "start", "--head", "--num-cpus=2", f"--port={port}", "--include-dashboard=false",
+         "--disable-usage-stats"], env=env, capture_output=True, text=True, timeout=180)
+    assert started.returncode == 0, started.stderr
+    try:
+        study = write_study(tmp_path)
+        on_ray = tricklab("study", study, "--out", str(tmp_path / "ray"), "--quiet",
+                          "--backend", "ray", "--address", f"127.0.0.1:{port}", env=env)
+        assert on_ray.returncode == 0, on_ray.stderr
+    finally:
+        subprocess.run([ray, "stop", "--force"], env=env, capture_output=True, timeout=120)
+    local = tricklab("study", study, "--out", str(tmp_path / "local"), "--quiet", env=cli_env)
+    assert local.returncode == 0, local.stderr
+    assert metrics_by_run(tmp_path / "ray") == metrics_by_run(tmp_path / "local")
+    assert all(status == "completed" for status, _ in metrics_by_run(tmp_path / "ray").values())

@@ -1,0 +1,307 @@
+"""The study report: a self-contained HTML page, a Markdown summary and a terminal table.
+
+The store is filled the way the study driver fills it (4 variants × 5 seeds with
+per-epoch histories, a diverged and a failed run, a learning-rate search and a
+target); the page is then checked as text and in a real headless Chromium.
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+import pytest
+from rich.console import Console
+
+from tricklab.report.study_report import study_table, write_study_report
+from tricklab.study.store import LearningRateChoice, RunRecord, StudyStore
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+CHROMIUM = Path("/usr/bin/chromium")
+REPOSITORY = Path(__file__).resolve().parents[2]
+
+# Final test accuracy per seed; means: dropout 0.870 > baseline 0.850 > batch_norm 0.849
+# > high_lr 0.803 (3 runs; one more diverged and one failed).
+FINALS = {
+    "baseline": [0.848, 0.852, 0.850, 0.846, 0.854],
+    "dropout": [0.868, 0.872, 0.870, 0.866, 0.874],
+    "batch_norm": [0.853, 0.845, 0.851, 0.849, 0.847],
+    "high_lr": [0.80, 0.82, 0.79, None, None],
+}
+RANKED = ["dropout", "baseline", "batch_norm", "high_lr"]
+DESCRIPTION = "<script>alert('x')</script> normalizes & rescales"
+ERROR = "Traceback (most recent call last):\nRuntimeError: out of memory <allocating 4 GiB>"
+
+
+def _recipe(name: str, learning_rate: float) -> dict[str, Any]:
+    return {
+        "name": name, "seed": 0,
+        "data": {"dataset": "fashion_mnist", "validation": 5000, "scale": "unit"},
+        "model": {"input_shape": [28, 28], "layers": [
+            {"flatten": {}}, {"dense": {"units": 300, "kernel_initializer": "he_normal"}},
+            {"leaky_relu": {}}, {"dense": {"units": 10, "activation": "softmax"}}]},
+        "train": {"optimizer": {"name": "sgd", "learning_rate": learning_rate},
+                  "loss": "sparse_categorical_crossentropy", "metrics": ["accuracy"],
+                  "batch_size": 32, "epochs": 8},
+    }
+
+
+def _spec(variants: list[str]) -> dict[str, Any]:
+    descriptions = {"batch_norm": DESCRIPTION}
+    return {
+        "name": "chapter11", "question": "Which tricks beat plain SGD on Fashion-MNIST?",
+        "description": "Four variants, five seeds.", "metric": "test_accuracy",
+        "higher_is_better": True, "baseline": "baseline", "seeds": [0, 1, 2, 3, 4],
+        "target": {"metric": "val_accuracy", "value": 0.8}, "budget": {"epochs": 8},
+        "quick": False,
+        "variants": {v: {"description": descriptions.get(v), "recipe": _recipe(v, 0.01),
+                         "lr_search": v == "dropout"} for v in variants},
+        "lr_search": {"grid": [1e-3, 1e-2, 1e-1], "seeds": [0, 1], "metric": "val_accuracy"},
+    }
+
+
+def _result(final: float | None, seed: int, epochs: int = 8) -> dict[str, Any]:
+    if final is None:  # diverged: the loss blew up at epoch 3
+        nan = math.nan
+        return {"status": "diverged", "epochs_run": 3, "wall_time_s": 3.3,
+                "metrics": {"test_accuracy": nan, "val_accuracy": nan, "val_loss": nan},
+                "history": {"loss": [2.0, 40.0, nan], "val_accuracy": [0.4, 0.1, nan],
+                            "time_s": [1.1, 1.1, 1.1]}}
+    curve = [final - (final - 0.6) * 0.6 ** epoch for epoch in range(epochs)]
+    return {
+        "status": "completed", "epochs_run": epochs, "wall_time_s": epochs * (1.0 + 0.05 * seed),
+        "metrics": {"test_accuracy": final, "val_accuracy": curve[-1], "val_loss": 1.2 - final,
+                    "train_accuracy": final + 0.03, "train_loss": 1.1 - final},
+        "history": {"accuracy": [a + 0.03 for a in curve], "loss": [1.1 - a for a in curve],
+                    "val_accuracy": curve, "val_loss": [1.2 - a for a in curve],
+                    "lr": [0.01] * epochs, "time_s": [1.0 + 0.05 * seed] * epochs},
+    }
+
+
+def _add(store: StudyStore, variant: str, seed: int, phase: str = "main",
+         learning_rate: float | None = None) -> str:
+    run_id = (f"{variant}/seed-{seed}" if phase == "main"
+              else f"{variant}/lr-{learning_rate:g}/seed-{seed}")
+    store.add_runs([RunRecord(run_id, variant, seed, phase, run_id,
+                              _recipe(variant, learning_rate or 0.01), learning_rate)])
+    return run_id
+
+
+def _build_study(study_dir: Path, finished: bool = True) -> Path:
+    """A study directory whose store holds what a real study would have written."""
+    with StudyStore.create(study_dir / "study.db", _spec(list(FINALS)), "abc") as store:
+        for rate, score in ((1e-3, 0.82), (1e-2, 0.86), (1e-1, 0.78)):
+            for seed in (0, 1):
+                run_id = _add(store, "dropout", seed, "lr_search", rate)
+                store.mark_started(run_id)
+                store.record_result(run_id, _result(score + 0.004 * seed, seed))
+        store.set_learning_rate_choice(LearningRateChoice(
+            "dropout", 1e-2, "val_accuracy", {1e-3: 0.822, 1e-2: 0.862, 1e-1: 0.782}))
+        for variant, finals in FINALS.items():
+            for seed, final in enumerate(finals):
+                run_id = _add(store, variant, seed)
+                if not finished and seed >= 3:
+                    continue  # still pending
+                store.mark_started(run_id)
+                if variant == "high_lr" and seed == 4:
+                    store.set_status(run_id, "failed", ERROR)
+                else:
+                    store.record_result(run_id, _result(final, seed))
+    return study_dir
+
+
+class _Page(HTMLParser):
+    """Collects every resource reference, image source and ranking-table row of a page."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.references: list[str] = []
+        self.images: list[str] = []
+        self.rows: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        values = dict(attrs)
+        self.references += [v or "" for k, v in attrs if k in ("src", "href", "srcset", "data")]
+        if tag == "img":
+            self.images.append(values.get("src") or "")
+        if tag == "tr" and "data-variant" in values:
+            self.rows.append(values["data-variant"] or "")
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    return write_study_report(_build_study(tmp_path_factory.mktemp("study")))
+
+
+def _page(html_path: Path) -> _Page:
+    parser = _Page()
+    parser.feed(html_path.read_text(encoding="utf-8"))
+    return parser
+
+
+def test_writes_both_reports_beside_the_store_and_nothing_else(report: tuple[Path, Path]) -> None:
+    html_path, markdown_path = report
+    assert html_path.name == "report.html" and markdown_path.name == "report.md"
+    assert sorted(p.name for p in html_path.parent.iterdir() if not p.name.startswith(
+        "study.db")) == ["report.html", "report.md"]
+
+
+def test_page_references_no_network_resource(report: tuple[Path, Path]) -> None:
+    text = report[0].read_text(encoding="utf-8")
+    assert "http://" not in text and "https://" not in text
+    assert not re.search(r"url\(|@import|<script|<iframe|<link[^>]+stylesheet", text)
+    page = _page(report[0])
+    assert page.references, "the page should carry its images inline"
+    assert all(ref.startswith("data:") for ref in page.references), page.references
+
+
+def test_every_image_is_an_inline_png(report: tuple[Path, Path]) -> None:
+    images = _page(report[0]).images
+    # forest plot, accuracy curves, loss curves, wall time, learning-rate search
+    assert len(images) == 5
+    for source in images:
+        prefix = "data:image/png;base64,"
+        assert source.startswith(prefix)
+        assert base64.b64decode(source[len(prefix):], validate=True).startswith(PNG_SIGNATURE)
+
+
+def test_ranking_rows_follow_the_means(report: tuple[Path, Path]) -> None:
+    page = _page(report[0])
+    assert page.rows == RANKED
+    text = report[0].read_text(encoding="utf-8")
+    ranks = re.findall(r'<tr[^>]*data-variant="[^"]*"><td class="rank">(\d+)</td>', text)
+    assert ranks == ["1", "2", "3", "4"]
+
+
+def test_verdicts_counts_and_target_are_in_the_table(report: tuple[Path, Path]) -> None:
+    text = report[0].read_text(encoding="utf-8")
+    rows = dict(zip(_page(report[0]).rows, re.findall(r"<tr[^>]*data-variant.*?</tr>", text),
+                    strict=True))
+    assert ">better<" in rows["dropout"]
+    assert ">baseline<" in rows["baseline"]
+    assert ">no detectable difference<" in rows["batch_norm"]
+    assert ">worse<" in rows["high_lr"]
+    assert "3 ok, 1 diverged, 1 failed" in rows["high_lr"]
+    assert "(5/5)" in rows["dropout"]  # all five seeds reached the target
+    assert "0.8700 ± " in rows["dropout"]
+
+
+def test_user_text_is_escaped(report: tuple[Path, Path]) -> None:
+    text = report[0].read_text(encoding="utf-8")
+    assert "<script>" not in text
+    assert "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt; normalizes &amp; rescales" in text
+    # The failed run's error is shown, escaped, with its last line up front.
+    assert "RuntimeError: out of memory &lt;allocating 4 GiB&gt;" in text
+    assert "high_lr/seed-3</b> diverged" in text
+
+
+def test_setup_and_learning_rate_search_sections(report: tuple[Path, Path]) -> None:
+    text = report[0].read_text(encoding="utf-8")
+    for expected in ("Which tricks beat plain SGD on Fashion-MNIST?", "<dd>fashion_mnist</dd>",
+                     "<dd>0, 1, 2, 3, 4</dd>", "<dd>epochs = 8</dd>", "tricklab 0.1.0, torch",
+                     "<h2>Learning-rate search</h2>", "✓ chosen", "<summary>batch_norm</summary>",
+                     "learning_rate: 0.01"):
+        assert expected in text, expected
+
+
+def test_markdown_has_one_row_per_variant_and_the_warnings(report: tuple[Path, Path]) -> None:
+    text = report[1].read_text(encoding="utf-8")
+    assert text.startswith("# Study: chapter11\n")
+    assert "> Which tricks beat plain SGD on Fashion-MNIST?" in text
+    table = [line for line in text.splitlines() if line.startswith("|")]
+    assert len(table) == 2 + len(FINALS)
+    assert [row.split("|")[2].strip() for row in table[2:]] == RANKED
+    assert "- high_lr: 1 of 5 runs diverged" in text
+    assert "- high_lr/seed-4 failed: RuntimeError: out of memory <allocating 4 GiB>" in text
+
+
+def test_terminal_table_lists_variants_in_rank_order(report: tuple[Path, Path]) -> None:
+    table = study_table(report[0].parent)
+    assert table.row_count == len(FINALS)
+    console = Console(record=True, width=250)
+    console.print(table)
+    output = console.export_text()
+    positions = [output.index(f"│ {name} ") for name in RANKED]
+    assert positions == sorted(positions)
+    assert "no detectable difference" in output and "time to target" in output
+
+
+def test_a_study_still_running_renders_partial_results(tmp_path: Path) -> None:
+    html_path, markdown_path = write_study_report(_build_study(tmp_path, finished=False))
+    markdown = markdown_path.read_text(encoding="utf-8")
+    assert "8 of 20 runs have not finished yet: the results are partial" in markdown
+    assert "3 ok, 2 pending" in markdown
+    assert "<dd>12 of 20 finished</dd>" in html_path.read_text(encoding="utf-8")
+
+
+def test_a_variant_whose_runs_all_diverged_keeps_its_row(tmp_path: Path) -> None:
+    with StudyStore.create(tmp_path / "study.db", _spec(["baseline", "explodes"]), "x") as store:
+        for seed in range(5):
+            for variant, final in (("baseline", 0.85 + 0.001 * seed), ("explodes", None)):
+                store.mark_started(run_id := _add(store, variant, seed))
+                store.record_result(run_id, _result(final, seed))
+    html_path, markdown_path = write_study_report(tmp_path)
+    page = _page(html_path)
+    assert page.rows == ["baseline", "explodes"]
+    assert len(page.images) == 4  # no search: forest, two curve grids, wall time
+    row = re.search(r'<tr data-variant="explodes">.*?</tr>', html_path.read_text("utf-8"))
+    assert row is not None and ">diverged<" in row.group(0) and "0 ok, 5 diverged" in row.group(0)
+    assert "| diverged | 0 ok, 5 diverged |" in markdown_path.read_text(encoding="utf-8")
+
+
+def test_a_missing_store_is_a_user_error(tmp_path: Path) -> None:
+    from tricklab.errors import UserInputError
+
+    with pytest.raises(UserInputError, match="does not exist"):
+        write_study_report(tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_page_renders_in_headless_chromium(report: tuple[Path, Path]) -> None:
+    if not CHROMIUM.exists():
+        pytest.skip(f"no Chromium at {CHROMIUM}: the browser check needs it")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+    artifacts = REPOSITORY / "test-artifacts"
+    artifacts.mkdir(exist_ok=True)
+    errors: list[str] = []
+    blocked: list[str] = []
+
+    def route(request_route: Any) -> None:
+        url = request_route.request.url
+        if url.startswith(("file://", "data:")):
+            request_route.continue_()
+        else:
+            blocked.append(url)
+            request_route.abort()
+
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM),
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--no-first-run"],
+        )
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda error: errors.append(str(error)))
+            page.route("**/*", route)
+            page.goto(report[0].resolve().as_uri(), wait_until="load")
+            images = page.evaluate(
+                "() => Array.from(document.images, i => [i.complete, i.naturalWidth])")
+            rows = page.evaluate(
+                "() => Array.from(document.querySelectorAll('#ranking tbody tr'),"
+                " r => r.dataset.variant)")
+            page.screenshot(path=str(artifacts / "study_report.png"), full_page=True)
+        finally:
+            browser.close()
+    assert errors == []
+    assert blocked == []
+    assert len(images) == 5
+    assert all(complete and width > 0 for complete, width in images), images
+    assert rows == RANKED
+    assert (artifacts / "study_report.png").read_bytes().startswith(PNG_SIGNATURE)
+

@@ -1,0 +1,49 @@
+"""Atomic writes: all or nothing, ordinary permissions, strict JSON."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import stat
+
+import pytest
+
+from tricklab import atomic
+
+
+def test_a_write_replaces_the_file_whole(tmp_path):
+    target = tmp_path / "deep" / "file.txt"
+    atomic.write_text(target, "first")
+    atomic.write_text(target, "second")
+    assert target.read_text() == "second"
+    assert [p.name for p in target.parent.iterdir()] == ["file.txt"]
+
+
+def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path):
+    target = tmp_path / "file.txt"
+    atomic.write_text(target, "old")
+
+    def fail(file):
+        file.write(b"half")
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError, match="disk full"):
+        atomic.write_with(target, fail)
+    assert target.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["file.txt"]
+
+
+def test_files_get_the_permissions_of_an_ordinary_open(tmp_path):
+    atomic.write_text(tmp_path / "atomic.txt", "x")
+    (tmp_path / "plain.txt").write_text("x")
+    mode = stat.S_IMODE(os.stat(tmp_path / "atomic.txt").st_mode)
+    assert mode == stat.S_IMODE(os.stat(tmp_path / "plain.txt").st_mode)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert mode == 0o666 & ~umask  # not mkstemp's private 0600
+
+
+def test_json_turns_nan_and_infinity_into_null(tmp_path):
+    atomic.write_json(tmp_path / "r.json", {"a": math.nan, "b": [1.0, math.inf], "c": 2})
+    assert json.loads((tmp_path / "r.json").read_text()) == {"a": None, "b": [1.0, None], "c": 2}
