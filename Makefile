@@ -1,7 +1,9 @@
-# tricklab: `make demo` trains the chapter-11 model, `make test` runs the tests.
+# tricklab: `make demo` runs the chapter-11 study, `make test` runs the tests.
 # Both set everything up first: a virtualenv with torch==2.13.0 (the CPU wheel
-# pip finds locally), tricklab itself, and Debian's Fashion-MNIST when apt can
-# install it. Every step is skipped when its result is already there.
+# pip finds locally), tricklab itself with its test tools and Ray, Debian's
+# Fashion-MNIST when apt can install it, and for the tests Debian's chromium
+# (the study report is checked in a real headless browser). Every step is
+# skipped when its result is already there.
 
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
@@ -10,7 +12,7 @@ STAMP := $(VENV)/.tricklab-installed
 TORCH := torch==2.13.0
 DEBIAN_DATA := /usr/share/datasets/fashion-mnist
 
-.PHONY: setup data demo test lint bench clean
+.PHONY: setup data browser demo test lint bench clean
 
 setup: $(STAMP)
 
@@ -18,7 +20,7 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
 	$(PY) -m pip install --quiet --disable-pip-version-check "$(TORCH)"
-	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[dev]" "$(TORCH)"
+	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[dev,ray]" "$(TORCH)"
 	touch $(STAMP)
 
 # Debian's package when apt is available and no copy of the data is found;
@@ -35,10 +37,23 @@ data: $(STAMP)
 		echo "Fashion-MNIST not found and apt unavailable; tricklab will download it when needed"; \
 	fi
 
-demo: data
-	$(VENV)/bin/tricklab train recipes/chapter11/leaky_relu_he.yaml --overwrite
+# Debian's chromium for the report test, when apt is available (the test is
+# skipped, saying why, on a machine without it).
+browser:
+	@if command -v chromium >/dev/null 2>&1; then :; \
+	elif command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null 2>&1 \
+		|| { apt-get update -q >/dev/null 2>&1 && \
+		     DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null 2>&1; } \
+		|| echo "apt could not install chromium; the browser test will be skipped"; \
+	else \
+		echo "chromium not found and apt unavailable; the browser test will be skipped"; \
+	fi
 
-test: data
+demo: data
+	$(VENV)/bin/tricklab study studies/chapter11.yaml --quick
+
+test: data browser
 	$(VENV)/bin/pytest
 
 lint: $(STAMP)
@@ -49,6 +64,8 @@ bench: data
 	$(PY) benchmarks/optimizer_step.py
 	$(PY) benchmarks/regularization_overhead.py
 	$(PY) benchmarks/train_memory.py
+	$(PY) benchmarks/study_speed.py
+	$(PY) benchmarks/study_store_overhead.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import socket
 import sqlite3
@@ -166,7 +167,10 @@ def _free_port() -> int:
 def test_ray_backend_on_a_local_ray_cluster_matches_the_local_backend(cli_env, tmp_path):
     pytest.importorskip("ray", reason="Ray is the optional extra tricklab[ray]")
     ray = str(Path(sys.executable).with_name("ray"))
-    env = {**cli_env, "RAY_USAGE_STATS_ENABLED": "0"}
+    # Ray 2.59+ authenticates clients of local clusters with a token: one shared
+    # by the cluster and the study, independent of any token in the home folder.
+    env = {**cli_env, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "token",
+           "RAY_AUTH_TOKEN": secrets.token_hex(16)}
     port = _free_port()
     started = subprocess.run(
         [ray, "start", "--head", "--num-cpus=2", f"--port={port}", "--include-dashboard=false",

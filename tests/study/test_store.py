@@ -266,13 +266,6 @@ def test_runs_filters_by_phase_and_keeps_insertion_order(store):
     assert all(r.history == {} for r in store.runs("lr_search"))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="store.py:301 (StudyStore.add_runs) uses INSERT OR IGNORE, whose IGNORE also "
-    "applies to the schema's CHECK (phase IN ('main', 'lr_search')) and NOT NULL "
-    "constraints, so a run with a bad phase is silently dropped (add_runs returns 0) "
-    "instead of being refused",
-)
 def test_a_phase_outside_main_and_lr_search_is_refused(store):
     with pytest.raises(sqlite3.IntegrityError):
         store.add_runs([_record("a/seed-0", phase="warmup")])
@@ -515,14 +508,6 @@ REFUSED = {
     "other-version": (_other_version, ("has format version 2, this tricklab reads version 1",)),
 }
 
-WAL_LEFTOVERS = pytest.mark.xfail(
-    strict=True,
-    reason="store.py:206 (StudyStore.open) checks a WAL-mode file through a `mode=ro` "
-    "connection, which creates study.db-wal and study.db-shm next to it and leaves them "
-    "when the file is refused",
-)
-
-
 def _prepare(tmp_path: Path, case: str) -> Path:
     folder = tmp_path / case
     folder.mkdir()
@@ -547,13 +532,7 @@ def test_a_file_that_is_not_a_store_is_refused_and_left_byte_for_byte(tmp_path, 
     assert path.stat().st_mtime_ns == mtime
 
 
-@pytest.mark.parametrize("case", [
-    pytest.param(case, marks=WAL_LEFTOVERS)
-    if case in ("foreign-wal", "corrupt-first-pages", "corrupt-last-page", "truncated",
-                "other-version")
-    else case
-    for case in REFUSED
-])
+@pytest.mark.parametrize("case", list(REFUSED))
 def test_a_refused_file_leaves_no_wal_or_shm_files_beside_it(tmp_path, case):
     path = _prepare(tmp_path, case)
     with pytest.raises(UserInputError):

@@ -37,6 +37,7 @@ from typing import Annotated, Any
 
 import pydantic
 from pydantic import Field
+from pydantic_core import PydanticCustomError
 
 from tricklab.config import format_validation_error
 from tricklab.errors import UserInputError
@@ -44,6 +45,7 @@ from tricklab.recipe.load import apply_override, read_yaml, recipe_from_dict
 from tricklab.recipe.schema import _Section
 from tricklab.study.statistics import higher_is_better
 
+MAX_SEEDS = 1000
 Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=60)]
 
 
@@ -145,12 +147,37 @@ class StudySpec(_Section):
     base: str | dict[str, Any]
     variants: Annotated[dict[Name, VariantSpec | None], Field(min_length=1)]
     baseline: Name | None = None
-    seeds: Annotated[int, Field(ge=1, le=1000)] | Annotated[list[int], Field(min_length=1)] = 5
+    seeds: int | list[int] = 5
     metric: str = "test_accuracy"
     target: Target | None = None
     budget: Budget | None = None
     lr_search: LearningRateSearch | None = None
     quick: Quick = Quick()
+
+
+    @pydantic.field_validator("seeds")
+    @classmethod
+    def _seeds_in_range(cls, seeds: int | list[int]) -> int | list[int]:
+        # One check for both forms, so an error names `seeds` as the file writes it.
+        if isinstance(seeds, int) and not 1 <= seeds <= MAX_SEEDS:
+            raise PydanticCustomError(
+                "seeds", f"a number of seeds should be from 1 to {MAX_SEEDS}"
+            )
+        if isinstance(seeds, list) and not seeds:
+            raise PydanticCustomError("seeds", "a list of seeds should not be empty")
+        if isinstance(seeds, list) and any(seed < 0 for seed in seeds):
+            raise PydanticCustomError("seeds", "seeds should be 0 or more")
+        return seeds
+
+    @pydantic.field_validator("lr_search")
+    @classmethod
+    def _distinct_rates(cls, search: LearningRateSearch | None) -> LearningRateSearch | None:
+        # Search runs are named by rate (`lr-0.001`), so rates must differ when written.
+        if search is not None and len({f"{rate:g}" for rate in search.grid}) < len(search.grid):
+            raise PydanticCustomError(
+                "grid", "the learning rates of lr_search.grid should all differ"
+            )
+        return search
 
 
 @dataclass(frozen=True)
@@ -205,7 +232,7 @@ class Study:
             "lr_search": None if self.spec["lr_search"] is None
             else {**self.spec["lr_search"], "seeds": None},
             "variants": {
-                name: _without_seed(variant["recipe"])
+                name: [_without_seed(variant["recipe"]), variant["lr_search"]]
                 for name, variant in self.spec["variants"].items()
             },
         }
@@ -225,8 +252,12 @@ class Study:
             apply_override(document, ["train", "optimizer", "learning_rate"], learning_rate)
             if phase == "lr_search":
                 run_id = f"{variant}/lr-{learning_rate:g}/seed-{seed}"
-        document["name"] = f"{self.name}-{run_id.replace('/', '-')}"[:100]
-        recipe = recipe_from_dict(document, f"{self.source}: variants.{variant}")
+        suffix = f"-{run_id.replace('/', '-')}"
+        document["name"] = f"{self.name[: 100 - len(suffix)]}{suffix}"
+        try:
+            recipe = recipe_from_dict(document, "recipe")
+        except UserInputError as error:
+            raise UserInputError(f"{self.source}: variants.{variant}: {error}") from None
         return PlannedRun(run_id, variant, seed, phase, learning_rate, recipe.to_dict())
 
 
@@ -250,8 +281,7 @@ def load_study(path: str | Path, seeds: int | None = None, quick: bool = False) 
     try:
         spec = StudySpec.model_validate(document)
     except pydantic.ValidationError as error:
-        accepted = sorted(StudySpec.model_fields) if _top_level_extra(error) else None
-        message = format_validation_error(error, accepted=accepted)
+        message = format_validation_error(error, accepted=_accepted_keys(error))
         raise UserInputError(f"{path}: {message}") from None
     base = _base_document(spec.base, path)
     seed_list = list(range(spec.seeds)) if isinstance(spec.seeds, int) else list(spec.seeds)
@@ -313,17 +343,30 @@ def load_study(path: str | Path, seeds: int | None = None, quick: bool = False) 
     return study
 
 
-def _top_level_extra(error: pydantic.ValidationError) -> bool:
+def _accepted_keys(error: pydantic.ValidationError) -> list[str] | None:
+    """For an unknown key, the keys its section accepts."""
     first = error.errors()[0]
-    return first["type"] == "extra_forbidden" and len(first["loc"]) == 1
+    if first["type"] != "extra_forbidden":
+        return None
+    parent = tuple(first["loc"][:-1])
+    sections: dict[tuple, type[_Section]] = {
+        (): StudySpec, ("lr_search",): LearningRateSearch, ("quick",): Quick,
+        ("target",): Target, ("budget",): Budget,
+    }
+    section = VariantSpec if parent[:1] == ("variants",) and len(parent) == 2 else (
+        sections.get(parent)
+    )
+    return sorted(section.model_fields) if section else None
 
 
-def _base_document(base: str | dict[str, Any], path: Path) -> dict[str, Any]:
+def _base_document(
+    base: str | dict[str, Any], path: Path, field: str = "base"
+) -> dict[str, Any]:
     if isinstance(base, dict):
         return copy.deepcopy(base)
     recipe_path = (path.parent / base) if not Path(base).is_absolute() else Path(base)
     if not recipe_path.is_file():
-        raise UserInputError(f"{path}: base: recipe file not found: {recipe_path}")
+        raise UserInputError(f"{path}: {field}: recipe file not found: {recipe_path}")
     document = read_yaml(recipe_path)
     if not isinstance(document, dict):
         raise UserInputError(f"{recipe_path}: a recipe is a mapping with name, model and train")
@@ -361,7 +404,7 @@ def _variant_document(
         chain.append(current)
         link = spec.variants[current] or VariantSpec()
         if link.recipe is not None:  # a variant's own recipe replaces everything it extends
-            base = _base_document(link.recipe, path)
+            base = _base_document(link.recipe, path, f"variants.{current}.recipe")
             break
         current = link.extends
     document = copy.deepcopy(base)

@@ -81,6 +81,10 @@ def _p(value: float | None) -> str:
     return "<0.001" if value < 0.001 else f"{value:.3f}"
 
 
+TERMINAL_COLUMNS = ("rank", "variant", "n", "mean", "difference", "p_improvement", "p",
+                    "verdict", "runs")
+
+
 def _columns(results: StudyResults) -> list[tuple[str, str]]:
     """(key, header) of each column of the ranked table."""
     percent = round(100 * results.analysis.confidence)
@@ -148,7 +152,11 @@ def _setup(results: StudyResults) -> list[tuple[str, str]]:
     spec = results.spec
     baseline = results.variants[results.baseline].recipe
     epochs = (baseline.get("train") or {}).get("epochs")
-    budget = ", ".join(f"{k} = {v}" for k, v in (spec.get("budget") or {}).items())
+    budget = (spec.get("budget") or {}).get("epochs")
+    trained = "—" if epochs is None else f"{epochs} per run"
+    if budget is not None:
+        # --quick trains fewer epochs than the study's budget: show both.
+        trained += " (the budget)" if budget == epochs else f" (the study's budget: {budget})"
     direction = "higher" if results.higher_is_better else "lower"
     total = sum(v.counts.total for v in results.variants.values())
     items = [
@@ -158,7 +166,7 @@ def _setup(results: StudyResults) -> list[tuple[str, str]]:
         ("baseline", results.baseline),
         ("variants", str(len(results.variants))),
         ("seeds", ", ".join(map(str, spec.get("seeds", []))) or "—"),
-        ("epochs / budget", budget or (f"{epochs} epochs" if epochs is not None else "—")),
+        ("epochs", trained),
         ("runs", f"{total - results.unfinished} of {total} finished"),
         ("quick mode", "yes (fewer seeds and epochs)" if spec.get("quick") else "no"),
     ]
@@ -344,13 +352,16 @@ def study_table(study_dir: str | Path) -> Table:
                         f"({direction} is better)", header_style="bold", caption_justify="left")
     styles = {"better": "green", "worse": "red", "diverged": "red", "failed": "red",
               "baseline": "cyan"}
-    for key, header in _columns(results):
+    # A terminal is narrow: the mean and the difference with its interval; the
+    # report holds the rest (IQM, the mean's interval, time to target, wall time).
+    columns = [(key, header) for key, header in _columns(results) if key in TERMINAL_COLUMNS]
+    for key, header in columns:
         left = key in ("variant", "verdict", "runs")
-        table.add_column(header, justify="left" if left else "right", overflow="fold")
+        table.add_column(header, justify="left" if left else "right", no_wrap=key != "variant")
     for row in table_rows(results):
         verdict = row["verdict"]
         cells = [f"[{styles[verdict]}]{verdict}[/]" if k == "verdict" and verdict in styles
-                 else escape(row[k]) for k, _ in _columns(results)]
+                 else escape(row[k]) for k, _ in columns]
         table.add_row(*cells)
     if results.warnings:
         table.caption = "\n".join(escape(f"! {w}") for w in results.warnings)

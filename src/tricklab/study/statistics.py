@@ -338,16 +338,17 @@ def analyze(
         return empty, 0.0 if empty else -mean if higher_is_better else mean
 
     ranked = sorted(cleaned, key=order)
-    warned = []
-    for name in cleaned:
-        n = summaries[name].n
-        if n == 0:
-            warned.append(f"{name}: no values; it is listed but not compared")
-        elif n < min_seeds:
-            seeds = "seed" if n == 1 else "seeds"
-            warned.append(
-                f"{name}: only {n} {seeds}; intervals are wide ({min_seeds} or more recommended)"
-            )
+    warned = [f"{name}: no values; it is listed but not compared"
+              for name in cleaned if summaries[name].n == 0]
+    few = {name: summaries[name].n for name in cleaned if 0 < summaries[name].n < min_seeds}
+    wide = f"intervals are wide ({min_seeds} or more recommended)"
+    if len(few) == len(cleaned) > 1 and len(set(few.values())) == 1:
+        # The usual case of a short study: one line, not one per variant.
+        n = next(iter(few.values()))
+        warned.append(f"every variant: only {n} {'seed' if n == 1 else 'seeds'}; {wide}")
+    else:
+        warned += [f"{name}: only {n} {'seed' if n == 1 else 'seeds'}; {wide}"
+                   for name, n in few.items()]
     return StudyAnalysis(
         metric=metric,
         higher_is_better=higher_is_better,

@@ -193,6 +193,22 @@ class StudyStore:
             UserInputError: The file is missing, not SQLite, corrupt, or another program's.
         """
         path = Path(path)
+        # Reading a WAL-mode file creates its -wal and -shm companions; a refused file
+        # must be left as it was found, so the ones this check created go again.
+        companions = [path.with_name(f"{path.name}-{suffix}") for suffix in ("wal", "shm")]
+        existed = [companion.exists() for companion in companions]
+        try:
+            cls._check(path)
+        except UserInputError:
+            for companion, was_there in zip(companions, existed, strict=True):
+                if not was_there:
+                    companion.unlink(missing_ok=True)
+            raise
+        return cls(path, cls._connect(path))
+
+    @staticmethod
+    def _check(path: Path) -> None:
+        """Raise `UserInputError` unless `path` is a readable study store of this version."""
         if not path.is_file():
             raise UserInputError(f"study store: {path} does not exist")
         with path.open("rb") as file:
@@ -232,7 +248,6 @@ class StudyStore:
                 f"study store: {path} has format version {meta.get('version')}, this tricklab "
                 f"reads version {VERSION}; the file was left untouched"
             )
-        return cls(path, cls._connect(path))
 
     @staticmethod
     def _connect(path: Path) -> sqlite3.Connection:
@@ -298,8 +313,10 @@ class StudyStore:
         with self._write() as connection:
             before = connection.total_changes
             connection.executemany(
-                "INSERT OR IGNORE INTO runs (run_id, variant, seed, phase, learning_rate, status,"
-                " attempts, run_dir, recipe, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                # Only an existing run is skipped; a row breaking a constraint still fails.
+                "INSERT INTO runs (run_id, variant, seed, phase, learning_rate, status,"
+                " attempts, run_dir, recipe, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (run_id) DO NOTHING",
                 rows,
             )
             return connection.total_changes - before
