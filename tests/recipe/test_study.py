@@ -623,3 +623,31 @@ def test_a_bad_variant_name(tmp_path):
     path, message = _error(tmp_path, variants={"a": {}, "has space": {}})
     assert message.startswith(f"{path}: variants.")
     assert "should match pattern" in message
+
+
+def test_the_readme_study_file_loads_as_written(tmp_path):
+    readme = (REPOSITORY / "README.md").read_text(encoding="utf-8")
+    example = next(block for block in re.findall(r"```yaml\n(.*?)```", readme, re.DOTALL)
+                   if "lr_search:" in block)
+    (tmp_path / "recipes").symlink_to(REPOSITORY / "recipes")
+    (tmp_path / "studies").mkdir()
+    path = tmp_path / "studies" / "ladder.yaml"
+    path.write_text(example, encoding="utf-8")
+    study = load_study(path)
+    assert list(study.spec["variants"]) == ["baseline", "dropout", "dropout_nadam", "selu"]
+    assert study.searched() == ["dropout"]
+    nadam = study.spec["variants"]["dropout_nadam"]["recipe"]
+    assert nadam["train"]["optimizer"]["name"] == "nadam"
+    assert any("dropout" in layer for layer in nadam["model"]["layers"])
+    assert load_study(path, quick=True).spec["seeds"] == [0, 1, 2]
+
+
+def test_lr_search_rates_that_print_alike_are_refused(tmp_path):
+    path, message = _error(tmp_path, lr_search={"grid": [0.001, 0.0010000001]})
+    assert message.startswith(f"{path}: lr_search: ")
+    assert "should all differ" in message
+
+
+def test_negative_seeds_are_refused(tmp_path):
+    path, message = _error(tmp_path, seeds=[0, -1])
+    assert message == f"{path}: seeds: seeds should be 0 or more (got [0, -1])"
