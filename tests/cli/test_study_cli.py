@@ -187,3 +187,31 @@ def test_ray_backend_on_a_local_ray_cluster_matches_the_local_backend(cli_env, t
     assert local.returncode == 0, local.stderr
     assert metrics_by_run(tmp_path / "ray") == metrics_by_run(tmp_path / "local")
     assert all(status == "completed" for status, _ in metrics_by_run(tmp_path / "ray").values())
+
+
+def test_ctrl_c_stops_the_study_with_130_and_a_rerun_finishes_it(cli_env, tmp_path):
+    study = write_study(tmp_path, seeds=3, epochs=3, batch_size=8)
+    out = tmp_path / "study"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tricklab", "study", study, "--out", str(out), "--quiet",
+         "--workers", "2"],
+        env=cli_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 240
+    while not (out / "study.db").exists() or sum(
+        status == "completed" for status, _ in metrics_by_run(out).values()
+    ) < 1:
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, "no run finished"
+        time.sleep(0.1)
+    os.killpg(process.pid, signal.SIGINT)  # Ctrl-C reaches the driver and its workers
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    statuses = [status for status, _ in metrics_by_run(out).values()]
+    assert "completed" in statuses and set(statuses) - {"completed"}
+
+    done = tricklab("study", study, "--out", str(out), "--quiet", env=cli_env)
+    assert done.returncode == 0, done.stderr
+    assert [status for status, _ in metrics_by_run(out).values()] == ["completed"] * 6
