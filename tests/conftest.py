@@ -22,6 +22,22 @@ torch.set_num_threads(1)
 FIXTURES = Path(__file__).resolve().parent / "data" / "fixtures"
 REPOSITORY = Path(__file__).resolve().parent.parent
 
+TINY_RECIPE = {
+    "name": "tiny",
+    "data": {"dataset": "fashion_mnist", "validation": 500, "scale": "unit"},
+    "model": {
+        "input_shape": [28, 28],
+        "layers": [
+            "flatten",
+            {"dense": {"units": 16, "activation": "relu", "kernel_initializer": "he_normal"}},
+            {"dense": {"units": 10, "activation": "softmax"}},
+        ],
+    },
+    "train": {"optimizer": {"name": "sgd", "learning_rate": 0.01}, "epochs": 1,
+              "batch_size": 32, "metrics": ["accuracy"]},
+}
+"""A 784-16-10 MLP on the fixture data, a second per run: the base of the tests' studies."""
+
 
 @pytest.fixture
 def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:

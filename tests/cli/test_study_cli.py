@@ -17,20 +17,7 @@ import yaml
 
 from tricklab.study.store import StudyStore
 
-BASE = {
-    "name": "cli-study",
-    "data": {"dataset": "fashion_mnist", "validation": 500, "scale": "unit"},
-    "model": {
-        "input_shape": [28, 28],
-        "layers": [
-            "flatten",
-            {"dense": {"units": 16, "activation": "relu", "kernel_initializer": "he_normal"}},
-            {"dense": {"units": 10, "activation": "softmax"}},
-        ],
-    },
-    "train": {"optimizer": {"name": "sgd", "learning_rate": 0.01}, "epochs": 1,
-              "batch_size": 32, "metrics": ["accuracy"]},
-}
+from ..conftest import TINY_RECIPE as BASE
 
 
 def tricklab(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:

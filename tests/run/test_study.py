@@ -12,20 +12,7 @@ from tricklab.errors import UserInputError
 from tricklab.run.study import run_study
 from tricklab.study.store import StudyStore
 
-BASE = {
-    "name": "tiny",
-    "data": {"dataset": "fashion_mnist", "validation": 500, "scale": "unit"},
-    "model": {
-        "input_shape": [28, 28],
-        "layers": [
-            "flatten",
-            {"dense": {"units": 16, "activation": "relu", "kernel_initializer": "he_normal"}},
-            {"dense": {"units": 10, "activation": "softmax"}},
-        ],
-    },
-    "train": {"optimizer": {"name": "sgd", "learning_rate": 0.01}, "epochs": 1,
-              "metrics": ["accuracy"]},
-}
+from ..conftest import TINY_RECIPE as BASE
 
 
 def write_study(folder: Path, **changes: object) -> Path:
