@@ -20,6 +20,9 @@ _EXPORTS = {
     "load_dataset": "tricklab.data",
     "load_recipe": "tricklab.recipe",
     "train_recipe": "tricklab.run",
+    "load_study": "tricklab.recipe.study",
+    "run_study": "tricklab.run.study",
+    "write_study_report": "tricklab.report.study_report",
     "UserInputError": "tricklab.errors",
 }
 

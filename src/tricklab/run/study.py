@@ -20,7 +20,7 @@ import traceback
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any, Literal
@@ -28,7 +28,7 @@ from typing import Any, Literal
 from tricklab.errors import EXIT_INTERRUPTED, EXIT_OK, UserInputError
 from tricklab.recipe.study import PlannedRun, Study, load_study
 from tricklab.study.statistics import higher_is_better
-from tricklab.study.store import FINISHED, LearningRateChoice, RunRecord, StudyStore
+from tricklab.study.store import LearningRateChoice, RunRecord, StudyStore
 
 Backend = Literal["local", "ray"]
 MAX_ATTEMPTS = 2
@@ -223,6 +223,7 @@ class LocalBackend:
                     yield planned, None, error
 
     def close(self) -> None:
+        """Wait for the running runs (an interrupted one checkpoints first), drop the rest."""
         self._pool.shutdown(wait=True, cancel_futures=True)
 
 
@@ -275,13 +276,6 @@ class RayBackend:
         """Leave the cluster running; Ray tears a local one down when the driver exits."""
 
 
-@dataclass
-class _Tally:
-    total: int
-    counts: dict[str, int] = field(default_factory=dict)
-    seconds: list[float] = field(default_factory=list)
-
-
 class StudyProgress:
     """Runs done, running and failed, and an ETA; a rich live line on a terminal.
 
@@ -294,10 +288,10 @@ class StudyProgress:
         if mode == "auto":
             mode = "bar" if sys.stderr.isatty() else "lines"
         self.mode = mode
-        self._live = None
-        self._started = time.perf_counter()
+        self._live: Any = None
 
     def begin(self, total: int, finished: int, workers: int, label: str) -> None:
+        """Start showing a phase of `total` runs, `finished` of them done before."""
         self.total, self.finished, self.workers, self.label = total, finished, workers, label
         self.running, self.failed, self.diverged = 0, 0, 0
         self.durations: list[float] = []
@@ -321,10 +315,12 @@ class StudyProgress:
                 f"{self.diverged} diverged, {self.failed} failed{eta}")
 
     def started(self) -> None:
+        """Count a run that has started."""
         self.running += 1
         self._refresh()
 
     def ended(self, record: RunRecord, seconds: float) -> None:
+        """Count a run that has ended (or will be retried), as the store now records it."""
         self.running -= 1
         if record.finished:
             self.finished += 1
@@ -343,6 +339,7 @@ class StudyProgress:
             self._live.update(self._line())
 
     def close(self) -> None:
+        """Stop the live line."""
         if self._live is not None:
             self._live.stop()
             self._live = None
@@ -400,7 +397,7 @@ def _choose_rates(study: Study, store: StudyStore) -> dict[str, float]:
     metric = search["metric"]
     higher = higher_is_better(metric)
     chosen: dict[str, float] = {}
-    runs = [run for run in store.runs("lr_search")]
+    runs = store.runs("lr_search")
     for variant in study.searched():
         scores: dict[float, float | None] = {}
         for rate in search["grid"]:
@@ -532,5 +529,5 @@ def run_study(
     return StudyOutcome(study_dir, counts, written, exit_code)
 
 
-__all__ = ["FINISHED", "StudyOutcome", "default_study_dir", "execute_run", "open_store",
+__all__ = ["StudyOutcome", "default_study_dir", "execute_run", "open_store",
            "run_study"]
