@@ -26,10 +26,15 @@ _EXPORTS = {
     "UserInputError": "tricklab.errors",
 }
 
-__all__ = ["__version__", *_EXPORTS]
+_SUBPACKAGES = ("doctor", "study")
+"""Reachable as attributes, `tricklab.doctor.watch(model)`, without importing them first."""
+
+__all__ = ["__version__", *_EXPORTS, *_SUBPACKAGES]
 
 
 def __getattr__(name: str) -> Any:
     if name in _EXPORTS:
         return getattr(importlib.import_module(_EXPORTS[name]), name)
+    if name in _SUBPACKAGES:
+        return importlib.import_module(f"tricklab.{name}")
     raise AttributeError(f"module 'tricklab' has no attribute {name!r}")

@@ -197,3 +197,21 @@ def test_lr_find_writes_plot_and_suggestion(cli_env, tmp_path):
     again = tricklab("lr-find", write_recipe(tmp_path), "--out", str(tmp_path / "lrf"),
                      env=cli_env)
     assert again.returncode == 2 and "already holds a run" in again.stderr
+
+
+def test_doctor_prints_the_verdict_and_writes_doctor_json(cli_env, tmp_path):
+    dead = {**SMALL, "model": {**SMALL["model"], "layers": [
+        "flatten",
+        {"dense": {"units": 32, "activation": "relu",
+                   "bias_initializer": {"constant": {"value": -10.0}}}},
+        {"dense": {"units": 10, "activation": "softmax"}},
+    ]}}
+    done = tricklab("doctor", write_recipe(tmp_path, dead), "--out", str(tmp_path / "doc"),
+                    "--steps", "100", "--quiet", env=cli_env)
+    assert done.returncode == 0, done.stderr
+    assert "dead_units" in done.stdout.replace("\n", "") or "dead units" in done.stdout
+    assert json.loads((tmp_path / "doc" / "doctor.json").read_text())["verdict"] == "unhealthy"
+    trained = tricklab("train", write_recipe(tmp_path, SMALL), "--out", str(tmp_path / "run"),
+                       "--doctor", "--quiet", env=cli_env)
+    assert trained.returncode == 0, trained.stderr
+    assert (tmp_path / "run" / "doctor.json").is_file()

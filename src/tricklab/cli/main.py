@@ -77,6 +77,9 @@ def train(
     resume: Annotated[bool, typer.Option(help="Continue the run in the run directory.")] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace a run already in the folder.")] = False,
     quiet: Annotated[bool, typer.Option(help="One plain line per epoch, no progress bar.")] = False,
+    doctor: Annotated[
+        bool, typer.Option(help="Probe every layer through the run; write doctor.json.")
+    ] = False,
 ) -> int:
     """Train the network a recipe describes; results go to the run directory."""
     from tricklab.recipe import load_recipe
@@ -84,13 +87,49 @@ def train(
 
     resolved = load_recipe(recipe, set_ or [])
     outcome = train_recipe(
-        resolved, out=out, resume=resume, overwrite=overwrite, progress="lines" if quiet else "auto"
+        resolved, out=out, resume=resume, overwrite=overwrite,
+        progress="lines" if quiet else "auto", doctor=doctor,
     )
     metrics = outcome.result["metrics"]
     shown = ", ".join(f"{k}={v:.4f}" for k, v in metrics.items() if v is not None)
     typer.echo(f"{outcome.result['status']}: {shown}", err=True)
+    if doctor:
+        _show_diagnosis(outcome.run_dir)
     typer.echo(f"run directory: {outcome.run_dir}", err=True)
     return outcome.exit_code
+
+
+@app.command(name="doctor")
+def doctor_command(
+    recipe: RecipeArgument,
+    out: Annotated[
+        Path | None, typer.Option(help="Output directory [default: runs/<name>-doctor].")
+    ] = None,
+    set_: SetOption = None,
+    steps: Annotated[int, typer.Option(min=1, help="Training steps with probes.")] = 300,
+    overwrite: Annotated[bool, typer.Option(help="Replace an earlier doctor run.")] = False,
+    quiet: Annotated[bool, typer.Option(help="One plain line per epoch, no progress bar.")] = False,
+) -> int:
+    """Train briefly with probes on every layer; say what is wrong and the chapter's fix."""
+    from tricklab.recipe import load_recipe
+    from tricklab.run.doctor import doctor_recipe
+
+    resolved = load_recipe(recipe, set_ or [])
+    outcome = doctor_recipe(resolved, out=out, steps=steps, overwrite=overwrite,
+                            progress="lines" if quiet else "auto")
+    _show_diagnosis(outcome.run_dir)
+    typer.echo(f"doctor: {outcome.run_dir / 'doctor.json'}", err=True)
+    return 0
+
+
+def _show_diagnosis(folder: Path) -> None:
+    from rich.console import Console
+
+    from tricklab.doctor.diagnosis import diagnose, format_diagnosis
+
+    # The rules are deterministic: diagnosing the stored probes again gives the stored verdict.
+    probes = json.loads((folder / "doctor.json").read_text(encoding="utf-8"))["probes"]
+    Console().print(format_diagnosis(diagnose(probes)))
 
 
 @app.command()

@@ -74,6 +74,7 @@ def train_recipe(
     overwrite: bool = False,
     progress: ProgressMode = "auto",
     splits: DatasetSplits | None = None,
+    doctor: bool = False,
 ) -> RunOutcome:
     """Train the network a resolved recipe describes and fill its run directory.
 
@@ -88,6 +89,8 @@ def train_recipe(
         progress: Progress display, see `ProgressReporter`. Defaults to `"auto"`.
         splits: The recipe's data, already loaded (a study's worker loads it once
             for all its runs). Defaults to `None` (load it here).
+        doctor: Probe every layer through the run and write `doctor.json` and the
+            doctor's plots into the run directory. Defaults to `False`.
 
     Raises:
         UserInputError: The folder holds another run, or the data cannot be had.
@@ -106,6 +109,12 @@ def train_recipe(
     callbacks = list(train.callbacks)
     if train.schedule is not None:
         callbacks.append(LearningRateScheduler(train.schedule))
+    probe = None
+    if doctor:
+        from tricklab.doctor import DoctorCallback, watch
+
+        probe = watch(model).attach()
+        callbacks.append(DoctorCallback(probe))
     trainer = Trainer(
         model,
         optimizer,
@@ -120,15 +129,23 @@ def train_recipe(
         run_dir.clear()
     run_dir.write_recipe(resolved)
     validation = (splits.val.x, splits.val.y) if splits.val is not None else None
-    fit = trainer.fit(
-        splits.train.x,
-        splits.train.y,
-        epochs=train.epochs,
-        batch_size=train.batch_size,
-        validation_data=validation,
-        shuffle=train.shuffle,
-        resume=resume,
-    )
+    try:
+        fit = trainer.fit(
+            splits.train.x,
+            splits.train.y,
+            epochs=train.epochs,
+            batch_size=train.batch_size,
+            validation_data=validation,
+            shuffle=train.shuffle,
+            resume=resume,
+        )
+    finally:
+        if probe is not None:
+            probe.detach()
+    if probe is not None:
+        from tricklab.run.doctor import write_doctor
+
+        write_doctor(run_dir.path, probe.to_dict())
     result = _result(recipe, model, trainer, splits, fit)
     run_dir.write_history(fit.history)
     if fit.history.get("loss"):

@@ -21,7 +21,15 @@ if TYPE_CHECKING:
 
 
 class Callback(Configurable):
-    """Base class; every hook does nothing unless a subclass overrides it."""
+    """Base class; every hook does nothing unless a subclass overrides it.
+
+    Attributes:
+        checkpointed: Whether checkpoints hold this callback's state. A callback
+            that only observes training (nothing to restore) sets it to `False`,
+            so a run may be resumed with or without it.
+    """
+
+    checkpointed: bool = True
 
     def on_train_begin(self, trainer: Trainer) -> None:
         """Called once before the first epoch (also on resume)."""
@@ -37,7 +45,11 @@ class Callback(Configurable):
         """
 
     def on_batch_end(self, trainer: Trainer, step: int) -> None:
-        """Called after optimizer step `step` (0-based, counted over the whole run)."""
+        """Called after optimizer step `step` (0-based, counted over the whole run).
+
+        `trainer.batch_loss` holds that batch's loss as a 0-d tensor (penalties
+        included); reading it with `float()` waits for the device, so keep it a tensor.
+        """
 
     def on_epoch_end(self, trainer: Trainer, epoch: int, logs: dict[str, float]) -> None:
         """Called after epoch `epoch` with its metrics (`loss`, `val_loss`, ...)."""

@@ -101,6 +101,7 @@ class Trainer:
         self.stop_training = False
         self.history: dict[str, list[float]] = {}
         self.global_step = 0
+        self.batch_loss: torch.Tensor | None = None
         self.epochs = 0
         self.steps_per_epoch = 0
         self._batch_begin = [c for c in self.callbacks if _overrides(c, "on_batch_begin")]
@@ -208,6 +209,7 @@ class Trainer:
             index = order[step * batch_size : (step + 1) * batch_size]
             batch_y = y[index]
             batch_loss, output, penalty = compute_gradients(x[index], batch_y)
+            self.batch_loss = batch_loss  # for per-batch callbacks; a tensor, read without sync
             optimizer.step()
             if constrain is not None:
                 constrain()
@@ -339,10 +341,13 @@ class Trainer:
             "global_step": self.global_step,
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
-            "callbacks": [callback.state_dict() for callback in self.callbacks],
+            "callbacks": [callback.state_dict() for callback in self._checkpointed()],
             "history": self.history,
             "rng": {"global": torch.get_rng_state(), "shuffle": self.generator.get_state()},
         }
+
+    def _checkpointed(self) -> list[Callback]:
+        return [callback for callback in self.callbacks if callback.checkpointed]
 
     def _restore(self) -> int:
         state = self.checkpoints.load_latest() if self.checkpoints is not None else None
@@ -350,7 +355,7 @@ class Trainer:
             return 0
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
-        for callback, callback_state in zip(self.callbacks, state["callbacks"], strict=True):
+        for callback, callback_state in zip(self._checkpointed(), state["callbacks"], strict=True):
             callback.load_state_dict(callback_state)
         self.history = {key: list(values) for key, values in state["history"].items()}
         torch.set_rng_state(state["rng"]["global"])

@@ -1,0 +1,101 @@
+"""The doctor on a recipe: training with probes, then a verdict, `doctor.json` and plots.
+
+`tricklab doctor RECIPE` trains the recipe's network for a few hundred steps
+with a probe on every layer and prints what the chapter would say of it;
+`tricklab train RECIPE --doctor` keeps the probes on for the whole run. Both
+write `doctor.json` (top-level `verdict` and `findings`, then the raw `probes`)
+and the doctor's plots into the run directory.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tricklab import atomic
+from tricklab.doctor import DoctorCallback, watch
+from tricklab.doctor.diagnosis import Diagnosis, diagnose
+from tricklab.recipe import Recipe
+from tricklab.report.doctor import plot_doctor
+from tricklab.run.rundir import RunDirectory
+from tricklab.run.runner import build, load_data
+from tricklab.train import Trainer
+from tricklab.train.progress import ProgressMode
+from tricklab.train.scheduling import LearningRateScheduler
+
+DOCTOR_FILE = "doctor.json"
+SAMPLES = 100
+"""Probed steps a `tricklab doctor` run aims for: enough for medians and windows."""
+
+
+@dataclass
+class DoctorOutcome:
+    """What `doctor_recipe` found and where it wrote it.
+
+    Args:
+        run_dir: The folder holding `doctor.json`, `recipe.yaml` and `plots/`.
+        diagnosis: The verdict and findings.
+        steps: Training steps taken.
+    """
+
+    run_dir: Path
+    diagnosis: Diagnosis
+    steps: int
+
+
+def write_doctor(folder: Path, probes: dict[str, Any]) -> Diagnosis:
+    """Diagnose `probes`, write `doctor.json` and the doctor plots into the run folder `folder`."""
+    diagnosis = diagnose(probes)
+    atomic.write_json(folder / DOCTOR_FILE, {**diagnosis.to_dict(), "probes": probes})
+    plot_doctor(probes, folder / "plots")
+    return diagnosis
+
+
+def doctor_recipe(
+    recipe: Recipe,
+    out: str | Path | None = None,
+    steps: int = 300,
+    overwrite: bool = False,
+    progress: ProgressMode = "auto",
+) -> DoctorOutcome:
+    """Train the recipe's network for `steps` steps with probes and diagnose it.
+
+    The optimizer, batch size and schedule are the recipe's. The run trains on
+    the first `steps` batches of the training set, or for whole epochs when
+    `steps` is more than one epoch, and the probe records every
+    `steps // 100`-th step.
+
+    Args:
+        recipe: A resolved recipe.
+        out: The folder. Defaults to `runs/<name>-doctor`.
+        steps: Training steps to take, >= 1. Defaults to `300`.
+        overwrite: Replace an earlier doctor run in `out`. Defaults to `False`.
+        progress: Progress display, see `ProgressReporter`. Defaults to `"auto"`.
+
+    Raises:
+        UserInputError: The folder holds another run, or the data cannot be had.
+    """
+    run_dir = RunDirectory(out if out is not None else Path("runs") / f"{recipe.name}-doctor")
+    run_dir.check_usable(resume=False, overwrite=overwrite)
+    splits = load_data(recipe)
+    model, optimizer = build(recipe)
+    train = recipe.train
+    per_epoch = math.ceil(len(splits.train.y) / train.batch_size)
+    epochs = math.ceil(steps / per_epoch)
+    count = min(len(splits.train.y), steps * train.batch_size)
+    callbacks: list[Any] = []
+    if train.schedule is not None:
+        callbacks.append(LearningRateScheduler(train.schedule))
+    if overwrite:
+        run_dir.clear()
+    run_dir.write_recipe(recipe.to_dict())
+    with watch(model, every=max(1, steps // SAMPLES)) as probe:
+        trainer = Trainer(model, optimizer, loss=train.loss, metrics=train.metrics,
+                          callbacks=[*callbacks, DoctorCallback(probe)], seed=recipe.seed,
+                          progress=progress)
+        trainer.fit(splits.train.x[:count], splits.train.y[:count], epochs=epochs,
+                    batch_size=train.batch_size, shuffle=train.shuffle)
+        probes = probe.to_dict()
+    return DoctorOutcome(run_dir.path, write_doctor(run_dir.path, probes), trainer.global_step)
