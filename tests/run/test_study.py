@@ -188,3 +188,21 @@ def test_the_progress_view_counts_runs_and_gives_an_eta(mode, capsys):
             "[2/4] a/completed: completed test_accuracy=0.5000 (10.0 s)",
             "[3/4] a/diverged: diverged test_accuracy=0.5000 (10.0 s)",
         ]
+
+
+def test_a_study_with_the_doctor_probes_every_run_and_reports_it(fixture_data, tmp_path):
+    from tricklab.report.study_report import write_study_report
+
+    out = tmp_path / "study"
+    outcome = run_study(write_study(tmp_path), out=out, workers=2, progress="none",
+                        doctor=True, report=lambda folder: write_study_report(folder)[0])
+    records = stored(out)
+    for record in records.values():
+        doctor = json.loads((out / record.run_dir / "doctor.json").read_text())
+        assert doctor["verdict"] in ("healthy", "unhealthy")
+    page = outcome.report.read_text()
+    assert "<h2>Doctor</h2>" in page and 'alt="sgd: doctor by depth"' in page
+    # The same study without the doctor has no doctor section.
+    plain = run_study(write_study(tmp_path), out=tmp_path / "plain", workers=2,
+                      progress="none", report=lambda folder: write_study_report(folder)[0])
+    assert "<h2>Doctor</h2>" not in plain.report.read_text()

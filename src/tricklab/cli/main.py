@@ -205,6 +205,9 @@ def study_run(
         bool, typer.Option(help="Discard a stored study made from another spec and start over.")
     ] = False,
     quiet: Annotated[bool, typer.Option(help="One plain line per finished run.")] = False,
+    doctor: Annotated[
+        bool, typer.Option(help="Probe every run (as train --doctor); the report shows it.")
+    ] = False,
 ) -> int:
     """Run a study (or resume it: finished runs are kept), then write its report."""
     from tricklab.report.study_report import write_study_report
@@ -213,7 +216,7 @@ def study_run(
     outcome = run_study(
         study, out=out, seeds=seeds, quick=quick, workers=workers, backend=backend,
         address=address, force_new=force_new, progress="lines" if quiet else "auto",
-        report=lambda folder: write_study_report(folder)[0],
+        report=lambda folder: write_study_report(folder)[0], doctor=doctor,
     )
     counts = ", ".join(f"{count} {status}" for status, count in sorted(outcome.counts.items()))
     typer.echo(f"runs: {counts}", err=True)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import html
 import importlib.metadata
+import json
 import math
 import platform
 from datetime import UTC, datetime
@@ -25,6 +26,7 @@ from rich.table import Table
 import tricklab
 from tricklab.atomic import write_text
 from tricklab.report import study_plots
+from tricklab.report.doctor import doctor_figures
 from tricklab.report.figure import png_bytes
 from tricklab.study.results import StudyResults, load_results
 from tricklab.study.store import RunRecord, StudyStore
@@ -247,8 +249,54 @@ def _search_html(results: StudyResults) -> str:
                                                            colors), "learning-rate search"))
 
 
-def render_html(results: StudyResults) -> str:
-    """The whole report page as one self-contained HTML string."""
+def _doctor_reports(study_dir: Path, results: StudyResults) -> dict[str, list[dict[str, Any]]]:
+    """Each variant's `doctor.json` contents, for the runs trained with `--doctor`."""
+    reports: dict[str, list[dict[str, Any]]] = {}
+    for name, variant in results.variants.items():
+        for run in variant.runs:
+            path = study_dir / run.run_dir / "doctor.json"
+            if path.is_file():
+                reports.setdefault(name, []).append(json.loads(path.read_text("utf-8")))
+    return reports
+
+
+def _doctor_html(reports: dict[str, list[dict[str, Any]]]) -> str:
+    """Verdicts and findings per variant, and each variant's depth picture from its first run."""
+    e = html.escape
+    rows, pictures = [], []
+    for name, runs in reports.items():
+        healthy = sum(report["verdict"] == "healthy" for report in runs)
+        kinds: dict[str, int] = {}
+        for report in runs:
+            for kind in {finding["kind"] for finding in report["findings"]}:
+                kinds[kind] = kinds.get(kind, 0) + 1
+        found = ", ".join(f"{kind.replace('_', ' ')} ({count}/{len(runs)})"
+                          for kind, count in sorted(kinds.items())) or "—"
+        rows.append(f"<tr><td>{e(name)}</td><td>{len(runs)}</td><td>{healthy}</td>"
+                    f"<td>{len(runs) - healthy}</td><td>{e(found)}</td></tr>")
+        figure = doctor_figures(runs[0]["probes"]).get("doctor_depth")
+        if figure is not None:
+            pictures.append(f"<h3>{e(name)}</h3>" + _image(figure, f"{name}: doctor by depth"))
+    table = ("<table><thead><tr><th>variant</th><th>runs probed</th><th>healthy</th>"
+             "<th>unhealthy</th><th>findings (runs)</th></tr></thead>"
+             f"<tbody>{''.join(rows)}</tbody></table>")
+    return ("<section><h2>Doctor</h2>" + table + '<p class="note">Runs trained with '
+            "<code>--doctor</code>: per-layer activation and gradient statistics, diagnosed by "
+            "the rules of <code>tricklab.doctor.diagnosis</code>. Below, each variant's "
+            "activation spread and gradient norm by depth in its first run.</p>"
+            + "".join(pictures) + "</section>")
+
+
+def render_html(
+    results: StudyResults, doctor: dict[str, list[dict[str, Any]]] | None = None
+) -> str:
+    """The whole report page as one self-contained HTML string.
+
+    Args:
+        results: The study's results.
+        doctor: Each variant's `doctor.json` contents, when runs were probed. Defaults
+            to `None` (no doctor section).
+    """
     e = html.escape
     spec = results.spec
     name = spec.get("name", "study")
@@ -281,6 +329,8 @@ def render_html(results: StudyResults) -> str:
                  + _image(study_plots.wall_time_plot(results), "wall time") + "</section>")
     if results.learning_rate_searches:
         parts.append(f"<section><h2>Learning-rate search</h2>{_search_html(results)}</section>")
+    if doctor:
+        parts.append(_doctor_html(doctor))
     recipes = []
     for variant in results.variants.values():
         about = f"<p>{e(variant.description)}</p>" if variant.description else ""
@@ -339,7 +389,7 @@ def write_study_report(study_dir: str | Path) -> tuple[Path, Path]:
     study_dir = Path(study_dir)
     results = _load(study_dir)
     html_path, markdown_path = study_dir / "report.html", study_dir / "report.md"
-    write_text(html_path, render_html(results))
+    write_text(html_path, render_html(results, _doctor_reports(study_dir, results)))
     write_text(markdown_path, render_markdown(results))
     return html_path, markdown_path
 

@@ -103,11 +103,14 @@ _splits_cache: dict[str, Any] = {}
 CACHED_DATASETS = 2
 
 
-def execute_run(study_dir: str, run_dir: str, recipe: dict[str, Any], resume: bool) -> dict:
+def execute_run(
+    study_dir: str, run_dir: str, recipe: dict[str, Any], resume: bool, doctor: bool = False
+) -> dict:
     """Train one run of a study in this process and return its `result.json` content.
 
     Runs in a worker: one torch thread (a study's parallelism is its processes),
-    and the dataset loaded once per worker for all the runs it trains.
+    and the dataset loaded once per worker for all the runs it trains. With
+    `doctor`, the run is probed and leaves a `doctor.json` (see `train --doctor`).
     """
     import torch
 
@@ -121,7 +124,7 @@ def execute_run(study_dir: str, run_dir: str, recipe: dict[str, Any], resume: bo
         _remember_splits(key, load_data(resolved))
     outcome = train_recipe(
         resolved, out=Path(study_dir) / run_dir, resume=resume, overwrite=not resume,
-        progress="none", splits=_splits_cache[key],
+        progress="none", splits=_splits_cache[key], doctor=doctor,
     )
     return outcome.result
 
@@ -171,6 +174,8 @@ def _error_line(error: BaseException) -> str:
 
 
 Outcome = tuple[PlannedRun, dict[str, Any] | None, BaseException | None]
+Job = tuple[PlannedRun, str, bool, bool]
+"""A run to train: the planned run, the study directory, resume?, doctor?"""
 
 
 class LocalBackend:
@@ -197,15 +202,15 @@ class LocalBackend:
             future.result()  # start every worker now, while the driver is single-threaded
         return pool
 
-    def run(self, jobs: Iterator[tuple[PlannedRun, str, bool]]) -> Iterator[Outcome]:
-        """Run jobs `(run, study_dir, resume)` keeping every worker busy; yield each outcome."""
+    def run(self, jobs: Iterator[Job]) -> Iterator[Outcome]:
+        """Run jobs keeping every worker busy; yield each outcome."""
         running: dict[Future, PlannedRun] = {}
         # Jobs are drawn only when a worker is free, so a run is marked started when it starts.
         while True:
             while len(running) < self.workers and (job := next(jobs, None)) is not None:
-                planned, study_dir, resume = job
+                planned, study_dir, resume, doctor = job
                 future = self._pool.submit(
-                    execute_run, study_dir, planned.run_dir, planned.recipe, resume
+                    execute_run, study_dir, planned.run_dir, planned.recipe, resume, doctor
                 )
                 running[future] = planned
             if not running:
@@ -257,11 +262,11 @@ class RayBackend:
         self._task = ray.remote(num_cpus=1, max_retries=0)(execute_run)
         self.workers = max(1, int(ray.cluster_resources().get("CPU", workers)))
 
-    def run(self, jobs: Iterator[tuple[PlannedRun, str, bool]]) -> Iterator[Outcome]:
+    def run(self, jobs: Iterator[Job]) -> Iterator[Outcome]:
         """Submit every job as a task; yield outcomes as they finish."""
         references = {
-            self._task.remote(study_dir, planned.run_dir, planned.recipe, resume): planned
-            for planned, study_dir, resume in jobs
+            self._task.remote(study_dir, planned.run_dir, planned.recipe, resume, doctor): planned
+            for planned, study_dir, resume, doctor in jobs
         }
         while references:
             done, _ = self._ray.wait(list(references), num_returns=1)
@@ -347,7 +352,7 @@ class StudyProgress:
 
 def _execute(
     runs: list[PlannedRun], store: StudyStore, study_dir: Path, backend: Any,
-    progress: StudyProgress, label: str,
+    progress: StudyProgress, label: str, doctor: bool = False,
 ) -> None:
     """Train every unfinished run of `runs`, retrying crashes once, recording as results arrive."""
     records = {record.run_id: record for record in store.runs(phase=None)}
@@ -355,12 +360,12 @@ def _execute(
     progress.begin(len(runs), len(runs) - len(todo), backend.workers, label)
     starts: dict[str, float] = {}
 
-    def jobs(batch: list[PlannedRun]) -> Iterator[tuple[PlannedRun, str, bool]]:
+    def jobs(batch: list[PlannedRun]) -> Iterator[Job]:
         for planned in batch:
             store.mark_started(planned.run_id)
             starts[planned.run_id] = time.perf_counter()
             progress.started()
-            yield planned, str(study_dir), _can_resume(study_dir / planned.run_dir)
+            yield planned, str(study_dir), _can_resume(study_dir / planned.run_dir), doctor
 
     try:
         while todo:
@@ -457,6 +462,7 @@ def run_study(
     force_new: bool = False,
     progress: str = "auto",
     report: Callable[[Path], Any] | None = None,
+    doctor: bool = False,
 ) -> StudyOutcome:
     """Run (or resume) a study and write its report.
 
@@ -472,6 +478,8 @@ def run_study(
         progress: `"auto"`, `"bar"`, `"lines"` or `"none"`. Defaults to `"auto"`.
         report: Writes the report from the study directory and returns its path.
             Defaults to `None` (no report).
+        doctor: Probe every main run (`train --doctor`); the report then has a
+            doctor section. Defaults to `False`.
 
     Raises:
         UserInputError: A bad study file, a changed spec without `force_new`, a bad store.
@@ -514,7 +522,7 @@ def run_study(
         planned = list(main_runs.values())
         _add(store, planned)
         _reuse_search_runs(planned, store)
-        _execute(planned, store, study_dir, runner, status_progress, study.name)
+        _execute(planned, store, study_dir, runner, status_progress, study.name, doctor)
     except KeyboardInterrupt:
         exit_code = EXIT_INTERRUPTED
     finally:
