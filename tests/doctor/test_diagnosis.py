@@ -23,7 +23,7 @@ from tricklab.data.idx import read_idx
 from tricklab.doctor import diagnosis as dx
 from tricklab.doctor import watch
 from tricklab.doctor.diagnosis import KINDS, REMEDIES, Diagnosis, diagnose, format_diagnosis
-from tricklab.doctor.probes import RELU_LIKE
+from tricklab.doctor.layers import RELU_LIKE
 from tricklab.nn import build_model
 
 FIXTURE = Path(__file__).resolve().parents[1] / "data" / "fixtures" / "fashion_mnist"

@@ -168,28 +168,6 @@ def test_a_folder_holding_something_else_is_refused(fixture_data, tmp_path):
     assert [p.name for p in (tmp_path / "study").iterdir()] == ["notes.txt"]
 
 
-@pytest.mark.parametrize("mode", ["lines", "bar"])
-def test_the_progress_view_counts_runs_and_gives_an_eta(mode, capsys):
-    from tricklab.run.study import StudyProgress
-    from tricklab.study.store import RunRecord
-
-    progress = StudyProgress(mode)
-    progress.begin(total=4, finished=1, workers=2, label="tiny")
-    for status in ("completed", "diverged"):
-        progress.started()
-        progress.ended(RunRecord(f"a/{status}", "a", 0, "main", "runs/a", {}, status=status,
-                                 metrics={"test_accuracy": 0.5}), seconds=10.0)
-    progress.started()
-    assert progress._line() == "tiny: 3/4 done, 1 running, 1 diverged, 0 failed, ETA 5 s"
-    progress.close()
-    if mode == "lines":
-        assert capsys.readouterr().err.splitlines() == [
-            "tiny: 4 runs, 1 already finished, 2 workers",
-            "[2/4] a/completed: completed test_accuracy=0.5000 (10.0 s)",
-            "[3/4] a/diverged: diverged test_accuracy=0.5000 (10.0 s)",
-        ]
-
-
 def test_a_study_with_the_doctor_probes_every_run_and_reports_it(fixture_data, tmp_path):
     from tricklab.report.study_report import write_study_report
 

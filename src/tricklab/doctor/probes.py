@@ -45,7 +45,6 @@ Rules (thresholds also in `to_dict()["thresholds"]`):
 from __future__ import annotations
 
 import math
-import re
 import statistics
 import time
 from array import array
@@ -56,8 +55,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from tricklab.nn import activations as activation_registry
-from tricklab.nn.layers import Activation
+from tricklab.doctor.layers import RELU_LIKE, SQUASHING, activation_of, has_weight
 
 SATURATION = 0.03
 LOSS_SPIKE = 3.0
@@ -79,33 +77,6 @@ _ROW = ("act_mean", "act_std", "act_zero_fraction", "act_saturated_fraction", "a
         "distance_from_init", "grad_ratio_to_last", "nonfinite")  # a sample's layer keys
 _ZERO, _LOW, _SAT, _DEAD, _GRAD, _WEIGHT, _UPDATE = 2, 3, 5, 6, 7, 9, 11
 _BOUNDS = {"sigmoid": (0.5, 0.5), "tanh": (0.0, 1.0)}  # centre and half-range
-RELU_LIKE = frozenset({"relu", "leaky_relu", "elu", "selu", "prelu", "rrelu", "relu6", "celu"})
-_SQUASHING = frozenset({"sigmoid", "tanh", "softmax", "log_softmax", "softmin", "log_sigmoid",
-                        "hardtanh", "hardsigmoid", "softsign", "tanhshrink"})
-_TORCH_NAMES = {"ReLU": "relu", "ReLU6": "relu6", "LeakyReLU": "leaky_relu", "PReLU": "prelu",
-                "RReLU": "rrelu", "SiLU": "silu", "ELU": "elu", "SELU": "selu", "CELU": "celu",
-                "GELU": "gelu", "GLU": "glu"}
-
-
-def _activation_of(module: nn.Module | None) -> tuple[bool, str | None]:
-    """Whether `module` is an activation module, and its lower-case name (None: linear)."""
-    if isinstance(module, Activation):
-        return True, _activation_of(module.function)[1]
-    kind = type(module)
-    for info in activation_registry:
-        if info.factory is kind:
-            return True, None if info.name == "linear" else info.name
-    if kind.__module__ == "torch.nn.modules.activation" and kind is not nn.MultiheadAttention:
-        name = kind.__name__
-        return True, _TORCH_NAMES.get(name) or re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
-    return False, None
-
-
-def _has_weight(module: nn.Module) -> bool:
-    weight = module._parameters.get("weight")  # its own, not a submodule's
-    return weight is not None and weight.is_floating_point() and weight.ndim >= 2
-
-
 def _num(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
@@ -176,10 +147,10 @@ class Probe:
             # A probed module's output covers its submodules (Dense's fused activation).
             if any(not layer.name or name.startswith(f"{layer.name}.") for layer in self._layers):
                 continue
-            weighted = _has_weight(module)
-            is_activation, activation = _activation_of(module)
+            weighted = has_weight(module)
+            is_activation, activation = activation_of(module)
             if weighted:
-                activation = _activation_of(getattr(module, "activation", None))[1]
+                activation = activation_of(getattr(module, "activation", None))[1]
             if weighted or is_activation:
                 units = int(module.weight.shape[0]) if weighted else None
                 self._layers.append(
@@ -435,7 +406,7 @@ class Probe:
             values[base + _UPDATE] = values[base + _UPDATE] / norm if norm else math.nan
             if window_end and not (
                 layer.activation in RELU_LIKE
-                or (layer.activation not in _SQUASHING and self._window_low[i] >= 0)
+                or (layer.activation not in SQUASHING and self._window_low[i] >= 0)
             ):
                 values[base + _DEAD] = math.nan
         if window_end:
