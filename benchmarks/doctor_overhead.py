@@ -16,14 +16,15 @@ Run: `.venv/bin/python benchmarks/doctor_overhead.py [--epochs 2] [--memory-epoc
 from __future__ import annotations
 
 import argparse
-import resource
-import subprocess
-import sys
 import tempfile
 import time
-from pathlib import Path
 
 import torch
+
+# Scripts in this folder run with it on sys.path: the seed-000 model and the
+# child-process memory probe are the other benchmarks' own.
+from epoch_speed import LAYERS
+from train_memory import RECIPE, child_peak_mb
 
 from tricklab.data import load_dataset
 from tricklab.doctor import DoctorCallback, watch
@@ -31,15 +32,6 @@ from tricklab.nn import build_model
 from tricklab.optim import make_optimizer
 from tricklab.train import Trainer
 
-RECIPE = Path(__file__).resolve().parent.parent / "recipes" / "chapter11" / "leaky_relu_he.yaml"
-LAYERS = [
-    "flatten",
-    {"dense": {"units": 300, "kernel_initializer": "he_normal"}},
-    "leaky_relu",
-    {"dense": {"units": 100, "kernel_initializer": "he_normal"}},
-    "leaky_relu",
-    {"dense": {"units": 10, "activation": "softmax"}},
-]
 BATCH = 32
 CHUNK = 100 * BATCH
 
@@ -54,16 +46,6 @@ def trainer(every: int | bool | None) -> Trainer:
     optimizer = make_optimizer("sgd", model.parameters(), learning_rate=1e-3)
     return Trainer(model, optimizer, metrics=["accuracy"], callbacks=callbacks, seed=0,
                    progress="none")
-
-
-def child_peak_mb(arguments: list[str]) -> float:
-    """Peak RSS of one child process, in MB (ru_maxrss is in KiB on Linux)."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    subprocess.run([sys.executable, *arguments], check=True, capture_output=True)
-    after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    if after <= before:
-        raise RuntimeError("the child with the doctor must be measured second and be larger")
-    return after * 1024 / 1e6
 
 
 def main() -> None:
