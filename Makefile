@@ -66,6 +66,8 @@ bench: data
 	$(PY) benchmarks/train_memory.py
 	$(PY) benchmarks/study_speed.py
 	$(PY) benchmarks/study_store_overhead.py
+	$(PY) benchmarks/doctor_overhead.py
+	$(PY) benchmarks/save_load.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -23,10 +23,14 @@ _EXPORTS = {
     "load_study": "tricklab.recipe.study",
     "run_study": "tricklab.run.study",
     "write_study_report": "tricklab.report.study_report",
+    "save_model": "tricklab.transfer",
+    "load_model": "tricklab.transfer",
+    "save_weights": "tricklab.transfer",
+    "load_weights": "tricklab.transfer",
     "UserInputError": "tricklab.errors",
 }
 
-_SUBPACKAGES = ("doctor", "study")
+_SUBPACKAGES = ("doctor", "study", "transfer")
 """Reachable as attributes, `tricklab.doctor.watch(model)`, without importing them first."""
 
 __all__ = ["__version__", *_EXPORTS, *_SUBPACKAGES]

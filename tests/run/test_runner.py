@@ -118,3 +118,18 @@ def test_divergence_is_recorded(fixture_data, tmp_path):
     result = json.loads((tmp_path / "run" / "result.json").read_text())
     assert result["status"] == "diverged"
     assert result["metrics"]["train_loss"] is None
+    assert not (tmp_path / "run" / "model").exists()  # a diverged model is not kept
+
+
+def test_the_final_model_is_saved_and_loads_to_the_same_predictions(fixture_data, tmp_path):
+    from tricklab.data import load_dataset
+    from tricklab.transfer import load_model
+
+    outcome = train_recipe(recipe(), out=tmp_path / "run", progress="none")
+    model, optimizer = load_model(tmp_path / "run" / "model", optimizer=True)
+    assert type(optimizer).__name__ == "SGD"
+    test = load_dataset("fashion_mnist", validation=500).test
+    model.eval()
+    with torch.no_grad():
+        accuracy = (model(test.x).argmax(1) == test.y).double().mean().item()
+    assert accuracy == pytest.approx(outcome.result["metrics"]["test_accuracy"], abs=1e-12)

@@ -21,6 +21,7 @@ from tricklab.run.rundir import RunDirectory
 from tricklab.train import FitResult, Trainer
 from tricklab.train.progress import ProgressMode
 from tricklab.train.scheduling import LearningRateScheduler
+from tricklab.transfer import save_model
 
 EXIT_CODES = {
     "completed": EXIT_OK,
@@ -147,6 +148,9 @@ def train_recipe(
 
         write_doctor(run_dir.path, probe.to_dict())
     result = _result(recipe, model, trainer, splits, fit)
+    if fit.status in ("completed", "stopped_early"):
+        # The final model, architecture and weights, loadable with `tricklab.load_model`.
+        save_model(model, run_dir.path / "model", optimizer)
     run_dir.write_history(fit.history)
     if fit.history.get("loss"):
         plot_learning_curves(fit.history, run_dir.plots / "learning_curves.png", recipe.name)
