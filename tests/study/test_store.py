@@ -556,3 +556,14 @@ def test_a_valid_store_opens_after_the_checks_and_keeps_its_runs(tmp_path):
     with StudyStore.open(path) as store:
         assert len(store.runs()) == 60
         assert store.run("a/seed-59").history["loss"][:2] == [1.0, 0.9]
+
+
+def test_create_appears_whole_and_leaves_no_temporary_file(tmp_path):
+    path = tmp_path / "study.db"
+    with StudyStore.create(path, {"name": "x"}, "abc") as created:
+        assert created.fingerprint == "abc"
+        names = {p.name for p in tmp_path.iterdir()}
+        assert names <= {"study.db", "study.db-wal", "study.db-shm"}
+    # Opened again by another connection, it is complete.
+    with StudyStore.open(path) as reader:
+        assert reader.spec == {"name": "x"}

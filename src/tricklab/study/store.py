@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator
@@ -165,8 +166,23 @@ class StudyStore:
         if path.exists():
             raise FileExistsError(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        store = cls(path, cls._connect(path))
-        with store._write() as connection:
+        # Built under a temporary name and renamed into place, so no reader ever
+        # sees `study.db` without its tables (it would take it for a foreign file).
+        building = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        try:
+            cls._build(building, spec, fingerprint)
+            os.replace(building, path)
+        except BaseException:
+            building.unlink(missing_ok=True)
+            raise
+        return cls(path, cls._connect(path))
+
+    @staticmethod
+    def _build(path: Path, spec: dict[str, Any], fingerprint: str) -> None:
+        """Write the schema and the spec into a new database file at `path`."""
+        connection = sqlite3.connect(path, isolation_level=None)
+        try:
+            connection.execute("BEGIN IMMEDIATE")
             # One statement at a time: `executescript` would commit the open transaction.
             for statement in filter(str.strip, _SCHEMA.split(";")):
                 connection.execute(statement)
@@ -180,7 +196,9 @@ class StudyStore:
                     ("created_at", str(time.time())),
                 ],
             )
-        return store
+            connection.execute("COMMIT")
+        finally:
+            connection.close()
 
     @classmethod
     def open(cls, path: str | Path) -> StudyStore:
