@@ -20,7 +20,7 @@ from tricklab.nn.rectifiers import PReLU
 from tricklab.nn.regularizers import L1L2
 from tricklab.nn.variance_scaling import VarianceScaling
 from tricklab.optim import make_optimizer
-from tricklab.transfer import load_model, load_weights, persistence, save_model, save_weights
+from tricklab.transfer import load_model, load_weights, save_model, save_weights, saving
 
 # Arguments for the layers that have required ones; every other layer builds from `{}`.
 REQUIRED = {
@@ -317,14 +317,14 @@ def test_missing_weights_file_is_a_clear_error(tmp_path: Path) -> None:
 def test_a_failed_save_leaves_the_directory_as_it_was(tmp_path: Path, monkeypatch) -> None:
     save_model(build_model([3], [{"dense": {"units": 2}}]), tmp_path / "m")
     before = {p.name: p.read_bytes() for p in (tmp_path / "m").iterdir()}
-    real = persistence.atomic_open
+    real = saving.atomic_open
 
     def failing(path, mode="w"):
         if Path(path).name == "weights.safetensors":
             raise OSError("disk full")
         return real(path, mode)
 
-    monkeypatch.setattr(persistence, "atomic_open", failing)
+    monkeypatch.setattr(saving, "atomic_open", failing)
     bigger = build_model([3], [{"dense": {"units": 5}}])
     with pytest.raises(OSError, match="disk full"):
         save_model(bigger, tmp_path / "m")

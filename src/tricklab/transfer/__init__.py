@@ -7,6 +7,7 @@ model's architecture (`model.json`, the `build_model` layer list) and weights
 any `torch.nn.Module`. Loading never unpickles (safetensors and JSON only).
 """
 
-from tricklab.transfer.persistence import load_model, load_weights, save_model, save_weights
+from tricklab.transfer.loading import load_model, load_weights
+from tricklab.transfer.saving import save_model, save_weights
 
 __all__ = ["load_model", "load_weights", "save_model", "save_weights"]
