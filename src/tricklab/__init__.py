@@ -27,6 +27,9 @@ _EXPORTS = {
     "load_model": "tricklab.transfer",
     "save_weights": "tricklab.transfer",
     "load_weights": "tricklab.transfer",
+    "predict": "tricklab.transfer",
+    "clone_model": "tricklab.transfer",
+    "reuse_layers": "tricklab.transfer",
     "UserInputError": "tricklab.errors",
 }
 

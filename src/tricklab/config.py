@@ -70,10 +70,23 @@ def format_validation_error(
             message += f"; accepted keys: {', '.join(accepted)}"
     elif first["type"] == "missing":
         message = "required field is missing"
+    elif _names_a_field(first):
+        # A section's own check ("epochs: differs from ...") reports at that field.
+        field, _, message = first["msg"].removeprefix("Value error, ").partition(": ")
+        location = f"{location}.{field}" if location else field
     else:
         message = f"{first['msg'][0].lower()}{first['msg'][1:]} (got {first.get('input')!r})"
     more = f" (and {len(problems) - 1} more problem(s))" if len(problems) > 1 else ""
     return f"{location or '<top level>'}: {message}{more}"
+
+
+def _names_a_field(problem: dict[str, Any]) -> bool:
+    """Whether a whole-section check raised `ValueError("field: message")`."""
+    field, colon, _ = problem["msg"].removeprefix("Value error, ").partition(": ")
+    return (
+        problem["type"] == "value_error" and isinstance(problem.get("input"), dict)
+        and bool(colon) and field.isidentifier()
+    )
 
 
 def validate_config(

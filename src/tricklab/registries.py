@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tricklab.data import datasets
+from tricklab.data import datasets, splits
 from tricklab.errors import UserInputError, unknown_name_message
 from tricklab.nn import activations, constraints, initializers, layers, regularizers
 from tricklab.optim import optimizers
@@ -24,6 +24,7 @@ REGISTRIES: dict[str, Registry] = {
     "metrics": metrics,
     "callbacks": callbacks,
     "datasets": datasets,
+    "splits": splits,
     "presets": presets,
     "schedules": schedules,
 }

@@ -115,6 +115,38 @@ def test_bad_classes(fixture_data: Path, classes: object) -> None:
         load_dataset(validation=500, classes=classes)
 
 
+@pytest.mark.parametrize(("classes", "train_size"), [(None, 1), (None, 1500), ([6, 5], 40)])
+def test_train_size_keeps_the_first_training_images(
+    fixture_data: Path, classes: list[int] | None, train_size: int
+) -> None:
+    full = load_dataset(validation=500, scale="none", classes=classes)
+    cut = load_dataset(validation=500, scale="none", classes=classes, train_size=train_size)
+    assert len(cut.train) == train_size
+    np.testing.assert_array_equal(cut.train.x.numpy(), full.train.x[:train_size].numpy())
+    np.testing.assert_array_equal(cut.train.y.numpy(), full.train.y[:train_size].numpy())
+    np.testing.assert_array_equal(cut.val.y.numpy(), full.val.y.numpy())
+    np.testing.assert_array_equal(cut.test.y.numpy(), full.test.y.numpy())
+
+
+def test_standardize_uses_only_the_kept_training_images(
+    fixture_data: Path, raw: dict[str, np.ndarray]
+) -> None:
+    data = load_dataset(validation=500, scale="standardize", train_size=300)
+    kept = raw["train_images"][500:800].astype(np.float64)
+    np.testing.assert_allclose(data.mean.numpy(), kept.mean(axis=0), rtol=1e-5)
+    np.testing.assert_allclose(data.train.x.mean(0).numpy(), 0, atol=1e-4)
+
+
+@pytest.mark.parametrize("train_size", [0, -1, 1501, True, 2.0, "100"])
+def test_bad_train_size(fixture_data: Path, train_size: object) -> None:
+    with pytest.raises(UserInputError) as caught:
+        load_dataset(validation=500, train_size=train_size)
+    assert str(caught.value) == (
+        "data.train_size: must be an integer with 1 <= train_size <= 1500 (the training "
+        f"images of fashion_mnist left after validation, classes and split), got {train_size!r}"
+    )
+
+
 def test_bad_scale(fixture_data: Path) -> None:
     with pytest.raises(UserInputError, match=r"^data\.scale: "):
         load_dataset(validation=500, scale="minmax")
@@ -151,8 +183,10 @@ def test_registry_and_recipe_validation(fixture_data: Path) -> None:
     assert "1708.07747" in datasets.info("fashion_mnist").reference
     config = validate_config(load_dataset, {"validation": 500, "scale": "standardize"}, "data")
     assert config == {
-        "dataset": "fashion_mnist", "validation": 500, "scale": "standardize", "classes": None
+        "dataset": "fashion_mnist", "validation": 500, "scale": "standardize", "classes": None,
+        "split": None, "train_size": None,
     }
+    assert datasets.validate("mnist", {"train_size": 100}, "data")["train_size"] == 100
     with pytest.raises(UserInputError, match=r"^data\.scale: "):
         validate_config(load_dataset, {"scale": "minmax"}, "data")
     with pytest.raises(UserInputError, match=r"^data: unknown key 'root'"):

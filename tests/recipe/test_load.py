@@ -55,7 +55,10 @@ def test_defaults_are_written_into_the_resolved_recipe():
     }
     assert recipe["train"]["loss"] == {"sparse_categorical_crossentropy": {"from_logits": False}}
     assert recipe["data"] == {"dataset": "fashion_mnist", "validation": 5000, "scale": "unit",
-                              "classes": None}
+                              "classes": None, "split": None, "train_size": None}
+    assert recipe["model"]["reuse"] is None
+    assert (recipe["train"]["target"], recipe["train"]["phases"]) == ("labels", None)
+    assert recipe["train"]["cache_frozen_features"] is True
     assert (recipe["seed"], recipe["train"]["batch_size"], recipe["train"]["epochs"]) == (42, 32, 1)
     # resolving is idempotent: the stored recipe reads back to itself
     assert recipe_from_dict(recipe).to_dict() == recipe
@@ -66,7 +69,7 @@ def test_defaults_are_written_into_the_resolved_recipe():
     [
         ({"colour": "red"}, "<top level>: unknown key 'colour'; accepted keys: data, model, name"),
         ({"train": {"optimizer": "sgd", "epoch": 3}},
-         "train: unknown key 'epoch'; accepted keys: batch_size, callbacks, epochs"),
+         "train: unknown key 'epoch'; accepted keys: batch_size, cache_frozen_features, callbacks, epochs"),
         ({"train": {"optimizer": "sgd", "epochs": "ten"}}, "train.epochs: input should be a valid integer"),
         ({"train": {"optimizer": "sgd", "batch_size": 0}}, "train.batch_size: input should be greater than 0"),
         ({"name": "has space"}, "name: string should match pattern"),
@@ -88,6 +91,16 @@ def test_defaults_are_written_into_the_resolved_recipe():
          "train.callbacks.0: unknown callback 'early_stop'; did you mean 'early_stopping'?"),
         ({"data": {"validation": 0}, "train": {"optimizer": "sgd", "callbacks": ["early_stopping"]}},
          "train.callbacks.0.early_stopping.monitor: 'val_loss' needs a validation set"),
+        ({"model": {"reuse": {"layers": ":-1"}, "layers": []}},
+         "model.reuse.from: required field is missing"),
+        ({"model": {"reuse": {"from": "runs/a", "freeze": True}, "layers": []}},
+         "model.reuse: unknown key 'freeze'; accepted keys: from, layers, trainable"),
+        ({"model": {"reuse": {"from": "runs/a", "layers": "-1"}, "layers": []}},
+         "model.reuse.layers: expected a slice of layer indices such as ':-1'"),
+        ({"model": {"layers": []}},
+         "model.layers: a model needs at least one layer (or model.reuse)"),
+        ({"train": {"optimizer": "sgd", "target": "pixels"}},
+         "train.target: input should be 'labels' or 'inputs'"),
     ],
 )
 def test_errors_name_the_field_and_what_is_accepted(change, message):

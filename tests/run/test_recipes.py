@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from tricklab.recipe import load_recipe
+from tricklab.recipe.load import read_yaml
 from tricklab.run import train_recipe
 
 from ..conftest import REPOSITORY
@@ -18,14 +21,30 @@ def test_recipes_are_shipped():
     assert len(RECIPES) >= 30
 
 
+def short(path: Path) -> tuple[list[str], int]:
+    """Overrides for a one-epoch run (one per phase) on the fixture, and the epochs expected."""
+    # The fixture holds 2,000 training images: keep 500 of them for validation.
+    overrides = ["data.validation=500", *SHORT_RUN.get(path.stem, [])]
+    phases = read_yaml(path)["train"].get("phases")
+    if phases:
+        return overrides + [f"train.phases.{i}.epochs=1" for i in range(len(phases))], len(phases)
+    return [*overrides, "train.epochs=1"], 1
+
+
 @pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.stem)
 def test_recipe_trains(path, fixture_data, tmp_path):
-    # The fixture holds 2,000 training images: keep 500 of them for validation.
-    overrides = ["data.validation=500", "train.epochs=1", *SHORT_RUN.get(path.stem, [])]
+    overrides, epochs = short(path)
+    source = read_yaml(path)["model"].get("reuse", {}).get("from", "")
+    if source.endswith(".yaml"):
+        # The recipe it reuses, shortened the same way, trained first.
+        source_path = REPOSITORY / source
+        train_recipe(load_recipe(source_path, short(source_path)[0]), out=tmp_path / "source",
+                     progress="none")
+        overrides.append(f"model.reuse.from={tmp_path / 'source'}")
     recipe = load_recipe(path, overrides)
     outcome = train_recipe(recipe, out=tmp_path / "run", progress="none")
     assert outcome.exit_code == 0, outcome.result["status"]
-    assert outcome.result["epochs_run"] == 1
+    assert outcome.result["epochs_run"] == epochs
     # One epoch of 47 steps is too short for accuracy to mean much (batch norm's
     # moving statistics have barely moved); the recipe must run and stay finite.
     assert all(value is not None for value in outcome.result["metrics"].values())

@@ -6,6 +6,7 @@ import torch
 import yaml
 
 from tricklab.errors import UserInputError
+from tricklab.nn import build_model
 from tricklab.recipe import recipe_from_dict
 from tricklab.run import train_recipe
 
@@ -133,3 +134,128 @@ def test_the_final_model_is_saved_and_loads_to_the_same_predictions(fixture_data
     with torch.no_grad():
         accuracy = (model(test.x).argmax(1) == test.y).double().mean().item()
     assert accuracy == pytest.approx(outcome.result["metrics"]["test_accuracy"], abs=1e-12)
+
+
+def phased(**train):
+    """SMALL with a frozen bottom, then everything at a lower rate (the book's two phases)."""
+    document = json.loads(json.dumps(SMALL))
+    document["model"]["layers"][1]["dense"]["trainable"] = False
+    document["train"].pop("epochs")
+    document["train"]["phases"] = [
+        {"epochs": 2},
+        {"epochs": 2, "trainable": "all",
+         "optimizer": {"name": "sgd", "learning_rate": 0.005, "momentum": 0.9}},
+    ]
+    document["train"].update(train)
+    return recipe_from_dict(document)
+
+
+def test_phases_train_in_order_with_continuous_history(fixture_data, tmp_path):
+    outcome = train_recipe(phased(), out=tmp_path / "run", progress="none")
+    result = outcome.result
+    assert result["epochs_run"] == 4 and result["history"]["lr"] == [0.05, 0.05, 0.005, 0.005]
+    stored = yaml.safe_load((tmp_path / "run" / "recipe.yaml").read_text())
+    assert stored["train"]["epochs"] == 4
+    assert stored["train"]["phases"][0]["optimizer"]["name"] == "sgd"  # inherited, resolved
+    train_recipe(phased(phases=[{"epochs": 2}]), out=tmp_path / "first", progress="none")
+    first = torch.load(tmp_path / "first/checkpoints/epoch_0002.pt", weights_only=True)
+    last = torch.load(tmp_path / "run/checkpoints/epoch_0004.pt", weights_only=True)
+    torch.manual_seed(SMALL["seed"])
+    initial = build_model([28, 28], stored["model"]["layers"])[1].weight
+    assert torch.equal(first["model"]["1.weight"], initial)  # frozen in the first phase
+    assert not torch.equal(last["model"]["1.weight"], initial)
+    # The second phase's optimizer was rebuilt: momentum buffers exist only there.
+    assert not any("velocity" in s for s in first["optimizer"]["state"].values())
+    assert all("velocity" in s for s in last["optimizer"]["state"].values())
+    assert len(last["optimizer"]["state"]) == 4  # over every parameter now
+    assert (first["phase"], last["phase"]) == (0, 1)
+
+
+def test_cached_and_uncached_phases_give_the_same_losses(fixture_data, tmp_path):
+    cached = train_recipe(phased(), out=tmp_path / "a", progress="none").result
+    plain = train_recipe(phased(cache_frozen_features=False), out=tmp_path / "b",
+                         progress="none").result
+    # flatten, the frozen dense and its leaky_relu
+    assert cached["cached_frozen_layers"] == 3 and plain["cached_frozen_layers"] == 0
+    for key in ("loss", "val_loss", "accuracy", "val_accuracy"):
+        assert cached["history"][key] == pytest.approx(plain["history"][key], rel=1e-5), key
+
+
+@pytest.mark.parametrize("stop_after", [1, 2, 3])
+def test_a_run_interrupted_in_any_phase_resumes_to_the_same_weights(
+    fixture_data, tmp_path, monkeypatch, stop_after
+):
+    from tricklab.train import Trainer
+
+    straight = train_recipe(phased(), out=tmp_path / "straight", progress="none")
+    original = Trainer._train_epoch
+    calls = []
+
+    def interrupted(self, *args, **kwargs):
+        if len(calls) == stop_after:
+            raise KeyboardInterrupt
+        calls.append(1)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Trainer, "_train_epoch", interrupted)
+    stopped = train_recipe(phased(), out=tmp_path / "resumed", progress="none")
+    assert stopped.exit_code == 130
+    monkeypatch.setattr(Trainer, "_train_epoch", original)
+    resumed = train_recipe(phased(), out=tmp_path / "resumed", resume=True, progress="none")
+    assert resumed.result["resumed_from_epoch"] == stop_after
+    assert resumed.result["history"]["loss"] == straight.result["history"]["loss"]
+    a = torch.load(tmp_path / "straight/checkpoints/epoch_0004.pt", weights_only=True)["model"]
+    b = torch.load(tmp_path / "resumed/checkpoints/epoch_0004.pt", weights_only=True)["model"]
+    assert all(torch.equal(a[key], b[key]) for key in a)
+
+
+@pytest.mark.parametrize(
+    ("train", "message"),
+    [
+        ({"epochs": 5}, r"^train\.epochs: 5 differs from the phases' total 4"),
+        ({"schedule": {"exponential": {"decay_steps": 10}}},
+         r"^train\.schedule: with phases, give each phase its own schedule"),
+        ({"phases": [{"epochs": 1, "trainable": "new"}]},
+         r"^train\.phases\.0\.trainable: 'new' means the layers after model\.reuse's"),
+        ({"phases": [{"epochs": 1, "trainable": "some"}]},
+         r"^train\.phases\.0\.trainable: expected a slice"),
+        ({"phases": [{"epochs": 1, "learning_rate": 0.1}]},
+         r"^train\.phases\.0: unknown key 'learning_rate'; accepted keys: epochs, optimizer, "
+         r"schedule, trainable"),
+        ({"phases": [{"epochs": 0}]}, r"^train\.phases\.0\.epochs: input should be greater than 0"),
+        ({"phases": [{"epochs": 1, "optimizer": {"name": "sgd", "momentum": 2}}]},
+         r"^train\.phases\.0\.optimizer\.momentum"),
+        ({"phases": []}, r"^train\.phases: list should have at least 1 item"),
+    ],
+)
+def test_bad_phases_are_named(train, message):
+    with pytest.raises(UserInputError, match=message):
+        phased(**train)
+
+
+def test_a_phase_that_freezes_everything_is_refused_before_writing(fixture_data, tmp_path):
+    frozen = phased(phases=[{"epochs": 1, "trainable": "0:1"}])
+    with pytest.raises(UserInputError, match=r"^train\.phases\.0\.trainable: no layer with weights"):
+        train_recipe(frozen, out=tmp_path / "run", progress="none")
+    assert not (tmp_path / "run").exists()
+
+
+def test_an_autoencoder_learns_its_inputs_and_plots_reconstructions(fixture_data, tmp_path):
+    autoencoder = recipe(
+        model={"layers": ["flatten", {"dense": {"units": 16, "activation": "selu"}},
+                          {"dense": {"units": 784, "activation": "sigmoid"}}]},
+        train={"target": "inputs", "loss": "mse", "optimizer": "nadam", "epochs": 2},
+    )
+    result = train_recipe(autoencoder, out=tmp_path / "ae", progress="none").result
+    history = result["history"]["loss"]
+    assert history[1] < history[0]
+    from tricklab.data import load_dataset
+    from tricklab.transfer import load_model
+
+    test = load_dataset("fashion_mnist", validation=500).test
+    model = load_model(tmp_path / "ae" / "model").eval()
+    with torch.no_grad():
+        expected = torch.nn.functional.mse_loss(model(test.x), test.x.reshape(len(test.x), -1))
+    assert result["metrics"]["test_loss"] == pytest.approx(expected.item(), rel=1e-5)
+    png = (tmp_path / "ae" / "plots" / "reconstructions.png").read_bytes()
+    assert png[:4] == b"\x89PNG"

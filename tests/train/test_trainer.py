@@ -215,3 +215,68 @@ def test_epoch_metrics_buffer_and_per_step_paths_agree():
     assert buffered.outputs is not None and stepwise.outputs is None
     assert int(buffered.sums(70)[0]) == int(stepwise.sums(70)[0]) == expected
     assert int(buffered.sums(32)[0]) == int((outputs[:32].argmax(1) == targets[:32]).sum())
+
+
+def _frozen_bottom_model(regularizer: str | None = None):
+    from tricklab.nn import build_model
+
+    torch.manual_seed(0)
+    return build_model([4], [
+        {"dense": {"units": 16, "activation": "selu", "trainable": False,
+                   "kernel_regularizer": regularizer}},
+        {"batch_norm": {"trainable": False}},
+        {"dense": {"units": 8, "activation": "elu", "trainable": False}},
+        {"dense": {"units": 8, "activation": "elu", "kernel_regularizer": regularizer}},
+        {"dense": {"units": 3, "activation": "softmax"}},
+    ])
+
+
+@pytest.mark.parametrize("regularizer", [None, "l2"])
+def test_cached_frozen_features_give_the_same_losses(regularizer):
+    x, y = blobs(samples=300)
+    histories = []
+    for cache in (True, False):
+        model = _frozen_bottom_model(regularizer)
+        trainable = [p for p in model.parameters() if p.requires_grad]
+        trainer = Trainer(model, torch.optim.SGD(trainable, lr=0.05, momentum=0.9),
+                          metrics=["accuracy"], seed=3, progress="none",
+                          cache_frozen_features=cache)
+        result = trainer.fit(x[:200], y[:200], epochs=4, batch_size=16,
+                             validation_data=(x[200:], y[200:]))
+        assert result.cached_layers == (3 if cache else 0)
+        histories.append(result.history)
+        # Afterwards the whole model serves evaluate and predict again.
+        assert trainer.evaluate(x[200:], y[200:])["loss"] == pytest.approx(
+            result.history["val_loss"][-1], rel=1e-5)
+    cached, uncached = histories
+    for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
+        assert cached[key] == pytest.approx(uncached[key], rel=1e-5, abs=1e-7), key
+
+
+def test_nothing_is_cached_when_the_bottom_trains_or_is_random():
+    x, y = blobs(samples=64)
+    model = _frozen_bottom_model()
+    model[0].trainable = True
+    trainer = Trainer(model, torch.optim.SGD(model.parameters(), lr=0.05), progress="none")
+    assert trainer.fit(x, y, epochs=1).cached_layers == 0
+
+
+def test_compile_starts_a_phase_and_history_continues():
+    """The book's recipe: frozen bottom for a few epochs, then everything at a lower rate."""
+    x, y = blobs(samples=200)
+    model = _frozen_bottom_model()
+    bottom = [p.clone() for p in model[:3].parameters()]
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    trainer = Trainer(model, torch.optim.SGD(trainable, lr=0.1), seed=1, progress="none")
+    first = trainer.fit(x, y, epochs=2, batch_size=32)
+    assert first.epochs_run == 2 and first.cached_layers == 3
+    assert all(torch.equal(a, b) for a, b in zip(bottom, model[:3].parameters(), strict=True))
+    for layer in model:
+        layer.trainable = True
+    trainer.compile(torch.optim.SGD(model.parameters(), lr=0.01))
+    second = trainer.fit(x, y, epochs=5, batch_size=32, initial_epoch=2)
+    assert second.epochs_run == 5 and second.cached_layers == 0
+    assert second.history["lr"] == [0.1, 0.1, 0.01, 0.01, 0.01]
+    assert second.history["loss"][:2] == first.history["loss"]
+    assert trainer.global_step == 5 * math.ceil(200 / 32)
+    assert not all(torch.equal(a, b) for a, b in zip(bottom, model[:3].parameters(), strict=True))

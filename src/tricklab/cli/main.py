@@ -1,4 +1,4 @@
-"""The `tricklab` command: train, study, summary, lr-find, data, schema, list.
+"""The `tricklab` command: train, study, summary, lr-find, predict, data, schema, list.
 
 All user errors end here as one line on stderr and exit code 2; a diverged run
 exits 3 and an interrupted one 130 (DESIGN.md's contract).
@@ -72,7 +72,7 @@ def _root(
 @app.command()
 def train(
     recipe: RecipeArgument,
-    out: Annotated[Path | None, typer.Option(help="Run directory [default: runs/<name>].")] = None,
+    out: Annotated[Path | None, typer.Option(help="Run directory (default: runs/<name>).")] = None,
     set_: SetOption = None,
     resume: Annotated[bool, typer.Option(help="Continue the run in the run directory.")] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace a run already in the folder.")] = False,
@@ -103,7 +103,7 @@ def train(
 def doctor_command(
     recipe: RecipeArgument,
     out: Annotated[
-        Path | None, typer.Option(help="Output directory [default: runs/<name>-doctor].")
+        Path | None, typer.Option(help="Output directory (default: runs/<name>-doctor).")
     ] = None,
     set_: SetOption = None,
     steps: Annotated[int, typer.Option(min=1, help="Training steps with probes.")] = 300,
@@ -154,7 +154,7 @@ def summary(recipe: RecipeArgument, set_: SetOption = None) -> int:
 def lr_find(
     recipe: RecipeArgument,
     out: Annotated[
-        Path | None, typer.Option(help="Output directory [default: runs/<name>-lr-find].")
+        Path | None, typer.Option(help="Output directory (default: runs/<name>-lr-find).")
     ] = None,
     set_: SetOption = None,
     steps: Annotated[int, typer.Option(min=2, help="Steps of the range test.")] = 300,
@@ -182,20 +182,56 @@ def lr_find(
     return 0
 
 
+@app.command(name="predict")
+def predict_command(
+    run_dir: Annotated[Path, typer.Argument(help="Run directory of a finished run.",
+                                            show_default=False)],
+    mc_samples: Annotated[
+        int | None,
+        typer.Option(min=1, help="Passes with dropout on, averaged (Monte Carlo dropout); "
+                                 "without it, one deterministic pass."),
+    ] = None,
+    split: Annotated[str, typer.Option(help="Data to predict: test, val or train.")] = "test",
+    seed: Annotated[int, typer.Option(help="Seed of the dropout masks.")] = 0,
+    batch_size: Annotated[int, typer.Option(min=1, help="Samples per forward pass.")] = 1024,
+) -> int:
+    """Predict with a finished run's model; show accuracy by confidence (MC dropout)."""
+    from rich.console import Console
+
+    from tricklab.report.uncertainty import confidence_bins_table
+    from tricklab.run.predict import PLOT_FILE, PREDICTIONS_FILE, predict_run
+
+    summary = predict_run(run_dir, mc_samples, split, batch_size, seed)
+    typer.echo(
+        f"{summary['split']}: {summary['count']} samples, {summary['mc_samples']} pass(es); "
+        f"accuracy {summary['accuracy']:.4f}, mean entropy {summary['mean_entropy']:.4f} nats, "
+        f"mean std {summary['mean_std']:.4f}"
+    )
+    typer.echo("accuracy by confidence, in equal-count bins, least confident first:")
+    Console(width=max(80, Console().width)).print(confidence_bins_table(summary["confidence_bins"]))
+    share = f"{summary['tail_fraction']:.0%}"
+    typer.echo(f"accuracy of the {share} least confident: "
+               f"{summary['least_confident_accuracy']:.4f}, {share} most confident: "
+               f"{summary['most_confident_accuracy']:.4f}")
+    typer.echo(f"predictions: {Path(run_dir) / PREDICTIONS_FILE}", err=True)
+    typer.echo(f"plot: {Path(run_dir) / 'plots' / PLOT_FILE}", err=True)
+    return 0
+
+
 @study_app.command(name="run")
 def study_run(
     study: Annotated[Path, typer.Argument(help="Study YAML file.", show_default=False)],
     out: Annotated[
-        Path | None, typer.Option(help="Study directory [default: runs/<name>].")
+        Path | None, typer.Option(help="Study directory (default: runs/<name>).")
     ] = None,
     seeds: Annotated[
-        int | None, typer.Option(help="Seeds per variant [default: the file's].")
+        int | None, typer.Option(help="Seeds per variant (default: the file's).")
     ] = None,
     quick: Annotated[
         bool, typer.Option(help="Fewer seeds and epochs (the file's quick:), in runs/<name>-quick.")
     ] = False,
     workers: Annotated[
-        int | None, typer.Option(help="Runs in parallel [default: the number of cores].")
+        int | None, typer.Option(help="Runs in parallel (default: the number of cores).")
     ] = None,
     backend: Annotated[str, typer.Option(help="local (process pool) or ray.")] = "local",
     address: Annotated[

@@ -1,8 +1,9 @@
-"""Datasets by name: load the IDX files, split off validation, keep some classes, scale.
+"""Datasets by name: load the IDX files, split off validation, select a task, scale.
 
 The recipe's `data:` section is exactly the signature of `load_dataset`
-(`dataset`, `validation`, `scale`, `classes`), so the recipe layer validates it
-with `validate_config(load_dataset, cfg, "data")`. Where the files live is a
+(`dataset`, `validation`, `scale`, `classes`, `split`, `train_size`), so the
+recipe layer validates it with `datasets.validate`, which also resolves the
+nested `split` (see `tricklab.data.splits`). Where the files live is a
 property of the machine, not of the experiment, so it stays out of recipes:
 `$TRICKLAB_DATA`, `$TRICKLAB_CACHE` and `$TRICKLAB_DATA_URL` choose it (see
 `tricklab.data.sources`).
@@ -16,13 +17,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
 
 from tricklab.data.idx import read_idx
 from tricklab.data.sources import dataset_files, fetch
+from tricklab.data.splits import PositiveInt, first_images, make_task, resolve_split
 from tricklab.errors import UserInputError
 from tricklab.registry import Registry
 
@@ -104,14 +106,25 @@ class DatasetSplits:
         return x
 
 
-datasets: Registry[DatasetSplits] = Registry("dataset")
+class DatasetRegistry(Registry[DatasetSplits]):
+    """The dataset family, whose `validate` also resolves the nested `split` mapping."""
+
+    def validate(
+        self, name: str, config: dict[str, Any] | None, path: str, name_path: str = ""
+    ) -> dict[str, Any]:
+        full = super().validate(name, config, path, name_path)
+        if full["split"] is not None:
+            full["split"] = resolve_split(full["split"], name, full["classes"], path)
+        return full
+
+
+datasets = DatasetRegistry("dataset")
 
 
 def load_dataset(
     dataset: str = "fashion_mnist",
-    validation: int = 5000,
-    scale: Scale = "unit",
-    classes: list[int] | None = None,
+    validation: int = 5000, scale: Scale = "unit", classes: list[int] | None = None,
+    split: dict[str, Any] | None = None, train_size: PositiveInt | None = None,
 ) -> DatasetSplits:
     """Load a registered dataset; the parameters are the keys of a recipe's `data:` section.
 
@@ -131,6 +144,12 @@ def load_dataset(
             `StandardScaler` does; `none` keeps 0-255. Defaults to `"unit"`.
         classes: Class indices to keep in every part, relabelled 0..k-1 in the
             given order. Defaults to `None` (all classes).
+        split: `{kind: name, **parameters}`, a kind of `tricklab.data.splits`
+            applied to every part instead of `classes`, e.g.
+            `{kind: fashion_mnist_task_a_b, task: b}`. Defaults to `None` (no split).
+        train_size: Keep only the first `train_size` images of the training part,
+            after `classes` or `split` selected them; `standardize` uses only these.
+            Defaults to `None` (all of them).
 
     Returns:
         The train, validation and test parts with class names and scaling statistics.
@@ -138,14 +157,17 @@ def load_dataset(
     Raises:
         UserInputError: On an unknown dataset name (with a "did you mean"), a
             `validation` outside `0 <= validation < training images`, invalid
-            class ids, a `scale` not listed above, or unreadable files.
+            class ids, a bad `split`, a `train_size` that is not an integer between 1
+            and the training images left, a `scale` not listed above, or unreadable files.
 
     Reference:
         Géron, Hands-On Machine Learning (3rd ed.), ch. 10-11:
         `X_valid, X_train = X_train_full[:5000], X_train_full[5000:]`.
     """
     info = datasets.info(dataset, "data.dataset")
-    return info.factory(validation=validation, scale=scale, classes=classes)
+    return info.factory(
+        validation=validation, scale=scale, classes=classes, split=split, train_size=train_size
+    )
 
 
 INPUT_SHAPES: dict[str, tuple[int, ...]] = {"fashion_mnist": (28, 28), "mnist": (28, 28)}
@@ -159,7 +181,8 @@ INPUT_SHAPES: dict[str, tuple[int, ...]] = {"fashion_mnist": (28, 28), "mnist": 
     keras_name="fashion_mnist",
 )
 def fashion_mnist(
-    validation: int = 5000, scale: Scale = "unit", classes: list[int] | None = None
+    validation: int = 5000, scale: Scale = "unit", classes: list[int] | None = None,
+    split: dict[str, Any] | None = None, train_size: PositiveInt | None = None,
 ) -> DatasetSplits:
     """Load Fashion-MNIST; see `load_dataset` for the arguments.
 
@@ -167,11 +190,13 @@ def fashion_mnist(
         validation: Validation images taken from the training file's start. Defaults to `5000`.
         scale: `unit`, `standardize` or `none`. Defaults to `"unit"`.
         classes: Class indices to keep, relabelled in order. Defaults to `None`.
+        split: A split kind and its parameters, instead of `classes`. Defaults to `None`.
+        train_size: Training images to keep, from the start. Defaults to `None` (all).
 
     Reference:
         Xiao, Rasul & Vollgraf (2017), arXiv:1708.07747.
     """
-    return _load("fashion_mnist", validation, scale, classes)
+    return _load("fashion_mnist", validation, scale, classes, split, train_size)
 
 
 @datasets.register(
@@ -181,7 +206,8 @@ def fashion_mnist(
     keras_name="mnist",
 )
 def mnist(
-    validation: int = 5000, scale: Scale = "unit", classes: list[int] | None = None
+    validation: int = 5000, scale: Scale = "unit", classes: list[int] | None = None,
+    split: dict[str, Any] | None = None, train_size: PositiveInt | None = None,
 ) -> DatasetSplits:
     """Load MNIST; see `load_dataset` for the arguments.
 
@@ -189,22 +215,25 @@ def mnist(
         validation: Validation images taken from the training file's start. Defaults to `5000`.
         scale: `unit`, `standardize` or `none`. Defaults to `"unit"`.
         classes: Class indices to keep, relabelled in order. Defaults to `None`.
+        split: A split kind and its parameters, instead of `classes`. Defaults to `None`.
+        train_size: Training images to keep, from the start. Defaults to `None` (all).
 
     Reference:
         LeCun, Bottou, Bengio & Haffner (1998), "Gradient-based learning applied to
         document recognition", Proc. IEEE 86(11).
     """
-    return _load("mnist", validation, scale, classes)
+    return _load("mnist", validation, scale, classes, split, train_size)
 
 
-def _load(name: str, validation: int, scale: Scale, classes: list[int] | None) -> DatasetSplits:
-    """Validate the options, read the files once, split, filter classes and scale in place."""
+def _load(
+    name: str, validation: int, scale: Scale, classes: list[int] | None,
+    split: dict[str, Any] | None, train_size: int | None,
+) -> DatasetSplits:
+    """Validate the options, read the files once, split, select the task, cut and scale."""
     if scale not in ("unit", "standardize", "none"):
-        raise UserInputError(
-            f"data.scale: must be one of unit, standardize, none, got {scale!r}"
-        )
+        raise UserInputError(f"data.scale: must be one of unit, standardize, none, got {scale!r}")
     names = CLASS_NAMES[name]
-    keep = _check_classes(classes, names, name)
+    task = make_task(name, names, classes, split)
     files = dataset_files(fetch(name))
     train_x, train_y = _read_pair(files["train_images"], files["train_labels"], len(names))
     test_x, test_y = _read_pair(files["test_images"], files["test_labels"], len(names))
@@ -215,59 +244,34 @@ def _load(name: str, validation: int, scale: Scale, classes: list[int] | None) -
             f"data.validation: must be an integer with 0 <= validation < {len(train_y)} "
             f"(the training images of {name}), got {validation!r}"
         )
-    parts = {
-        "train": _split(train_x[validation:], train_y[validation:], keep, len(names)),
-        "val": (
-            _split(train_x[:validation], train_y[:validation], keep, len(names))
-            if validation
-            else None
-        ),
-        "test": _split(test_x, test_y, keep, len(names)),
+    raw = {
+        "train": (train_x[validation:], train_y[validation:]),
+        "val": (train_x[:validation], train_y[:validation]) if validation else None,
+        "test": (test_x, test_y),
     }
-    if len(parts["train"]) == 0:
+    if task is not None:
+        raw = {part: pair and task.apply(*pair, part) for part, pair in raw.items()}
+    if len(raw["train"][1]) == 0:
         raise UserInputError(
-            f"data.classes: no training image of classes {classes} is left after the "
-            f"first {validation} went to validation"
+            f"data.{'split' if split is not None else 'classes'}: no training image of "
+            f"the chosen classes is left after the first {validation} went to validation"
         )
+    raw["train"] = first_images(*raw["train"], train_size, name)
+    parts = {part: pair and _tensors(*pair) for part, pair in raw.items()}
     mean = std = None
     if scale == "standardize":
         std, mean = torch.std_mean(parts["train"].x, dim=0, correction=0)
         std[std == 0] = 1.0
-    for part in parts.values():
-        if part is None:
-            continue
+    for part in (part for part in parts.values() if part is not None):
         if scale == "unit":
             part.x.div_(255.0)
         elif scale == "standardize":
             part.x.sub_(mean).div_(std)
     return DatasetSplits(
-        name=name,
-        train=parts["train"],
-        val=parts["val"],
-        test=parts["test"],
-        class_names=[names[index] for index in keep] if keep is not None else list(names),
-        input_shape=tuple(train_x.shape[1:]),
-        scale=scale,
-        mean=mean,
-        std=std,
+        name=name, train=parts["train"], val=parts["val"], test=parts["test"],
+        class_names=task.class_names(names) if task is not None else list(names),
+        input_shape=tuple(train_x.shape[1:]), scale=scale, mean=mean, std=std,
     )
-
-
-def _check_classes(classes: list[int] | None, names: list[str], name: str) -> list[int] | None:
-    """Return `classes` as a list, or raise naming `data.classes` if one id is invalid."""
-    if classes is None:
-        return None
-    known = ", ".join(f"{index} {label}" for index, label in enumerate(names))
-    valid = isinstance(classes, list | tuple) and all(
-        isinstance(index, int) and not isinstance(index, bool) and 0 <= index < len(names)
-        for index in classes
-    )
-    if not valid or not classes or len(set(classes)) != len(classes):
-        raise UserInputError(
-            f"data.classes: expected a non-empty list of distinct class ids of {name} "
-            f"({known}), got {classes!r}"
-        )
-    return list(classes)
 
 
 def _read_pair(
@@ -288,16 +292,8 @@ def _read_pair(
     return images, labels
 
 
-def _split(
-    images: np.ndarray, labels: np.ndarray, keep: list[int] | None, num_classes: int
-) -> Split:
-    """Select the kept classes, relabel them, and convert to float32 / int64 tensors."""
-    if keep is not None:
-        mask = np.isin(labels, keep)
-        relabel = np.zeros(num_classes, dtype=np.int64)
-        relabel[keep] = np.arange(len(keep))
-        images, labels = images[mask], relabel[labels[mask]]
+def _tensors(images: np.ndarray, labels: np.ndarray) -> Split:
+    """Convert one part to float32 images and int64 labels."""
     # np.asarray makes the one float32 copy (the uint8 view of the file is read-only).
-    x = torch.from_numpy(np.asarray(images, dtype=np.float32))
-    y = torch.from_numpy(np.asarray(labels, dtype=np.int64))
-    return Split(x, y)
+    x, y = np.asarray(images, dtype=np.float32), np.asarray(labels, dtype=np.int64)
+    return Split(torch.from_numpy(x), torch.from_numpy(y))

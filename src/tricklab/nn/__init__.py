@@ -24,6 +24,7 @@ from tricklab.nn.base import Layer, layers
 from tricklab.nn.builder import (
     LayerSummary,
     ParamCounts,
+    build_layers,
     build_model,
     count_params,
     format_summary,
@@ -46,6 +47,7 @@ __all__ = [
     "Regularizer",
     "Sequential",
     "activations",
+    "build_layers",
     "build_model",
     "compute_fans",
     "constraints",

@@ -129,6 +129,25 @@ class Layer(Configurable, nn.Module):
         return {}
 
     @property
+    def deterministic_in_training(self) -> bool:
+        """Whether, in training mode, each sample's output is a fixed function of that sample.
+
+        True unless the layer or a sublayer draws random numbers in training
+        (dropout, RReLU's slopes) or uses the batch's statistics (trainable
+        batch normalization). A frozen, deterministic bottom of a network can
+        have its outputs computed once and cached (see
+        `Sequential.frozen_prefix_length`).
+        """
+        return all(
+            not isinstance(module, Layer) or module._deterministic_itself()
+            for module in self.modules()
+        )
+
+    def _deterministic_itself(self) -> bool:
+        """This layer alone, sublayers aside; overridden by the random or batch-dependent ones."""
+        return True
+
+    @property
     def trainable(self) -> bool:
         """Whether the layer trains (Keras `layer.trainable`).
 

@@ -40,10 +40,27 @@ def resolve_layers(
         raise UserInputError(f"{path}: expected a non-empty list of layers (got {layers!r})")
     resolved = []
     for index, item in enumerate(layers):
+        item, trainable = _split_trainable(item, f"{path}.{index}")
         name, config = layer_registry.resolve(item, f"{path}.{index}")
         config = resolve_nested(layer_registry.info(name).factory, config, f"{path}.{index}.{name}")
-        resolved.append({name: config})
+        # Only a frozen layer says so, keeping every other resolved recipe as it was.
+        resolved.append({name: config if trainable else {**config, "trainable": False}})
     return resolved
+
+
+def _split_trainable(item: str | dict[str, Any], path: str) -> tuple[str | dict[str, Any], bool]:
+    """Take the Keras-wide `trainable` option out of a layer entry, which no layer's own
+    signature has: `{dense: {units: 8, trainable: false}}` -> `({dense: {units: 8}}, False)`."""
+    if not isinstance(item, dict) or len(item) != 1:
+        return item, True
+    ((name, config),) = item.items()
+    if not isinstance(config, dict) or "trainable" not in config:
+        return item, True
+    config = dict(config)
+    trainable = config.pop("trainable")
+    if not isinstance(trainable, bool):
+        raise UserInputError(f"{path}.{name}.trainable: expected true or false, got {trainable!r}")
+    return {name: config}, trainable
 
 
 def build_model(
@@ -52,7 +69,9 @@ def build_model(
     """Build the model a recipe's `model:` section describes.
 
     Weights are drawn from the global torch RNG in layer order, so
-    `torch.manual_seed` before the call makes the model reproducible.
+    `torch.manual_seed` before the call makes the model reproducible. A layer
+    entry may say `trainable: false` to freeze it, as a Keras layer's
+    `trainable=False` argument does.
 
     Args:
         input_shape: Shape of one sample, e.g. `[28, 28]`.
@@ -65,16 +84,37 @@ def build_model(
     """
     parent = path.rpartition(".")[0]
     shape = as_shape(input_shape, f"{parent}.input_shape" if parent else "input_shape")
-    modules = []
+    return Sequential(*build_layers(shape, layers, path), input_shape=shape)
+
+
+def build_layers(
+    input_shape: Shape, layers: Sequence[str | dict[str, Any]], path: str = "model.layers"
+) -> list[Layer]:
+    """Build each layer of a recipe's layer list in order, the first for `input_shape`.
+
+    A layer whose entry says `trainable: false` is frozen (Keras `layer.trainable = False`).
+
+    Args:
+        input_shape: Per-sample shape entering the first layer.
+        layers: The recipe's layer list (see `resolve_layers`).
+        path: Dotted location of the list in the recipe. Defaults to `"model.layers"`.
+
+    Raises:
+        UserInputError: When a layer is invalid for its input shape, naming its path.
+    """
+    shape, modules = tuple(input_shape), []
     for index, spec in enumerate(resolve_layers(layers, path)):
         ((name, config),) = spec.items()
+        config = dict(config)
+        trainable = config.pop("trainable", True)
         module = layer_registry.info(name).factory(**config)
         try:
             shape = build_layer(module, shape)
         except UserInputError as error:
             raise UserInputError(f"{path}.{index}.{name}: {error}") from None
+        module.trainable = trainable
         modules.append(module)
-    return Sequential(*modules, input_shape=input_shape)
+    return modules
 
 
 class ParamCounts(NamedTuple):

@@ -50,6 +50,9 @@ class Dropout(Layer):
         super().__init__()
         self.rate = rate
 
+    def _deterministic_itself(self) -> bool:
+        return self.rate == 0
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.dropout(x, self.rate, self.training)
 
@@ -79,6 +82,9 @@ class AlphaDropout(Layer):
     def __init__(self, rate: Rate) -> None:
         super().__init__()
         self.rate = rate
+
+    def _deterministic_itself(self) -> bool:
+        return self.rate == 0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.alpha_dropout(x, self.rate, self.training)

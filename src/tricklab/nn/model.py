@@ -174,6 +174,28 @@ class Sequential(nn.Sequential):
                 if weight.requires_grad:
                     projection(weight)
 
+    def frozen_prefix_length(self) -> int:
+        """Number of leading layers whose outputs can be computed once and reused every epoch.
+
+        Those layers hold no trainable parameter and are `deterministic_in_training`
+        (no dropout, no random slopes, batch normalization frozen and so in
+        inference mode), so their training-mode output for a sample never
+        changes. The prefix stops before the last layer, is 0 when it holds no
+        weight or statistic (caching a `flatten` alone saves nothing), and any
+        non-tricklab module ends it (it cannot say whether it is deterministic).
+        """
+        length = 0
+        for module in list(self)[:-1]:
+            frozen = not any(p.requires_grad for p in module.parameters())
+            if not (isinstance(module, Layer) and frozen and module.deterministic_in_training):
+                break
+            length += 1
+        prefix = list(self)[:length]
+        holds_state = any(
+            any(True for _ in m.parameters()) or any(True for _ in m.buffers()) for m in prefix
+        )
+        return length if holds_state else 0
+
     @property
     def output_shape(self) -> Shape:
         """Per-sample output shape."""

@@ -84,6 +84,10 @@ class BatchNormalization(Layer):
         self.register_buffer("moving_variance", torch.ones(features))
         super().build(input_shape)
 
+    def _deterministic_itself(self) -> bool:
+        # Trainable, it normalizes by the batch's statistics; frozen, by its moving ones.
+        return not self._trainable
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self._feature_dim != 1:
             x = x.movedim(self._feature_dim, 1)

@@ -61,6 +61,9 @@ class RReLU(Layer):
         self.lower = lower
         self.upper = upper
 
+    def _deterministic_itself(self) -> bool:
+        return self.lower == self.upper
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.rrelu(x, self.lower, self.upper, self.training)
 

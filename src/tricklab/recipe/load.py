@@ -17,7 +17,7 @@ from tricklab.config import format_validation_error
 from tricklab.errors import UserInputError
 from tricklab.recipe.presets import apply_preset
 from tricklab.recipe.resolve import resolve
-from tricklab.recipe.schema import ModelSection, Recipe, TrainSection
+from tricklab.recipe.schema import ModelSection, PhaseSection, Recipe, ReuseSection, TrainSection
 
 
 def read_yaml(path: str | Path) -> Any:
@@ -115,10 +115,16 @@ def _accepted_keys(error: pydantic.ValidationError) -> list[str]:
     first = error.errors()[0]
     if first["type"] != "extra_forbidden":
         return []
-    section = {(): Recipe, ("model",): ModelSection, ("train",): TrainSection}.get(
-        tuple(first["loc"][:-1])
-    )
-    return sorted(section.model_fields) if section else []
+    location = tuple(first["loc"][:-1])
+    if location[:2] == ("train", "phases") and len(location) == 3:
+        location = ("train", "phases", 0)
+    section = {
+        (): Recipe, ("model",): ModelSection, ("model", "reuse"): ReuseSection,
+        ("train",): TrainSection, ("train", "phases", 0): PhaseSection,
+    }.get(location)
+    if section is None:
+        return []
+    return sorted(field.alias or name for name, field in section.model_fields.items())
 
 
 def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Recipe:

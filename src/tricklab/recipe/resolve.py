@@ -14,11 +14,12 @@ from tricklab.errors import UserInputError
 from tricklab.nn import resolve_layers
 from tricklab.optim import optimizers
 from tricklab.optim.schedules import schedules
-from tricklab.recipe.schema import Recipe
+from tricklab.recipe.schema import PhaseSection, Recipe
 from tricklab.registry import Registry
 from tricklab.train.callbacks import callbacks
 from tricklab.train.losses import losses
 from tricklab.train.metrics import metrics
+from tricklab.transfer.reuse import parse_layer_slice
 
 
 def resolve_named(registry: Registry, spec: Any, path: str) -> dict[str, dict[str, Any]]:
@@ -48,6 +49,26 @@ def resolve_data(spec: dict[str, Any], path: str = "data") -> dict[str, Any]:
     return {"dataset": name, **datasets.validate(name, options, path, f"{path}.dataset")}
 
 
+def _resolve_phase(phase: PhaseSection, index: int, optimizer: Any, reuses: bool) -> PhaseSection:
+    """One phase with its optimizer (the recipe's by default) and schedule fully resolved."""
+    path = f"train.phases.{index}"
+    trainable = phase.trainable
+    if trainable == "new" and not reuses:
+        raise UserInputError(f"{path}.trainable: 'new' means the layers after model.reuse's, "
+                             "but the model reuses none; use all or a slice such as '-1:'")
+    if trainable not in (None, "all", "new"):
+        parse_layer_slice(trainable, f"{path}.trainable")
+    return phase.model_copy(update={
+        "optimizer": resolve_optimizer(
+            phase.optimizer if phase.optimizer is not None else optimizer, f"{path}.optimizer"
+        ),
+        "schedule": (
+            None if phase.schedule is None
+            else resolve_named(schedules, phase.schedule, f"{path}.schedule")
+        ),
+    })
+
+
 def resolve(recipe: Recipe) -> Recipe:
     """Check every named entry of `recipe` against its registry and fill in all defaults.
 
@@ -63,9 +84,17 @@ def resolve(recipe: Recipe) -> Recipe:
     schedule = None
     if train.schedule is not None:
         schedule = resolve_named(schedules, train.schedule, "train.schedule")
+    phases = None
+    if train.phases is not None:
+        phases = [
+            _resolve_phase(phase, index, train.optimizer, recipe.model.reuse is not None)
+            for index, phase in enumerate(train.phases)
+        ]
     if data.get("validation", 0) == 0:
         watchers = {f"train.callbacks.{i}": entry for i, entry in enumerate(resolved_callbacks)}
         watchers["train.schedule"] = schedule or {}
+        for index, phase in enumerate(phases or []):
+            watchers[f"train.phases.{index}.schedule"] = phase.schedule or {}
         for path, entry in watchers.items():
             for name, config in entry.items():
                 monitor = str(config.get("monitor", ""))
@@ -75,7 +104,9 @@ def resolve(recipe: Recipe) -> Recipe:
                         "but data.validation is 0"
                     )
     input_shape = recipe.model.input_shape or list(INPUT_SHAPES[data["dataset"]])
-    layers = resolve_layers(recipe.model.layers, "model.layers")
+    layers = resolve_layers(recipe.model.layers, "model.layers") if recipe.model.layers else []
+    if recipe.model.reuse is not None:
+        parse_layer_slice(recipe.model.reuse.layers, "model.reuse.layers")
     model = recipe.model.model_copy(update={"input_shape": input_shape, "layers": layers})
     train = train.model_copy(
         update={
@@ -87,6 +118,7 @@ def resolve(recipe: Recipe) -> Recipe:
             ],
             "callbacks": resolved_callbacks,
             "schedule": schedule,
+            "phases": phases,
         }
     )
     return recipe.model_copy(update={"data": data, "model": model, "train": train})

@@ -8,9 +8,9 @@ so the registries stay the one source of truth for names and defaults.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
 NamedSpec = Any
 """`name` or `{name: {config}}` (`{name: ..., **config}` for the optimizer); checked by resolve."""
@@ -20,17 +20,72 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_default=True)
 
 
+class ReuseSection(_Section):
+    """`model.reuse:` — start from some layers of a trained model (transfer learning).
+
+    The layers are loaded from disk, so the source model is never changed;
+    the recipe's `model.layers` are added on top of them.
+
+    Args:
+        from_: (`from` in YAML) A run directory (its final `model/`), a directory
+            written by `save_model`, or a recipe file: that recipe is trained first
+            unless a finished run of it is there already (beside this run, or in a
+            study's `pretrained/` folder). Relative paths are from the current directory.
+        layers: Which of its layers to take, as a Python slice of layer indices.
+            Defaults to `":-1"` (all but the output layer).
+        trainable: Whether the reused layers train; `false` freezes them (batch
+            normalization then runs in inference mode). Defaults to `True`.
+    """
+
+    model_config = ConfigDict(extra="forbid", validate_default=True, populate_by_name=True)
+
+    from_: str = Field(alias="from", min_length=1)
+    layers: str = ":-1"
+    trainable: bool = True
+
+
 class ModelSection(_Section):
     """`model:` — the network as a list of layers, Keras `Sequential` style.
 
     Args:
         input_shape: Per-sample input shape (no batch dimension). Defaults to the
             dataset's shape, e.g. `[28, 28]` for Fashion-MNIST.
-        layers: Layer entries, each `name` or `{name: {config}}`.
+        reuse: Layers of a trained model to start from; `layers` then lists the new
+            layers added on top (possibly none). Defaults to `None`.
+        layers: Layer entries, each `name` or `{name: {config}}`; a layer is frozen
+            with `{name: {..., trainable: false}}`. Defaults to `[]` (allowed only
+            with `reuse`).
     """
 
     input_shape: list[Annotated[int, Field(gt=0)]] | None = None
-    layers: Annotated[list[NamedSpec], Field(min_length=1)]
+    reuse: ReuseSection | None = None
+    layers: list[NamedSpec] = []
+
+    @model_validator(mode="after")
+    def _has_layers(self) -> ModelSection:
+        if not self.layers and self.reuse is None:
+            raise ValueError("layers: a model needs at least one layer (or model.reuse)")
+        return self
+
+
+class PhaseSection(_Section):
+    """One entry of `train.phases:`: some epochs with their own optimizer and trainable layers.
+
+    Args:
+        epochs: Epochs in this phase.
+        optimizer: Optimizer of this phase, rebuilt at its start (fresh state) over
+            the parameters it trains. Defaults to `train.optimizer`.
+        schedule: Learning-rate schedule of this phase, counted from its start.
+            Defaults to `None` (the optimizer's constant learning rate).
+        trainable: Which layers train: `all`, `new` (those after `model.reuse`'s
+            layers), or a slice of layer indices such as `"-2:"`; the others are
+            frozen. Defaults to `None` (as the model section says).
+    """
+
+    epochs: Annotated[int, Field(gt=0)]
+    optimizer: NamedSpec | None = None
+    schedule: NamedSpec | None = None
+    trainable: str | None = None
 
 
 class TrainSection(_Section):
@@ -39,6 +94,9 @@ class TrainSection(_Section):
     Args:
         optimizer: `name` or `{name: ..., hyperparameter: value, ...}`.
         loss: Loss `name` or `{name: {config}}`. Defaults to `"sparse_categorical_crossentropy"`.
+        target: What the model learns to output: `labels`, or `inputs` for an
+            autoencoder (Keras `fit(X, X)`; the run then plots reconstructions).
+            Defaults to `"labels"`.
         metrics: Metric entries. Defaults to `[]` (Keras's default).
         batch_size: Samples per step. Defaults to `32` (Keras's default).
         epochs: Epochs to train. Defaults to `1` (Keras's default).
@@ -47,16 +105,42 @@ class TrainSection(_Section):
         schedule: Learning-rate schedule, `name` or `{name: {config}}`, e.g.
             `{one_cycle: {max_learning_rate: 0.05}}`; its `per: step | epoch`
             says what it counts. Defaults to `None` (constant learning rate).
+        phases: Train in phases, in order, each with its own epochs, optimizer,
+            schedule and trainable layers (the book: reused layers frozen for a
+            few epochs, then all trained with a lower learning rate). History is
+            continuous; `epochs` is their sum. Defaults to `None` (one phase).
+        cache_frozen_features: When the bottom layers are frozen and deterministic,
+            compute their outputs once and train the layers above on them (logged
+            at the start of training; `false` runs every layer every step).
+            Defaults to `True`.
     """
 
     optimizer: NamedSpec
     loss: NamedSpec = "sparse_categorical_crossentropy"
+    target: Literal["labels", "inputs"] = "labels"
     metrics: list[NamedSpec] = []
     batch_size: Annotated[int, Field(gt=0)] = 32
     epochs: Annotated[int, Field(gt=0)] = 1
     shuffle: bool = True
     callbacks: list[NamedSpec] = []
     schedule: NamedSpec | None = None
+    phases: Annotated[list[PhaseSection], Field(min_length=1)] | None = None
+    cache_frozen_features: bool = True
+
+    @model_validator(mode="after")
+    def _epochs_of_phases(self) -> TrainSection:
+        if self.phases is None:
+            return self
+        if self.schedule is not None:
+            raise ValueError("schedule: with phases, give each phase its own schedule")
+        total = sum(phase.epochs for phase in self.phases)
+        if "epochs" in self.model_fields_set and self.epochs != total:
+            raise ValueError(
+                f"epochs: {self.epochs} differs from the phases' total {total}; "
+                "leave train.epochs out with phases"
+            )
+        self.epochs = total
+        return self
 
 
 class Recipe(_Section):
@@ -88,7 +172,7 @@ class Recipe(_Section):
 
     def to_dict(self) -> dict[str, Any]:
         """Plain Python data, ready for YAML."""
-        return self.model_dump(mode="json")
+        return self.model_dump(mode="json", by_alias=True)
 
 
 def validate_structure(raw: Any) -> Recipe:

@@ -303,10 +303,9 @@ def load_study(path: str | Path, seeds: int | None = None, quick: bool = False) 
     for name in spec.variants:
         documents[name] = _variant_document(spec, name, base, path)
         if spec.budget is not None:
-            documents[name].setdefault("train", {})["epochs"] = spec.budget.epochs
+            _set_epochs(documents[name].setdefault("train", {}), spec.budget.epochs)
         if quick:
-            train = documents[name].setdefault("train", {})
-            train["epochs"] = min(int(train.get("epochs", 1)), spec.quick.epochs)
+            _set_epochs(documents[name].setdefault("train", {}), spec.quick.epochs, at_most=True)
     resolved: dict[str, Any] = {
         "name": spec.name,
         "question": spec.question,
@@ -341,6 +340,30 @@ def load_study(path: str | Path, seeds: int | None = None, quick: bool = False) 
             "set data.validation in the base recipe (e.g. 5000)"
         )
     return study
+
+
+def _set_epochs(train: dict[str, Any], epochs: int, at_most: bool = False) -> None:
+    """Make a run train `epochs` epochs (`at_most`: no more than that), phases included.
+
+    Phases are kept in order and cut where the epochs run out; a longer budget
+    lengthens the last phase.
+    """
+    phases = train.get("phases")
+    if not isinstance(phases, list) or not all(
+        isinstance(phase, dict) and isinstance(phase.get("epochs"), int) for phase in phases
+    ) or not phases:
+        train["epochs"] = min(int(train.get("epochs", 1)), epochs) if at_most else epochs
+        return
+    left = min(sum(phase["epochs"] for phase in phases), epochs) if at_most else epochs
+    kept = []
+    for phase in phases:
+        if left <= 0:
+            break
+        kept.append({**phase, "epochs": min(phase["epochs"], left)})
+        left -= kept[-1]["epochs"]
+    kept[-1]["epochs"] += left
+    train["phases"] = kept
+    train.pop("epochs", None)
 
 
 def _accepted_keys(error: pydantic.ValidationError) -> list[str] | None:

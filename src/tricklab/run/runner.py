@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import platform
 from dataclasses import dataclass
@@ -11,17 +12,25 @@ from typing import Any
 import torch
 
 import tricklab
-from tricklab.data import DatasetSplits, load_dataset
+from tricklab.data import DatasetSplits, Split, load_dataset
 from tricklab.errors import EXIT_DIVERGED, EXIT_INTERRUPTED, EXIT_OK, UserInputError
-from tricklab.nn import build_model
+from tricklab.nn import Sequential, build_model
 from tricklab.optim import make_optimizer
 from tricklab.recipe import Recipe
+from tricklab.recipe.schema import PhaseSection
 from tricklab.report import plot_learning_curves
+from tricklab.report.reconstructions import plot_reconstructions
+from tricklab.run.pretrained import source_model
 from tricklab.run.rundir import RunDirectory
 from tricklab.train import FitResult, Trainer
+from tricklab.train.callbacks import Callback
 from tricklab.train.progress import ProgressMode
 from tricklab.train.scheduling import LearningRateScheduler
 from tricklab.transfer import save_model
+from tricklab.transfer.reuse import parse_layer_slice, reuse_layers
+
+RECONSTRUCTIONS_SHOWN = 10
+"""Test images shown in an autoencoder run's `plots/reconstructions.png`."""
 
 EXIT_CODES = {
     "completed": EXIT_OK,
@@ -52,12 +61,70 @@ def load_data(recipe: Recipe) -> DatasetSplits:
     return load_dataset(options.pop("dataset"), **options)
 
 
-def build(recipe: Recipe) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
-    """Seed the global generator, then build the model and its optimizer."""
+def build(
+    recipe: Recipe, pretrained: Path | None = None, progress: ProgressMode = "auto"
+) -> tuple[Sequential, torch.optim.Optimizer]:
+    """Seed the global generator, then build the model and its (first phase's) optimizer.
+
+    Args:
+        recipe: A resolved recipe.
+        pretrained: Folder where a recipe named by `model.reuse.from` is trained
+            (see `tricklab.run.pretrained`). Defaults to `None` (`runs/`).
+        progress: Progress display of such a pretraining run. Defaults to `"auto"`.
+    """
+    reuse = recipe.model.reuse
+    source = None
+    if reuse is not None:
+        # Pretraining (if any) first: it seeds the generator for its own run.
+        source = source_model(reuse.from_, pretrained or Path("runs"), progress)
     torch.manual_seed(recipe.seed)
-    model = build_model(recipe.model.input_shape, recipe.model.layers)
-    optimizer = make_optimizer(dict(recipe.train.optimizer), model.parameters())
+    if source is None:
+        model = build_model(recipe.model.input_shape, recipe.model.layers)
+    else:
+        model = reuse_layers(source, reuse.layers, recipe.model.layers, reuse.trainable)
+        if list(model.input_shape) != list(recipe.model.input_shape):
+            raise UserInputError(
+                f"model.reuse.from: {reuse.from_} takes inputs of shape {list(model.input_shape)}, "
+                f"but this recipe's are {list(recipe.model.input_shape)}"
+            )
+    phases = training_phases(recipe)
+    optimizer = _phase_optimizer(model, phases[0], 0, recipe, _count_reused(recipe, model))
     return model, optimizer
+
+
+def training_phases(recipe: Recipe) -> list[PhaseSection]:
+    """The recipe's `train.phases`, or its one implicit phase."""
+    train = recipe.train
+    if train.phases is not None:
+        return list(train.phases)
+    return [PhaseSection(epochs=train.epochs, optimizer=train.optimizer, schedule=train.schedule)]
+
+
+def _count_reused(recipe: Recipe, model: Sequential) -> int:
+    return 0 if recipe.model.reuse is None else len(model) - len(recipe.model.layers)
+
+
+def _phase_optimizer(
+    model: Sequential, phase: PhaseSection, index: int, recipe: Recipe, reused: int
+) -> torch.optim.Optimizer:
+    """Set which layers train in this phase, then build its optimizer over their parameters.
+
+    As Keras builds its optimizer over `trainable_weights`, frozen parameters
+    get no optimizer state (and no decoupled weight decay).
+    """
+    path = f"train.phases.{index}" if recipe.train.phases is not None else "train"
+    if phase.trainable is not None:
+        selected = range(len(model))
+        if phase.trainable == "new":
+            selected = range(reused, len(model))
+        elif phase.trainable != "all":
+            selected = range(len(model))[parse_layer_slice(phase.trainable)]
+        for position, layer in enumerate(model):
+            layer.trainable = position in selected
+    parameters = [p for p in model.parameters() if p.requires_grad]
+    if not parameters:
+        raise UserInputError(f"{path}.trainable: no layer with weights is left trainable")
+    return make_optimizer(dict(phase.optimizer), parameters)
 
 
 def _same_run(stored: dict[str, Any], resolved: dict[str, Any]) -> bool:
@@ -76,6 +143,7 @@ def train_recipe(
     progress: ProgressMode = "auto",
     splits: DatasetSplits | None = None,
     doctor: bool = False,
+    pretrained: Path | None = None,
 ) -> RunOutcome:
     """Train the network a resolved recipe describes and fill its run directory.
 
@@ -92,6 +160,9 @@ def train_recipe(
             for all its runs). Defaults to `None` (load it here).
         doctor: Probe every layer through the run and write `doctor.json` and the
             doctor's plots into the run directory. Defaults to `False`.
+        pretrained: Folder where a recipe named by `model.reuse.from` is trained
+            first when no finished run of it is there. Defaults to `None` (beside
+            this run: `out`'s parent folder).
 
     Raises:
         UserInputError: The folder holds another run, or the data cannot be had.
@@ -105,41 +176,38 @@ def train_recipe(
             "(only train.epochs may change on resume)"
         )
     splits = load_data(recipe) if splits is None else splits
-    model, optimizer = build(recipe)
+    if recipe.train.target == "inputs":
+        splits = _reconstruction_task(splits)
+    model, optimizer = build(
+        recipe, pretrained if pretrained is not None else run_dir.path.parent, progress
+    )
     train = recipe.train
-    callbacks = list(train.callbacks)
-    if train.schedule is not None:
-        callbacks.append(LearningRateScheduler(train.schedule))
+    phases = training_phases(recipe)
+    observers = []
     probe = None
     if doctor:
         from tricklab.doctor import DoctorCallback, watch
 
         probe = watch(model).attach()
-        callbacks.append(DoctorCallback(probe))
+        observers.append(DoctorCallback(probe))
     trainer = Trainer(
         model,
         optimizer,
         loss=train.loss,
         metrics=train.metrics,
-        callbacks=callbacks,
+        callbacks=_phase_callbacks(recipe, phases[0], observers),
         seed=recipe.seed,
         checkpoint_dir=run_dir.checkpoints,
         progress=progress,
+        # The doctor probes every layer at every probed step, so nothing is skipped.
+        cache_frozen_features=train.cache_frozen_features and not doctor,
     )
     if overwrite:
         run_dir.clear()
     run_dir.write_recipe(resolved)
     validation = (splits.val.x, splits.val.y) if splits.val is not None else None
     try:
-        fit = trainer.fit(
-            splits.train.x,
-            splits.train.y,
-            epochs=train.epochs,
-            batch_size=train.batch_size,
-            validation_data=validation,
-            shuffle=train.shuffle,
-            resume=resume,
-        )
+        fit = _fit_phases(trainer, recipe, phases, splits, validation, resume, observers)
     finally:
         if probe is not None:
             probe.detach()
@@ -150,12 +218,68 @@ def train_recipe(
     result = _result(recipe, model, trainer, splits, fit)
     if fit.status in ("completed", "stopped_early"):
         # The final model, architecture and weights, loadable with `tricklab.load_model`.
-        save_model(model, run_dir.path / "model", optimizer)
+        save_model(model, run_dir.path / "model", trainer.optimizer)
     run_dir.write_history(fit.history)
     if fit.history.get("loss"):
         plot_learning_curves(fit.history, run_dir.plots / "learning_curves.png", recipe.name)
+    if recipe.train.target == "inputs" and fit.status in ("completed", "stopped_early"):
+        shown = splits.test.x[:RECONSTRUCTIONS_SHOWN]
+        plot_reconstructions(shown, trainer.predict(shown), run_dir.plots / "reconstructions.png",
+                             recipe.name)
     run_dir.write_result(result)
     return RunOutcome(run_dir.path, result, EXIT_CODES[fit.status])
+
+
+def _reconstruction_task(splits: DatasetSplits) -> DatasetSplits:
+    """The same images as inputs and as targets (an autoencoder's `fit(X, X)`), without a copy."""
+    def inputs(split: Split | None) -> Split | None:
+        return None if split is None else Split(split.x, split.x)
+
+    return dataclasses.replace(
+        splits, train=inputs(splits.train), val=inputs(splits.val), test=inputs(splits.test)
+    )
+
+
+def _fit_phases(
+    trainer: Trainer,
+    recipe: Recipe,
+    phases: list[PhaseSection],
+    splits: DatasetSplits,
+    validation: tuple[torch.Tensor, torch.Tensor] | None,
+    resume: bool,
+    observers: list[Callback],
+) -> FitResult:
+    """Fit each phase in turn on one trainer (continuous history); a stop ends them all."""
+    train, done, fits = recipe.train, 0, []
+    reused = _count_reused(recipe, trainer.model)
+    for index, phase in enumerate(phases):
+        if index:
+            trainer.compile(
+                _phase_optimizer(trainer.model, phase, index, recipe, reused),
+                _phase_callbacks(recipe, phase, observers),
+            )
+        fits.append(trainer.fit(
+            splits.train.x, splits.train.y, epochs=done + phase.epochs,
+            batch_size=train.batch_size, validation_data=validation, shuffle=train.shuffle,
+            resume=resume, initial_epoch=done,
+        ))
+        done += phase.epochs
+        if fits[-1].status != "completed":
+            break
+    last = fits[-1]
+    return FitResult(
+        history=last.history, status=last.status, epochs_run=last.epochs_run,
+        best_epoch=last.best_epoch, wall_time_s=sum(fit.wall_time_s for fit in fits),
+        resumed_from=fits[0].resumed_from, cached_layers=max(f.cached_layers for f in fits),
+    )
+
+
+def _phase_callbacks(
+    recipe: Recipe, phase: PhaseSection, observers: list[Callback]
+) -> list[Callback | dict]:
+    """A phase's callbacks: the recipe's (fresh, as in each Keras `fit`), schedule, observers."""
+    scheduler = [LearningRateScheduler(phase.schedule)] if phase.schedule is not None else []
+    return [*recipe.train.callbacks, *scheduler, *observers]
 
 
 def _final_metrics(trainer: Trainer, splits: DatasetSplits, fit: FitResult) -> dict[str, float]:
@@ -199,6 +323,7 @@ def _result(
         "wall_time_s": round(fit.wall_time_s, 3),
         "params": total,
         "trainable_params": trainable,
+        "cached_frozen_layers": fit.cached_layers,
         "dataset": {
             "name": splits.name,
             "train": len(splits.train.y),

@@ -11,18 +11,20 @@ that crashes is retried once, then recorded as `failed` with its error.
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import shutil
 import time
 import traceback
 from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 from tricklab.errors import EXIT_INTERRUPTED, EXIT_OK, UserInputError
 from tricklab.recipe.study import PlannedRun, Study, load_study
-from tricklab.run.study_backends import Job, LocalBackend, RayBackend, preload
+from tricklab.run.study_backends import PRETRAINED, Job, LocalBackend, RayBackend, preload
 from tricklab.run.study_progress import StudyProgress
 from tricklab.study.statistics import higher_is_better
 from tricklab.study.store import LearningRateChoice, RunRecord, StudyStore
@@ -209,6 +211,20 @@ def _add(store: StudyStore, runs: list[PlannedRun]) -> None:
     )
 
 
+def _pretrain(recipes: list[dict[str, Any]], study_dir: Path) -> None:
+    """Train the recipes that runs reuse, once, before any run starts.
+
+    In a spawned process: the driver itself must not start torch's threads
+    before it forks the workers.
+    """
+    from tricklab.run.pretrained import is_recipe, pretrain_sources
+
+    if not any(r["model"].get("reuse") and is_recipe(r["model"]["reuse"]["from"]) for r in recipes):
+        return
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        pool.submit(pretrain_sources, recipes, study_dir / PRETRAINED).result()
+
+
 def run_study(
     path: str | Path,
     out: str | Path | None = None,
@@ -257,6 +273,7 @@ def run_study(
     search_runs = _search_runs(study)
     study_dir = Path(out) if out is not None else default_study_dir(study)
     count = workers or os.cpu_count() or 1
+    _pretrain([run.recipe for run in (*main_runs.values(), *search_runs)], study_dir)
     if backend == "local":
         preload(main_runs.values())
         runner: Any = LocalBackend(count)

@@ -20,6 +20,9 @@ from typing import Any
 from tricklab.errors import UserInputError
 from tricklab.recipe.study import PlannedRun
 
+PRETRAINED = "pretrained"
+"""Folder of a study where the recipes its runs reuse (`model.reuse.from`) are trained."""
+
 _splits_cache: dict[str, Any] = {}
 CACHED_DATASETS = 2
 
@@ -46,6 +49,7 @@ def execute_run(
     outcome = train_recipe(
         resolved, out=Path(study_dir) / run_dir, resume=resume, overwrite=not resume,
         progress="none", splits=_splits_cache[key], doctor=doctor,
+        pretrained=Path(study_dir) / PRETRAINED,
     )
     return outcome.result
 

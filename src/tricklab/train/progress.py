@@ -83,6 +83,13 @@ class ProgressReporter:
         else:
             print(line, file=sys.stderr, flush=True)
 
+    def note(self, message: str) -> None:
+        """Print one line about the run (not an epoch's), unless the mode is `"none"`."""
+        if self.mode == "bar":
+            self._console.print(message, highlight=False)
+        elif self.mode == "lines":
+            print(message, file=sys.stderr, flush=True)
+
     def close(self) -> None:
         if self._progress is not None:
             self._progress.stop()

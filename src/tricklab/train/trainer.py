@@ -6,6 +6,17 @@ tensors and are read when the progress bar refreshes or the epoch ends, so a
 step never waits on the host. A model that ends in the activation its loss can
 fuse (softmax with cross-entropy) is trained on its logits for numerical
 stability.
+
+When the bottom layers of a tricklab `Sequential` are frozen and
+deterministic (`Sequential.frozen_prefix_length`), their outputs for the
+training and validation inputs are computed once per `fit` and the upper
+layers train on that cache: the same losses, without running the frozen
+layers every epoch (`cache_frozen_features=False` turns this off).
+
+Training in phases (the book's "freeze the reused layers for a few epochs,
+then unfreeze them with a lower learning rate") is `compile` with a new
+optimizer between `fit` calls that continue the epoch count
+(`initial_epoch`), as Keras's `compile` + `fit(initial_epoch=...)`.
 """
 
 from __future__ import annotations
@@ -43,6 +54,7 @@ class FitResult:
         best_epoch: 1-based epoch with the best monitored value, `None` before any epoch.
         wall_time_s: Seconds spent in this call of `fit`.
         resumed_from: Epochs already done when this call started (0 without a resume).
+        cached_layers: Leading frozen layers whose outputs were cached (0: none).
     """
 
     history: dict[str, list[float]]
@@ -51,6 +63,7 @@ class FitResult:
     best_epoch: int | None
     wall_time_s: float
     resumed_from: int = 0
+    cached_layers: int = 0
 
 
 class Trainer:
@@ -71,6 +84,9 @@ class Trainer:
         progress: `"auto"`, `"bar"`, `"lines"` or `"none"`. Defaults to `"auto"`.
         divergence_check_every: Steps between checks of the running loss for
             NaN/Inf (each check reads one number from the device). Defaults to `50`.
+        cache_frozen_features: Compute the outputs of a frozen, deterministic bottom
+            of the model once per `fit` and train the layers above on them.
+            Defaults to `True`.
     """
 
     def __init__(
@@ -84,28 +100,28 @@ class Trainer:
         checkpoint_dir: str | Path | None = None,
         progress: ProgressMode = "auto",
         divergence_check_every: int = 50,
+        cache_frozen_features: bool = True,
     ) -> None:
         self.model = model
-        self.optimizer = optimizer
         self.loss = losses.get(loss, "train.loss")
         self.metrics = [metric_registry.get(m, "train.metrics") for m in metrics]
         self.metric_names = [
             type(m).__name__.lower() if isinstance(m, Metric) else metric_registry.split(m)[0]
             for m in metrics
         ]
-        self.callbacks = [callback_registry.get(c, "train.callbacks") for c in callbacks]
         self.generator = torch.Generator().manual_seed(seed)
         self.checkpoints = CheckpointManager(checkpoint_dir) if checkpoint_dir else None
         self.progress = ProgressReporter(progress)
         self.divergence_check_every = divergence_check_every
+        self.cache_frozen_features = cache_frozen_features
+        self.phase = -1
         self.stop_training = False
         self.history: dict[str, list[float]] = {}
         self.global_step = 0
         self.batch_loss: torch.Tensor | None = None
         self.epochs = 0
         self.steps_per_epoch = 0
-        self._batch_begin = [c for c in self.callbacks if _overrides(c, "on_batch_begin")]
-        self._batch_end = [c for c in self.callbacks if _overrides(c, "on_batch_end")]
+        self.compile(optimizer, callbacks)
         # Duck-typed so any module can opt in; tricklab's Sequential provides these.
         self._regularized = bool(getattr(model, "has_regularizers", False))
         self._closed_form = self._regularized and getattr(
@@ -114,8 +130,30 @@ class Trainer:
         self._constrained = bool(getattr(model, "has_constraints", False))
         fusable = getattr(model, "final_activation", None)
         self._fused = fusable is not None and fusable == self.loss.fusable_activation
-        self._forward = model.forward_logits if self._fused else model
+        self._forward = self._full_forward = model.forward_logits if self._fused else model
         self._loss_fn = self.loss.on_logits if self._fused else self.loss
+        self._cached_layers = 0
+
+    def compile(
+        self, optimizer: torch.optim.Optimizer, callbacks: Sequence[str | dict | Callback] = ()
+    ) -> None:
+        """Start a training phase with `optimizer` and `callbacks`; history and step count go on.
+
+        Keras's advice after changing which layers are trainable: compile again,
+        then `fit(..., initial_epoch=epochs_done)`. Checkpoints record the phase,
+        so a resume restores the optimizer and callback states only into the
+        phase that saved them (an earlier phase's checkpoint gives the weights,
+        history and random states).
+
+        Args:
+            optimizer: A `torch.optim.Optimizer` over the parameters to train now.
+            callbacks: Callback instances or `{name: config}` mappings. Defaults to `()`.
+        """
+        self.optimizer = optimizer
+        self.callbacks = [callback_registry.get(c, "train.callbacks") for c in callbacks]
+        self._batch_begin = [c for c in self.callbacks if _overrides(c, "on_batch_begin")]
+        self._batch_end = [c for c in self.callbacks if _overrides(c, "on_batch_end")]
+        self.phase += 1
 
     def fit(
         self,
@@ -126,8 +164,9 @@ class Trainer:
         validation_data: tuple[torch.Tensor, torch.Tensor] | None = None,
         shuffle: bool = True,
         resume: bool = False,
+        initial_epoch: int = 0,
     ) -> FitResult:
-        """Train for `epochs` epochs (in total, counting those done before a resume).
+        """Train up to epoch `epochs` (in total, counting those done before, as Keras counts).
 
         Args:
             x: Inputs, first dimension the samples.
@@ -138,11 +177,15 @@ class Trainer:
             shuffle: Draw a new permutation each epoch. Defaults to `True`.
             resume: Continue from the newest readable checkpoint in `checkpoint_dir`.
                 Defaults to `False`.
+            initial_epoch: Epochs already done, e.g. by an earlier phase of this
+                trainer (Keras's `initial_epoch`). Defaults to `0`.
         """
         start = time.perf_counter()
         self.epochs = epochs
         self.steps_per_epoch = math.ceil(x.shape[0] / batch_size)
-        first_epoch = self._restore() if resume else 0
+        first_epoch = self._restore() if resume else None
+        first_epoch = initial_epoch if first_epoch is None else first_epoch
+        x, validation_data = self._cache_features(x, validation_data)
         status: Status = "stopped_early" if self.stop_training else "completed"
         for callback in self.callbacks:
             callback.on_train_begin(self)
@@ -156,7 +199,7 @@ class Trainer:
                 epoch_start = time.perf_counter()
                 logs, finite = self._train_epoch(x, y, batch_size, shuffle, epoch)
                 if finite and validation_data is not None:
-                    scores = self.evaluate(*validation_data, batch_size)
+                    scores = self._evaluate(*validation_data, batch_size, self._forward)
                     logs.update({f"val_{key}": value for key, value in scores.items()})
                 logs["lr"] = float(self.optimizer.param_groups[0]["lr"])
                 logs["time_s"] = time.perf_counter() - epoch_start
@@ -176,6 +219,7 @@ class Trainer:
             status = "interrupted"
         finally:
             self.progress.close()
+            self._forward = self._full_forward
         if status != "interrupted":
             for callback in self.callbacks:
                 callback.on_train_end(self)
@@ -186,7 +230,29 @@ class Trainer:
             best_epoch=self._best_epoch(),
             wall_time_s=time.perf_counter() - start,
             resumed_from=first_epoch,
+            cached_layers=self._cached_layers,
         )
+
+    def _cache_features(
+        self, x: torch.Tensor, validation_data: tuple[torch.Tensor, torch.Tensor] | None
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor] | None]:
+        """Run a frozen, deterministic bottom once and point the step at the layers above it."""
+        length = self.model.frozen_prefix_length() if self.cache_frozen_features and hasattr(
+            self.model, "frozen_prefix_length") else 0
+        self._cached_layers = length
+        if not length:
+            return x, validation_data
+        bottom, top = self.model[:length], self.model[length:]
+        self._forward = top.forward_logits if self._fused else top
+        self.progress.note(
+            f"caching the outputs of the {length} frozen bottom layers "
+            f"(shape {tuple(bottom.output_shape)}); the layers above train on them"
+        )
+        # Deterministic layers compute the same in either mode, so the model's mode is kept.
+        x = _forward_chunks(bottom, x)
+        if validation_data is not None:
+            validation_data = (_forward_chunks(bottom, validation_data[0]), validation_data[1])
+        return x, validation_data
 
     def _train_epoch(
         self, x: torch.Tensor, y: torch.Tensor, batch_size: int, shuffle: bool, epoch: int
@@ -284,6 +350,12 @@ class Trainer:
             batch_size: Samples per forward pass; evaluation uses at least 1024
                 since results do not depend on it. Defaults to `32`.
         """
+        return self._evaluate(x, y, batch_size, self._full_forward)
+
+    @torch.no_grad()
+    def _evaluate(
+        self, x: torch.Tensor, y: torch.Tensor, batch_size: int, forward: Any
+    ) -> dict[str, float]:
         was_training = self.model.training
         self.model.eval()
         loss_sum = torch.zeros((), dtype=torch.float64)
@@ -293,7 +365,7 @@ class Trainer:
         chunk = max(batch_size, 1024)
         for begin in range(0, x.shape[0], chunk):
             batch_x, batch_y = x[begin : begin + chunk], y[begin : begin + chunk]
-            output = self._forward(batch_x)
+            output = forward(batch_x)
             batch_loss = self._loss_fn(output, batch_y)
             if penalty is not None:
                 batch_loss = batch_loss + penalty
@@ -336,6 +408,7 @@ class Trainer:
         return {
             "format": CHECKPOINT_FORMAT,
             "epoch": epochs_done,
+            "phase": self.phase,
             "status": status,
             "stop_training": self.stop_training,
             "global_step": self.global_step,
@@ -349,20 +422,31 @@ class Trainer:
     def _checkpointed(self) -> list[Callback]:
         return [callback for callback in self.callbacks if callback.checkpointed]
 
-    def _restore(self) -> int:
+    def _restore(self) -> int | None:
+        """Load the newest checkpoint; return its epoch, or `None` when there is none.
+
+        Optimizer and callback states are restored only into the phase that saved
+        them: another phase's optimizer may train other parameters.
+        """
         state = self.checkpoints.load_latest() if self.checkpoints is not None else None
         if state is None:
-            return 0
+            return None
         self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        for callback, callback_state in zip(self._checkpointed(), state["callbacks"], strict=True):
-            callback.load_state_dict(callback_state)
+        if state.get("phase", 0) == self.phase:
+            self.optimizer.load_state_dict(state["optimizer"])
+            for callback, saved in zip(self._checkpointed(), state["callbacks"], strict=True):
+                callback.load_state_dict(saved)
         self.history = {key: list(values) for key, values in state["history"].items()}
         torch.set_rng_state(state["rng"]["global"])
         self.generator.set_state(state["rng"]["shuffle"])
         self.stop_training = state["stop_training"]
         self.global_step = state["global_step"]
         return state["epoch"]
+
+
+@torch.no_grad()
+def _forward_chunks(module: nn.Module, x: torch.Tensor, chunk: int = 4096) -> torch.Tensor:
+    return torch.cat([module(x[begin : begin + chunk]) for begin in range(0, x.shape[0], chunk)])
 
 
 def _overrides(callback: Callback, hook: str) -> bool:

@@ -5,9 +5,19 @@ model's architecture (`model.json`, the `build_model` layer list) and weights
 (`weights.safetensors`), optionally with its optimizer state;
 `save_weights(module, path)` / `load_weights(module, path)` store the weights of
 any `torch.nn.Module`. Loading never unpickles (safetensors and JSON only).
+`clone_model(model, weights=True)` copies a model without sharing a tensor, and
+`reuse_layers(source, ":-1", new_layers)` starts a model from another's layers
+(a clone, so training it never changes the source).
+`predict(model, x, mc_samples=T)` averages T Monte Carlo dropout passes into a
+`Prediction` (mean probabilities, their spread and entropy).
 """
 
 from tricklab.transfer.loading import load_model, load_weights
+from tricklab.transfer.mc_dropout import Prediction, predict
+from tricklab.transfer.reuse import clone_model, reuse_layers
 from tricklab.transfer.saving import save_model, save_weights
 
-__all__ = ["load_model", "load_weights", "save_model", "save_weights"]
+__all__ = [
+    "Prediction", "clone_model", "load_model", "load_weights", "predict", "reuse_layers",
+    "save_model", "save_weights",
+]

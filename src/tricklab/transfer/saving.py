@@ -81,7 +81,7 @@ def save_model(
         "version": VERSION,
         "tricklab": tricklab.__version__,
         "input_shape": list(model.input_shape),
-        "layers": [_layer_spec(module, index) for index, module in enumerate(model)],
+        "layers": layer_specs(model),
         "frozen_layers": [
             index for index, module in enumerate(model)
             if isinstance(module, Layer) and not module.trainable
@@ -168,15 +168,27 @@ def _tensor_bytes(tensors: Mapping[str, torch.Tensor]) -> bytes:
     return safetensors_bytes(plain)
 
 
-def _layer_spec(module: nn.Module, index: int) -> dict[str, Any]:
-    """`{registry name: config}` of one layer, as `build_model` reads it."""
-    name = _registered_name(module, layers)
-    if name is None or not isinstance(module, Configurable):
-        raise UserInputError(
-            f"layers.{index}: {type(module).__name__} is not a registered tricklab layer, so "
-            "save_model cannot describe it; use save_weights to save the weights only"
-        )
-    return {name: _plain(module.get_config(), f"layers.{index}.{name}")}
+def layer_specs(model: Sequential) -> list[dict[str, Any]]:
+    """The layer list `build_model` rebuilds `model`'s architecture from, `[{name: config}]`.
+
+    Args:
+        model: A tricklab `Sequential` of registered tricklab layers.
+
+    Raises:
+        UserInputError: Naming the first layer, or configured value of one, that a
+            recipe cannot describe (an unregistered module, an arbitrary object).
+    """
+    specs = []
+    for index, module in enumerate(model):
+        name = _registered_name(module, layers)
+        if name is None or not isinstance(module, Configurable):
+            raise UserInputError(
+                f"layers.{index}: {type(module).__name__} is not a registered tricklab layer, "
+                "so it cannot be described as a recipe would; save_weights / clone_model "
+                "handle any torch.nn.Module"
+            )
+        specs.append({name: _plain(module.get_config(), f"layers.{index}.{name}")})
+    return specs
 
 
 def _registered_name(value: object, registry: Registry) -> str | None:
