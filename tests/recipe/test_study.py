@@ -651,3 +651,18 @@ def test_lr_search_rates_that_print_alike_are_refused(tmp_path):
 def test_negative_seeds_are_refused(tmp_path):
     path, message = _error(tmp_path, seeds=[0, -1])
     assert message == f"{path}: seeds: seeds should be 0 or more (got [0, -1])"
+
+
+@pytest.mark.parametrize(
+    ("quick", "budget", "expected"),
+    [(True, None, [4, 1]), (False, 3, [3]), (False, 9, [4, 5]), (False, 6, [4, 2])],
+)
+def test_quick_and_budget_cut_or_lengthen_phases_in_order(tmp_path, quick, budget, expected):
+    base = _base(train={"optimizer": "sgd", "phases": [{"epochs": 4}, {"epochs": 2}]})
+    document = _document(base=base, quick={"seeds": 1, "epochs": 5})
+    if budget:
+        document["budget"] = {"epochs": budget}
+    study = load_study(_write(tmp_path, document), quick=quick)
+    train = study.plan("a", 0).recipe["train"]
+    assert [phase["epochs"] for phase in train["phases"]] == expected
+    assert train["epochs"] == sum(expected)

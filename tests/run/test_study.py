@@ -184,3 +184,27 @@ def test_a_study_with_the_doctor_probes_every_run_and_reports_it(fixture_data, t
     plain = run_study(write_study(tmp_path), out=tmp_path / "plain", workers=2,
                       progress="none", report=lambda folder: write_study_report(folder)[0])
     assert "<h2>Doctor</h2>" not in plain.report.read_text()
+
+
+def test_a_reused_recipe_is_pretrained_once_before_the_runs(fixture_data, tmp_path, monkeypatch):
+    """Transfer studies: every B-on-A run reuses one model A, trained first in `pretrained/`."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "a.yaml").write_text(yaml.safe_dump({**BASE, "name": "task-a"}), encoding="utf-8")
+    on_a = {"set": {"model.reuse": {"from": "a.yaml", "trainable": False},
+                    "model.layers": [{"dense": {"units": 10, "activation": "softmax"}}],
+                    "train.phases": [{"epochs": 1}, {"epochs": 1, "trainable": "all"}]}}
+    path = write_study(tmp_path, variants={"scratch": {}, "on_a": on_a},
+                       quick={"seeds": 2, "epochs": 1})
+    out = tmp_path / "study"
+    outcome = run_study(path, out=out, workers=2, progress="none", quick=True)
+    assert outcome.counts == {"completed": 4}
+    pretrained = out / "pretrained" / "task-a"
+    assert json.loads((pretrained / "result.json").read_text())["status"] == "completed"
+    records = stored(out)
+    # --quick cut the phases to its one epoch: the frozen phase only.
+    assert records["on_a/seed-0"].recipe["train"]["phases"] == [
+        {"epochs": 1, "optimizer": records["on_a/seed-0"].recipe["train"]["optimizer"],
+         "schedule": None, "trainable": None}]
+    for seed in (0, 1):
+        result = json.loads((out / records[f"on_a/seed-{seed}"].run_dir / "result.json").read_text())
+        assert result["cached_frozen_layers"] == 2 and result["epochs_run"] == 1

@@ -7,6 +7,7 @@ from torch import nn
 from tricklab.train import Callback, EarlyStopping, Trainer
 
 from .conftest import blobs, make_model
+from .test_feature_cache import frozen_bottom_model
 
 
 def _fit(seed=0, epochs=3, data=None, **kwargs):
@@ -217,54 +218,10 @@ def test_epoch_metrics_buffer_and_per_step_paths_agree():
     assert int(buffered.sums(32)[0]) == int((outputs[:32].argmax(1) == targets[:32]).sum())
 
 
-def _frozen_bottom_model(regularizer: str | None = None):
-    from tricklab.nn import build_model
-
-    torch.manual_seed(0)
-    return build_model([4], [
-        {"dense": {"units": 16, "activation": "selu", "trainable": False,
-                   "kernel_regularizer": regularizer}},
-        {"batch_norm": {"trainable": False}},
-        {"dense": {"units": 8, "activation": "elu", "trainable": False}},
-        {"dense": {"units": 8, "activation": "elu", "kernel_regularizer": regularizer}},
-        {"dense": {"units": 3, "activation": "softmax"}},
-    ])
-
-
-@pytest.mark.parametrize("regularizer", [None, "l2"])
-def test_cached_frozen_features_give_the_same_losses(regularizer):
-    x, y = blobs(samples=300)
-    histories = []
-    for cache in (True, False):
-        model = _frozen_bottom_model(regularizer)
-        trainable = [p for p in model.parameters() if p.requires_grad]
-        trainer = Trainer(model, torch.optim.SGD(trainable, lr=0.05, momentum=0.9),
-                          metrics=["accuracy"], seed=3, progress="none",
-                          cache_frozen_features=cache)
-        result = trainer.fit(x[:200], y[:200], epochs=4, batch_size=16,
-                             validation_data=(x[200:], y[200:]))
-        assert result.cached_layers == (3 if cache else 0)
-        histories.append(result.history)
-        # Afterwards the whole model serves evaluate and predict again.
-        assert trainer.evaluate(x[200:], y[200:])["loss"] == pytest.approx(
-            result.history["val_loss"][-1], rel=1e-5)
-    cached, uncached = histories
-    for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
-        assert cached[key] == pytest.approx(uncached[key], rel=1e-5, abs=1e-7), key
-
-
-def test_nothing_is_cached_when_the_bottom_trains_or_is_random():
-    x, y = blobs(samples=64)
-    model = _frozen_bottom_model()
-    model[0].trainable = True
-    trainer = Trainer(model, torch.optim.SGD(model.parameters(), lr=0.05), progress="none")
-    assert trainer.fit(x, y, epochs=1).cached_layers == 0
-
-
 def test_compile_starts_a_phase_and_history_continues():
     """The book's recipe: frozen bottom for a few epochs, then everything at a lower rate."""
     x, y = blobs(samples=200)
-    model = _frozen_bottom_model()
+    model = frozen_bottom_model()
     bottom = [p.clone() for p in model[:3].parameters()]
     trainable = [p for p in model.parameters() if p.requires_grad]
     trainer = Trainer(model, torch.optim.SGD(trainable, lr=0.1), seed=1, progress="none")

@@ -112,7 +112,6 @@ def _phase_optimizer(
     As Keras builds its optimizer over `trainable_weights`, frozen parameters
     get no optimizer state (and no decoupled weight decay).
     """
-    path = f"train.phases.{index}" if recipe.train.phases is not None else "train"
     if phase.trainable is not None:
         selected = range(len(model))
         if phase.trainable == "new":
@@ -123,7 +122,9 @@ def _phase_optimizer(
             layer.trainable = position in selected
     parameters = [p for p in model.parameters() if p.requires_grad]
     if not parameters:
-        raise UserInputError(f"{path}.trainable: no layer with weights is left trainable")
+        where = (f"train.phases.{index}.trainable" if recipe.train.phases is not None
+                 else "model.layers")
+        raise UserInputError(f"{where}: no layer with weights is left trainable")
     return make_optimizer(dict(phase.optimizer), parameters)
 
 

@@ -273,7 +273,6 @@ def run_study(
     search_runs = _search_runs(study)
     study_dir = Path(out) if out is not None else default_study_dir(study)
     count = workers or os.cpu_count() or 1
-    _pretrain([run.recipe for run in (*main_runs.values(), *search_runs)], study_dir)
     if backend == "local":
         preload(main_runs.values())
         runner: Any = LocalBackend(count)
@@ -287,6 +286,7 @@ def run_study(
         runner.close()
         raise
     try:
+        _pretrain([run.recipe for run in (*main_runs.values(), *search_runs)], study_dir)
         if search_runs:
             _add(store, search_runs)
             _execute(search_runs, store, study_dir, runner, status_progress,

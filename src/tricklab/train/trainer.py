@@ -8,10 +8,9 @@ fuse (softmax with cross-entropy) is trained on its logits for numerical
 stability.
 
 When the bottom layers of a tricklab `Sequential` are frozen and
-deterministic (`Sequential.frozen_prefix_length`), their outputs for the
-training and validation inputs are computed once per `fit` and the upper
-layers train on that cache: the same losses, without running the frozen
-layers every epoch (`cache_frozen_features=False` turns this off).
+deterministic, their outputs are computed once per `fit` and the layers above
+train on that cache (`tricklab.train.feature_cache`;
+`cache_frozen_features=False` turns it off).
 
 Training in phases (the book's "freeze the reused layers for a few epochs,
 then unfreeze them with a lower learning rate") is `compile` with a new
@@ -34,6 +33,7 @@ from torch import nn
 from tricklab.train.callbacks import Callback, EarlyStopping
 from tricklab.train.callbacks import callbacks as callback_registry
 from tricklab.train.checkpoint import CheckpointManager
+from tricklab.train.feature_cache import cache_frozen_bottom
 from tricklab.train.losses import Loss, losses
 from tricklab.train.metrics import EpochMetrics, Metric
 from tricklab.train.metrics import metrics as metric_registry
@@ -185,7 +185,9 @@ class Trainer:
         self.steps_per_epoch = math.ceil(x.shape[0] / batch_size)
         first_epoch = self._restore() if resume else None
         first_epoch = initial_epoch if first_epoch is None else first_epoch
-        x, validation_data = self._cache_features(x, validation_data)
+        self._cached_layers = 0
+        if self.cache_frozen_features and first_epoch < epochs:
+            x, validation_data = self._use_frozen_features(x, validation_data)
         status: Status = "stopped_early" if self.stop_training else "completed"
         for callback in self.callbacks:
             callback.on_train_begin(self)
@@ -233,26 +235,20 @@ class Trainer:
             cached_layers=self._cached_layers,
         )
 
-    def _cache_features(
+    def _use_frozen_features(
         self, x: torch.Tensor, validation_data: tuple[torch.Tensor, torch.Tensor] | None
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor] | None]:
         """Run a frozen, deterministic bottom once and point the step at the layers above it."""
-        length = self.model.frozen_prefix_length() if self.cache_frozen_features and hasattr(
-            self.model, "frozen_prefix_length") else 0
-        self._cached_layers = length
-        if not length:
+        cache = cache_frozen_bottom(self.model, x, validation_data)
+        if cache is None:
             return x, validation_data
-        bottom, top = self.model[:length], self.model[length:]
-        self._forward = top.forward_logits if self._fused else top
+        self._cached_layers = cache.layers
+        self._forward = cache.top.forward_logits if self._fused else cache.top
         self.progress.note(
-            f"caching the outputs of the {length} frozen bottom layers "
-            f"(shape {tuple(bottom.output_shape)}); the layers above train on them"
+            f"caching the outputs of the {cache.layers} frozen bottom layers "
+            f"(shape {cache.bottom_shape}); the layers above train on them"
         )
-        # Deterministic layers compute the same in either mode, so the model's mode is kept.
-        x = _forward_chunks(bottom, x)
-        if validation_data is not None:
-            validation_data = (_forward_chunks(bottom, validation_data[0]), validation_data[1])
-        return x, validation_data
+        return cache.x, cache.validation
 
     def _train_epoch(
         self, x: torch.Tensor, y: torch.Tensor, batch_size: int, shuffle: bool, epoch: int
@@ -442,11 +438,6 @@ class Trainer:
         self.stop_training = state["stop_training"]
         self.global_step = state["global_step"]
         return state["epoch"]
-
-
-@torch.no_grad()
-def _forward_chunks(module: nn.Module, x: torch.Tensor, chunk: int = 4096) -> torch.Tensor:
-    return torch.cat([module(x[begin : begin + chunk]) for begin in range(0, x.shape[0], chunk)])
 
 
 def _overrides(callback: Callback, hook: str) -> bool:
