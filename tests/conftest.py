@@ -8,6 +8,7 @@ seconds; `isolated` hides the machine's own datasets and cache.
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -66,3 +67,13 @@ def cli_env(tmp_path: Path) -> dict[str, str]:
         PYTHONUNBUFFERED="1",
     )
     return env
+
+
+def interruptible() -> None:
+    """`preexec_fn` for a subprocess that a test interrupts with SIGINT (Ctrl-C).
+
+    A shell that starts pytest in the background (`pytest &`) makes it ignore
+    SIGINT, children inherit that, and Python then never raises
+    KeyboardInterrupt: the default disposition is restored in the child.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

@@ -14,7 +14,7 @@ import pytest
 import torch
 import yaml
 
-from ..conftest import REPOSITORY
+from ..conftest import REPOSITORY, interruptible
 
 SMALL = {
     "name": "cli-small",
@@ -126,6 +126,7 @@ def _start_and_wait_for(recipe: str, run: Path, env: dict[str, str], checkpoint:
     process = subprocess.Popen(
         [sys.executable, "-m", "tricklab", "train", recipe, "--out", str(run), "--quiet"],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=interruptible,
     )
     deadline = time.monotonic() + 240
     while not (run / "checkpoints" / checkpoint).exists():

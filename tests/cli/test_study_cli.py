@@ -18,6 +18,7 @@ import yaml
 from tricklab.study.store import StudyStore
 
 from ..conftest import TINY_RECIPE as BASE
+from ..conftest import interruptible
 
 
 def tricklab(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
@@ -183,6 +184,7 @@ def test_ctrl_c_stops_the_study_with_130_and_a_rerun_finishes_it(cli_env, tmp_pa
         [sys.executable, "-m", "tricklab", "study", study, "--out", str(out), "--quiet",
          "--workers", "2"],
         env=cli_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=interruptible,
         start_new_session=True,
     )
     deadline = time.monotonic() + 240
