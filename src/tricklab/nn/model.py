@@ -190,10 +190,7 @@ class Sequential(nn.Sequential):
             if not (isinstance(module, Layer) and frozen and module.deterministic_in_training):
                 break
             length += 1
-        prefix = list(self)[:length]
-        holds_state = any(
-            any(True for _ in m.parameters()) or any(True for _ in m.buffers()) for m in prefix
-        )
+        holds_state = any(list(m.parameters()) or list(m.buffers()) for m in list(self)[:length])
         return length if holds_state else 0
 
     @property
