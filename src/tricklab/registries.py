@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from tricklab.data import datasets, splits
+from tricklab.data.augment import augmentations
 from tricklab.errors import UserInputError, unknown_name_message
 from tricklab.nn import activations, constraints, initializers, layers, regularizers
 from tricklab.optim import optimizers
@@ -25,6 +26,7 @@ REGISTRIES: dict[str, Registry] = {
     "callbacks": callbacks,
     "datasets": datasets,
     "splits": splits,
+    "augmentations": augmentations,
     "presets": presets,
     "schedules": schedules,
 }

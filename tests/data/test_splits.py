@@ -139,6 +139,7 @@ def test_recipe_resolves_every_split_default(fixture_data: Path) -> None:
     assert recipe.data == {
         "dataset": "fashion_mnist", "validation": 500, "scale": "unit", "classes": None,
         "split": {"kind": KIND, "task": "b", "b_train_images": 200}, "train_size": None,
+        "augment": [],
     }
     assert recipe_from_dict(recipe.to_dict()).data == recipe.data
     data = load_data(recipe)

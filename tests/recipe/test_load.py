@@ -55,7 +55,7 @@ def test_defaults_are_written_into_the_resolved_recipe():
     }
     assert recipe["train"]["loss"] == {"sparse_categorical_crossentropy": {"from_logits": False}}
     assert recipe["data"] == {"dataset": "fashion_mnist", "validation": 5000, "scale": "unit",
-                              "classes": None, "split": None, "train_size": None}
+                              "classes": None, "split": None, "train_size": None, "augment": []}
     assert recipe["model"]["reuse"] is None
     assert (recipe["train"]["target"], recipe["train"]["phases"]) == ("labels", None)
     assert recipe["train"]["cache_frozen_features"] is True
@@ -101,6 +101,11 @@ def test_defaults_are_written_into_the_resolved_recipe():
          "model.layers: a model needs at least one layer (or model.reuse)"),
         ({"train": {"optimizer": "sgd", "target": "pixels"}},
          "train.target: input should be 'labels' or 'inputs'"),
+        ({"data": {"augment": "random_flip"}}, "data.augment: expected a list such as"),
+        ({"data": {"augment": ["random_flop"]}},
+         "data.augment.0: unknown augmentation 'random_flop'; did you mean 'random_flip'?"),
+        ({"data": {"augment": [{"random_rotation": {"factor": 2}}]}},
+         "data.augment.0.random_rotation.factor: input should be less than or equal to 1"),
     ],
 )
 def test_errors_name_the_field_and_what_is_accepted(change, message):

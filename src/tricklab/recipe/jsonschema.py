@@ -14,6 +14,7 @@ from pydantic_core import core_schema
 
 from tricklab.config import signature_model
 from tricklab.data import datasets
+from tricklab.data.augment import augmentations
 from tricklab.nn import layers
 from tricklab.optim import optimizers
 from tricklab.optim.schedules import schedules
@@ -70,7 +71,11 @@ def _data() -> dict[str, Any]:
     variants = []
     for name in datasets.names():
         parameters = _parameters(datasets, name)
-        parameters["properties"] = {"dataset": {"const": name}, **parameters.get("properties", {})}
+        parameters["properties"] = {
+            "dataset": {"const": name},
+            "augment": {"type": "array", "items": _named(augmentations)},
+            **parameters.get("properties", {}),
+        }
         variants.append(parameters)
     return {"oneOf": variants}
 

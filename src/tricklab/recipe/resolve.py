@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from tricklab.data import INPUT_SHAPES, datasets
+from tricklab.data.augment import augmentations
 from tricklab.errors import UserInputError
 from tricklab.nn import resolve_layers
 from tricklab.optim import optimizers
@@ -43,10 +44,24 @@ def resolve_optimizer(spec: Any, path: str = "train.optimizer") -> dict[str, Any
 
 
 def resolve_data(spec: dict[str, Any], path: str = "data") -> dict[str, Any]:
-    """`{dataset: name, **options}` -> the same with every option's default."""
+    """`{dataset: name, augment: [...], **options}` -> the same with every option's default.
+
+    `augment` is the trainer's (applied to training batches), the rest the loader's.
+    """
     options = dict(spec)
     name = options.pop("dataset", "fashion_mnist")
-    return {"dataset": name, **datasets.validate(name, options, path, f"{path}.dataset")}
+    augment = options.pop("augment", [])
+    if not isinstance(augment, list):
+        raise UserInputError(
+            f"{path}.augment: expected a list such as [random_flip, {{random_rotation: "
+            f"{{factor: 0.05}}}}], got {augment!r}; known: {', '.join(augmentations.names())}"
+        )
+    resolved = {"dataset": name, **datasets.validate(name, options, path, f"{path}.dataset")}
+    resolved["augment"] = [
+        resolve_named(augmentations, entry, f"{path}.augment.{index}")
+        for index, entry in enumerate(augment)
+    ]
+    return resolved
 
 
 def _resolve_phase(phase: PhaseSection, index: int, optimizer: Any, reuses: bool) -> PhaseSection:

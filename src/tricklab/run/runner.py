@@ -13,6 +13,7 @@ import torch
 
 import tricklab
 from tricklab.data import DatasetSplits, Split, load_dataset
+from tricklab.data.augment import Pipeline
 from tricklab.errors import EXIT_DIVERGED, EXIT_INTERRUPTED, EXIT_OK, UserInputError
 from tricklab.nn import Sequential, build_model
 from tricklab.optim import make_optimizer
@@ -57,7 +58,7 @@ class RunOutcome:
 
 def load_data(recipe: Recipe) -> DatasetSplits:
     """Load the dataset the recipe's `data:` section describes."""
-    options = dict(recipe.data)
+    options = {key: value for key, value in recipe.data.items() if key != "augment"}
     return load_dataset(options.pop("dataset"), **options)
 
 
@@ -202,6 +203,7 @@ def train_recipe(
         progress=progress,
         # The doctor probes every layer at every probed step, so nothing is skipped.
         cache_frozen_features=train.cache_frozen_features and not doctor,
+        augment=Pipeline(recipe.data["augment"]) if recipe.data.get("augment") else None,
     )
     if overwrite:
         run_dir.clear()

@@ -7,22 +7,17 @@ step never waits on the host. A model that ends in the activation its loss can
 fuse (softmax with cross-entropy) is trained on its logits for numerical
 stability.
 
-When the bottom layers of a tricklab `Sequential` are frozen and
-deterministic, their outputs are computed once per `fit` and the layers above
-train on that cache (`tricklab.train.feature_cache`;
-`cache_frozen_features=False` turns it off).
-
-Training in phases (the book's "freeze the reused layers for a few epochs,
-then unfreeze them with a lower learning rate") is `compile` with a new
-optimizer between `fit` calls that continue the epoch count
-(`initial_epoch`), as Keras's `compile` + `fit(initial_epoch=...)`.
+A frozen, deterministic bottom of a tricklab `Sequential` runs once per `fit`
+(`tricklab.train.feature_cache`). Training in phases (the book's "freeze the
+reused layers, then unfreeze them at a lower learning rate") is `compile` with
+a new optimizer between `fit` calls, `fit(initial_epoch=...)`, as in Keras.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -85,8 +80,11 @@ class Trainer:
         divergence_check_every: Steps between checks of the running loss for
             NaN/Inf (each check reads one number from the device). Defaults to `50`.
         cache_frozen_features: Compute the outputs of a frozen, deterministic bottom
-            of the model once per `fit` and train the layers above on them.
-            Defaults to `True`.
+            of the model once per `fit` and train the layers above on them (never
+            with `augment`, which changes the inputs every step). Defaults to `True`.
+        augment: Applied to each training batch, `augment(batch_x, generator)`, with
+            the shuffling generator, so augmented runs are reproducible and resumable
+            (e.g. `tricklab.data.augment.Pipeline`). Defaults to `None`.
     """
 
     def __init__(
@@ -101,6 +99,7 @@ class Trainer:
         progress: ProgressMode = "auto",
         divergence_check_every: int = 50,
         cache_frozen_features: bool = True,
+        augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
     ) -> None:
         self.model = model
         self.loss = losses.get(loss, "train.loss")
@@ -113,7 +112,8 @@ class Trainer:
         self.checkpoints = CheckpointManager(checkpoint_dir) if checkpoint_dir else None
         self.progress = ProgressReporter(progress)
         self.divergence_check_every = divergence_check_every
-        self.cache_frozen_features = cache_frozen_features
+        self.cache_frozen_features = cache_frozen_features and augment is None
+        self.augment = augment
         self.phase = -1
         self.stop_training = False
         self.history: dict[str, list[float]] = {}
@@ -265,12 +265,14 @@ class Trainer:
         self.progress.epoch_begin(epoch, steps)
         seen = 0
         batch_begin, batch_end = self._batch_begin, self._batch_end
+        augment, generator = self.augment, self.generator
         for step in range(steps):
             for callback in batch_begin:
                 callback.on_batch_begin(self, self.global_step)
             index = order[step * batch_size : (step + 1) * batch_size]
             batch_y = y[index]
-            batch_loss, output, penalty = compute_gradients(x[index], batch_y)
+            batch_x = x[index] if augment is None else augment(x[index], generator)
+            batch_loss, output, penalty = compute_gradients(batch_x, batch_y)
             self.batch_loss = batch_loss  # for per-batch callbacks; a tensor, read without sync
             optimizer.step()
             if constrain is not None:
