@@ -133,9 +133,9 @@ class RandomTranslation(Augmentation):
         dx = torch.randint(-reach_x, reach_x + 1, (count,), generator=generator).to(images.device)
         rows = torch.arange(height, device=images.device)[None, :] - dy[:, None]
         columns = torch.arange(width, device=images.device)[None, :] - dx[:, None]
-        inside = ((rows >= 0) & (rows < height))[:, :, None] & ((columns >= 0) & (columns < width))[
-            :, None, :
-        ]
+        rows_inside = (rows >= 0) & (rows < height)
+        columns_inside = (columns >= 0) & (columns < width)
+        inside = rows_inside[:, :, None] & columns_inside[:, None, :]
         batch = torch.arange(count, device=images.device)[:, None, None]
         shifted = images[batch, rows.clamp(0, height - 1)[:, :, None],
                          columns.clamp(0, width - 1)[:, None, :]]
