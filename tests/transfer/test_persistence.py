@@ -22,6 +22,8 @@ from tricklab.nn.variance_scaling import VarianceScaling
 from tricklab.optim import make_optimizer
 from tricklab.transfer import load_model, load_weights, save_model, save_weights, saving
 
+from ..nn.test_builder import SEED_MODEL
+
 # Arguments for the layers that have required ones; every other layer builds from `{}`.
 REQUIRED = {
     "dense": {"units": 5},
@@ -31,15 +33,6 @@ REQUIRED = {
     "mc_alpha_dropout": {"rate": 0.5},
     "activation": {"activation": "prelu"},
 }
-
-SEED_MODEL = [
-    "flatten",
-    {"dense": {"units": 300, "kernel_initializer": "he_normal"}},
-    "leaky_relu",
-    {"dense": {"units": 100, "kernel_initializer": "he_normal"}},
-    "leaky_relu",
-    {"dense": {"units": 10, "activation": "softmax"}},
-]
 
 RICH_MODEL = [
     {"flatten": {}},
