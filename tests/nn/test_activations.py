@@ -15,6 +15,7 @@ import torch
 from tricklab.errors import UserInputError
 from tricklab.nn import activations, build_model, layers
 from tricklab.nn.activations import LeakyReLU
+from tricklab.nn.base import channels_first, channels_last
 from tricklab.nn.layers import Dense
 from tricklab.nn.rectifiers import PReLU, RReLU
 
@@ -254,23 +255,29 @@ def _prelu_reference(x: np.ndarray, alpha: np.ndarray, upstream: np.ndarray, sum
 def test_prelu_values_and_gradients_per_unit_and_shared(
     sample, shared_axes, alpha_shape, summed
 ) -> None:
+    # Images, `(h, w, c)`, are held channels-first inside a model, and so are their slopes.
+    image = len(sample) == 3
     module = PReLU(shared_axes=shared_axes)
     module.build(sample)
     module.double()
-    assert module.alpha.shape == alpha_shape
-    assert torch.equal(module.alpha, torch.zeros(alpha_shape, dtype=torch.float64))
+    held_alpha = channels_last(module.alpha[None])[0] if image else module.alpha
+    assert held_alpha.shape == alpha_shape
+    assert torch.equal(held_alpha, torch.zeros(alpha_shape, dtype=torch.float64))
     rng = np.random.default_rng(0)
     alpha = rng.uniform(0.05, 0.5, size=alpha_shape)
     x_np, upstream = rng.normal(size=(5, *sample)), rng.normal(size=(5, *sample))
     with torch.no_grad():
-        module.alpha.copy_(torch.tensor(alpha))
+        keras_alpha = torch.tensor(alpha)
+        module.alpha.copy_(channels_first(keras_alpha[None])[0] if image else keras_alpha)
     x = torch.tensor(x_np, requires_grad=True)
-    y = module(x)
+    y = module(channels_first(x) if image else x)
+    y = channels_last(y) if image else y
     (y * torch.tensor(upstream)).sum().backward()
     expected_y, expected_dx, expected_dalpha = _prelu_reference(x_np, alpha, upstream, summed)
     np.testing.assert_allclose(y.detach().numpy(), expected_y, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(x.grad.numpy(), expected_dx, rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(module.alpha.grad.numpy(), expected_dalpha, rtol=1e-10, atol=1e-12)
+    alpha_grad = channels_last(module.alpha.grad[None])[0] if image else module.alpha.grad
+    np.testing.assert_allclose(alpha_grad.numpy(), expected_dalpha, rtol=1e-10, atol=1e-12)
 
 
 def test_prelu_learns_one_slope_per_unit_inside_dense() -> None:

@@ -13,18 +13,53 @@ import torch
 
 from tricklab.errors import UserInputError
 from tricklab.nn import layers
+from tricklab.nn.base import held_shape
 from tricklab.nn.layers import Activation, Dense
 from tricklab.nn.normalization import BatchNormalization
 
-# Arguments for the layers that have required ones; every other layer builds from `{}`.
-REQUIRED = {
-    "dense": {"units": 3},
-    "dropout": {"rate": 0.5},
-    "alpha_dropout": {"rate": 0.5},
-    "mc_dropout": {"rate": 0.5},
-    "mc_alpha_dropout": {"rate": 0.5},
-    "activation": {"activation": "relu"},
+# Arguments and a per-sample input shape for each layer that needs them; every
+# other layer is built from `{}` for samples of shape `(6,)`. The registry-wide
+# tests here, in `test_model.py` and in `transfer/test_persistence.py` use these.
+EXAMPLES: dict[str, tuple[dict, tuple[int, ...]]] = {
+    "dense": ({"units": 3}, (6,)),
+    "dropout": ({"rate": 0.5}, (6,)),
+    "alpha_dropout": ({"rate": 0.5}, (6,)),
+    "mc_dropout": ({"rate": 0.5}, (6,)),
+    "mc_alpha_dropout": ({"rate": 0.5}, (6,)),
+    "activation": ({"activation": "relu"}, (6,)),
+    "conv2d": ({"filters": 4, "kernel_size": 3}, (8, 8, 3)),
+    "separable_conv2d": ({"filters": 4, "kernel_size": 3}, (8, 8, 3)),
+    "conv2d_transpose": ({"filters": 4, "kernel_size": 3}, (8, 8, 3)),
+    "max_pool2d": ({}, (8, 8, 3)),
+    "avg_pool2d": ({}, (8, 8, 3)),
+    "global_avg_pool2d": ({}, (8, 8, 3)),
+    "reshape": ({"target_shape": [3, 2]}, (6,)),
+    "residual": ({"layers": [{"dense": {"units": 6}}]}, (6,)),
+    "embedding": ({"input_dim": 10, "output_dim": 4}, (5,)),
+    "simple_rnn": ({"units": 4}, (5, 6)),
+    "lstm": ({"units": 4}, (5, 6)),
+    "gru": ({"units": 4}, (5, 6)),
 }
+
+
+def example(name: str) -> tuple[dict, tuple[int, ...]]:
+    """The example arguments and per-sample input shape of layer `name`."""
+    return EXAMPLES.get(name, ({}, (6,)))
+
+
+def example_batch(name: str, size: int, held: bool = True) -> torch.Tensor:
+    """A random batch of `size` inputs for layer `name`: token ids for an embedding, else normal.
+
+    Args:
+        name: The layer.
+        size: Number of samples.
+        held: Images channels-first, as a layer gets them inside a model
+            (`False`: channels-last, as a model gets them). Defaults to `True`.
+    """
+    config, shape = example(name)
+    if name == "embedding":
+        return torch.randint(config["input_dim"], (size, *shape))
+    return torch.randn(size, *(held_shape(shape) if held else shape))
 
 
 def built(layer, input_shape):
@@ -34,15 +69,16 @@ def built(layer, input_shape):
 
 @pytest.mark.parametrize("name", layers.names())
 def test_every_layer_builds_runs_and_round_trips_its_config(name: str) -> None:
-    _, config = layers.resolve({name: REQUIRED.get(name, {})}, "model.layers.0")
+    arguments, shape = example(name)
+    _, config = layers.resolve({name: arguments}, "model.layers.0")
     layer = layers.create(name, config)
     assert layer.get_config() == config
     assert layers.get({name: layer.get_config()}).get_config() == config
     assert type(layer).from_config(config).get_config() == config
-    built(layer, (6,))
+    built(layer, shape)
     assert layer.built
-    out = layer(torch.randn(4, 6))
-    assert tuple(out.shape[1:]) == layer.compute_output_shape((6,))
+    out = layer(example_batch(name, 4))
+    assert tuple(out.shape[1:]) == held_shape(layer.compute_output_shape(shape))
 
 
 def test_dense_parameters_in_pytorch_layout() -> None:

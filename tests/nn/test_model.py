@@ -5,32 +5,33 @@ from __future__ import annotations
 
 import pytest
 import torch
-from tests.nn.test_layers import REQUIRED
+from tests.nn.test_layers import example, example_batch
 
 from tricklab.errors import UserInputError
 from tricklab.nn import build_model, layers, resolve_layers
 
 
 def frozen_layer(name: str, config: dict):
-    layer = layers.create(name, {**REQUIRED.get(name, {}), **config})
-    layer.build((6,))
+    arguments, shape = example(name)
+    layer = layers.create(name, {**arguments, **config})
+    layer.build(shape)
     layer.trainable = False
     return layer.train()
 
 
-def behaves_deterministically(layer) -> bool:
+def behaves_deterministically(layer, name: str) -> bool:
     """Two training-mode passes agree, and a sample's output does not depend on its batch."""
     torch.manual_seed(0)
-    batch = torch.randn(32, 6)
+    batch = example_batch(name, 32)
     first, second = layer(batch), layer(batch)
-    alone = layer(batch[:4] * 1.0)
+    alone = layer(batch[:4].clone())
     return torch.equal(first, second) and torch.allclose(first[:4], alone, atol=1e-6)
 
 
 @pytest.mark.parametrize("name", layers.names())
 def test_each_layer_is_deterministic_in_training_exactly_when_it_says_so(name):
     layer = frozen_layer(name, {})
-    assert layer.deterministic_in_training == behaves_deterministically(layer)
+    assert layer.deterministic_in_training == behaves_deterministically(layer, name)
 
 
 @pytest.mark.parametrize(
@@ -42,7 +43,7 @@ def test_each_layer_is_deterministic_in_training_exactly_when_it_says_so(name):
 def test_determinism_follows_the_configuration(name, config, deterministic):
     layer = frozen_layer(name, config)
     assert layer.deterministic_in_training is deterministic
-    assert behaves_deterministically(layer) is deterministic
+    assert behaves_deterministically(layer, name) is deterministic
 
 
 def test_trainable_batch_norm_depends_on_the_batch_and_frozen_does_not():
@@ -50,7 +51,7 @@ def test_trainable_batch_norm_depends_on_the_batch_and_frozen_does_not():
     assert layer.deterministic_in_training
     layer.trainable = True
     assert not layer.deterministic_in_training
-    assert not behaves_deterministically(layer)
+    assert not behaves_deterministically(layer, "batch_norm")
 
 
 STACK = [

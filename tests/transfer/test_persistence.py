@@ -23,16 +23,7 @@ from tricklab.optim import make_optimizer
 from tricklab.transfer import load_model, load_weights, save_model, save_weights, saving
 
 from ..nn.test_builder import SEED_MODEL
-
-# Arguments for the layers that have required ones; every other layer builds from `{}`.
-REQUIRED = {
-    "dense": {"units": 5},
-    "dropout": {"rate": 0.5},
-    "alpha_dropout": {"rate": 0.5},
-    "mc_dropout": {"rate": 0.5},
-    "mc_alpha_dropout": {"rate": 0.5},
-    "activation": {"activation": "prelu"},
-}
+from ..nn.test_layers import example, example_batch
 
 RICH_MODEL = [
     {"flatten": {}},
@@ -59,12 +50,17 @@ RICH_MODEL = [
 ]
 
 
-def scramble(model: nn.Module, seed: int = 7) -> None:
-    """Move every weight and statistic away from its initial value, as training would."""
+def scramble(model: nn.Module, seed: int = 7, inputs: torch.Tensor | None = None) -> None:
+    """Move every weight and statistic away from its initial value, as training would.
+
+    The statistics move on a training pass over `inputs` (default: normal, mean 1, std 3).
+    """
     generator = torch.Generator().manual_seed(seed)
+    if inputs is None:
+        inputs = torch.randn(16, *model.input_shape, generator=generator) * 3 + 1
     model.train()
     with torch.no_grad():
-        model(torch.randn(16, *model.input_shape, generator=generator) * 3 + 1)
+        model(inputs)
         for parameter in model.parameters():
             parameter.add_(torch.randn(parameter.shape, generator=generator) * 0.1)
 
@@ -90,23 +86,23 @@ def spec_of(directory: Path) -> dict:
 
 @pytest.mark.parametrize("name", layers.names())
 def test_every_layer_round_trips_weights_and_predictions(name: str, tmp_path: Path) -> None:
+    arguments, shape = example(name)
+    if name == "activation":  # with a parametric activation, whose slopes must round-trip
+        arguments = {"activation": "prelu"}
     torch.manual_seed(0)
-    model = build_model(
-        [2, 3], ["flatten", {"dense": {"units": 5}}, {name: REQUIRED.get(name, {})},
-                 {"dense": {"units": 2}}],
-    )
-    scramble(model)
+    model = build_model(shape, [{name: arguments}, "flatten", {"dense": {"units": 2}}])
+    scramble(model, inputs=example_batch(name, 16, held=False) * (1 if name == "embedding" else 3))
     save_model(model, tmp_path / "m")
     torch.manual_seed(99)  # the rebuilt model draws other initial weights
     loaded = load_model(tmp_path / "m")
     assert isinstance(loaded, Sequential) and loaded.training
     assert_same_state(model, loaded)
-    x = torch.randn(4, 2, 3)
+    x = example_batch(name, 4, held=False)
     assert torch.equal(predict(model, x), predict(loaded, x))
-    ((_, config),) = resolve_layers([{name: REQUIRED.get(name, {})}])[0].items()
+    ((_, config),) = resolve_layers([{name: arguments}])[0].items()
     # `swish` and `silu` are one class registered twice: it is written under the first name.
     written = "silu" if name == "swish" else name
-    assert spec_of(tmp_path / "m")["layers"][2] == {written: config}
+    assert spec_of(tmp_path / "m")["layers"][0] == {written: config}
 
 
 def test_configs_of_regularizers_constraints_initializers_bn_and_prelu_round_trip(

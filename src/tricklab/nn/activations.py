@@ -17,7 +17,8 @@ import torch.nn.functional as F
 from pydantic import Field, SkipValidation
 from torch import nn
 
-from tricklab.nn.base import Layer, RegistryRef
+from tricklab.errors import UserInputError
+from tricklab.nn.base import Layer, RegistryRef, Shape, held_axis
 from tricklab.registry import Registry
 
 activations: Registry[nn.Module] = Registry("activation", base=nn.Module)
@@ -228,11 +229,30 @@ class Softmax(Layer):
     def __init__(self, axis: int = -1) -> None:
         super().__init__()
         self.axis = axis
+        self._dim = axis
         # Cross-entropy on logits normalizes over the class axis, the last one.
         self.output_activation = "softmax" if axis == -1 else None
 
+    def build(self, input_shape: Shape) -> None:
+        """Find `axis` in the tensor held inside a model (an image's channels are dimension 1).
+
+        Args:
+            input_shape: Shape of one input sample, without the batch dimension.
+
+        Raises:
+            UserInputError: When `axis` is not an axis of the batched input.
+        """
+        rank = len(input_shape) + 1
+        if not -rank <= self.axis < rank:
+            raise UserInputError(
+                f"axis {self.axis} is not an axis of a batch of samples of shape "
+                f"{tuple(input_shape)} (accepted: {-rank} to {rank - 1})"
+            )
+        self._dim = held_axis(self.axis, input_shape)
+        super().build(input_shape)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.softmax(x, self.axis)
+        return F.softmax(x, self._dim)
 
     def forward_logits(self, x: torch.Tensor) -> torch.Tensor:
         """Return `x` unchanged when softmax is the output activation, else the softmax.

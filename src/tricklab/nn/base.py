@@ -27,6 +27,9 @@ if TYPE_CHECKING:
 
 Shape = tuple[int, ...]
 
+IMAGE_RANK = 3
+"""Rank of a per-sample image shape, `(height, width, channels)` as Keras writes it."""
+
 Projection = Callable[[torch.Tensor], torch.Tensor]
 """A constraint bound to one weight's layout: projects the weight in place and returns it."""
 
@@ -158,9 +161,12 @@ class Layer(Configurable, nn.Module):
 
     @trainable.setter
     def trainable(self, value: bool) -> None:
-        self._trainable = bool(value)
+        # Sublayers (a Dense layer's PReLU, a residual block's batch norm) follow.
+        for module in self.modules():
+            if isinstance(module, Layer):
+                module._trainable = bool(value)
         for parameter in self.parameters():
-            parameter.requires_grad_(self._trainable)
+            parameter.requires_grad_(bool(value))
 
     def extra_repr(self) -> str:
         return ", ".join(f"{key}={value!r}" for key, value in self._config.items())
@@ -191,11 +197,63 @@ def as_shape(shape: Sequence[int], path: str = "input_shape") -> Shape:
     return tuple(shape)
 
 
+def is_image(shape: Sequence[int]) -> bool:
+    """Whether a per-sample shape is an image, `(height, width, channels)`.
+
+    Recipes and shapes follow Keras's channels-last convention, but inside a
+    model an image batch is held channels-first, `[N, C, H, W]`, the layout
+    PyTorch's convolutions expect: `Sequential` converts at its input and
+    output, and every layer whose meaning depends on the channel axis (Dense,
+    Flatten, batch normalization, ...) reads it at dimension 1. Samples of any
+    other rank are held as the shape says.
+
+    Args:
+        shape: Per-sample shape, without the batch dimension.
+    """
+    return len(shape) == IMAGE_RANK
+
+
+def channels_first(x: torch.Tensor) -> torch.Tensor:
+    """Move a Keras image batch `[N, H, W, C]` to the layout held inside a model, `[N, C, H, W]`.
+
+    A view, no copy; with one channel the result is even contiguous.
+    """
+    return x.movedim(-1, 1)
+
+
+def channels_last(x: torch.Tensor) -> torch.Tensor:
+    """Move an image batch held inside a model, `[N, C, H, W]`, back to Keras's `[N, H, W, C]`."""
+    return x.movedim(1, -1)
+
+
+def held_shape(shape: Sequence[int]) -> Shape:
+    """The per-sample shape of the tensor held inside a model: `(C, H, W)` for an image."""
+    shape = tuple(shape)
+    return (shape[-1], *shape[:-1]) if is_image(shape) else shape
+
+
+def held_axis(axis: int, input_shape: Sequence[int]) -> int:
+    """The dimension, inside a model, of a batched tensor's axis as Keras counts it.
+
+    `axis` counts the batch axis as 0 and may be negative (`-1`, the last). For
+    images, `(N, H, W, C)` is held as `(N, C, H, W)` (see `is_image`), so
+    Keras's `-1` is dimension 1; otherwise the axis is returned non-negative.
+
+    Args:
+        axis: Axis of the Keras batch, in `[-rank, rank)`; the caller checks the range.
+        input_shape: Per-sample shape, without the batch dimension.
+    """
+    rank = len(input_shape) + 1
+    axis = axis + rank if axis < 0 else axis
+    return (0, 2, 3, 1)[axis] if is_image(input_shape) else axis
+
+
 def output_shape_of(module: nn.Module, input_shape: Shape) -> Shape:
     """Return `module`'s per-sample output shape for a per-sample `input_shape`.
 
     A module without `compute_output_shape` (plain PyTorch) is run once on a
-    batch of two zero samples in eval mode, without gradients, to find out.
+    batch of two zero samples in eval mode, without gradients, to find out;
+    images are held channels-first there, as inside a model (see `is_image`).
 
     Args:
         module: A tricklab layer or any PyTorch module.
@@ -205,7 +263,7 @@ def output_shape_of(module: nn.Module, input_shape: Shape) -> Shape:
         return tuple(module.compute_output_shape(tuple(input_shape)))
     reference = next(module.parameters(), None)
     probe = torch.zeros(
-        (2, *input_shape),
+        (2, *held_shape(input_shape)),
         dtype=reference.dtype if reference is not None else torch.get_default_dtype(),
         device=reference.device if reference is not None else None,
     )
@@ -213,9 +271,10 @@ def output_shape_of(module: nn.Module, input_shape: Shape) -> Shape:
     module.eval()
     try:
         with torch.no_grad():
-            return tuple(module(probe).shape[1:])
+            shape = tuple(module(probe).shape[1:])
     finally:
         module.train(was_training)
+    return (*shape[1:], shape[0]) if is_image(shape) else shape
 
 
 def build_layer(module: nn.Module, input_shape: Shape) -> Shape:

@@ -20,7 +20,16 @@ from torch import nn
 # `activations` before every activation is registered as a layer below.
 from tricklab.nn import rectifiers  # noqa: F401
 from tricklab.nn.activations import ActivationSpec, activations
-from tricklab.nn.base import Layer, Projection, Shape, build_layer, layers
+from tricklab.nn.base import (
+    Layer,
+    Projection,
+    Shape,
+    build_layer,
+    channels_first,
+    channels_last,
+    is_image,
+    layers,
+)
 from tricklab.nn.constraints import ConstraintSpec, constraints
 from tricklab.nn.initializers import InitializerSpec, initializers
 from tricklab.nn.regularizers import Regularizer, RegularizerSpec, regularizers
@@ -57,14 +66,21 @@ def _optional(registry: Registry[T], spec: object, field: str) -> T | None:
 class Flatten(Layer):
     """Flatten each sample to one dimension: per-sample `(d1, ..., dk)` -> `(d1·...·dk,)`.
 
-    PyTorch equivalent: `torch.nn.Flatten()`.
+    Images are flattened in Keras's channels-last order `(h, w, c)`, so a
+    Dense kernel after it matches Keras's row for row.
+
+    PyTorch equivalent: `torch.nn.Flatten()` (on `[N, H, W, C]` for images).
     """
+
+    def build(self, input_shape: Shape) -> None:
+        self._image = is_image(input_shape)
+        super().build(input_shape)
 
     def compute_output_shape(self, input_shape: Shape) -> Shape:
         return (math.prod(input_shape),)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x.flatten(1)
+        return (channels_last(x) if self._image else x).flatten(1)
 
 
 @layers.register(
@@ -74,6 +90,9 @@ class Flatten(Layer):
 )
 class Dense(Layer):
     """Fully connected layer, `y = activation(x · Wᵀ + b)` on the last axis (Keras `Dense`).
+
+    On images, as in Keras, the last axis is the channels one: the layer is a
+    1×1 convolution.
 
     The weight is stored in PyTorch layout `(units, in)` as `weight` and applied
     with `F.linear`; initializers see that layout, whose fans equal Keras's, and
@@ -161,6 +180,7 @@ class Dense(Layer):
         }
         if self.activation is not None:
             build_layer(self.activation, self.compute_output_shape(input_shape))
+        self._image = is_image(input_shape)
         super().build(input_shape)
 
     def weight_regularizers(self) -> dict[str, Regularizer]:
@@ -178,8 +198,13 @@ class Dense(Layer):
         return (*input_shape[:-1], self.units)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = F.linear(x, self.weight, self.bias)
+        y = self._linear(x)
         return y if self.activation is None else self.activation(y)
+
+    def _linear(self, x: torch.Tensor) -> torch.Tensor:
+        if self._image:
+            return channels_first(F.linear(channels_last(x), self.weight, self.bias))
+        return F.linear(x, self.weight, self.bias)
 
     def forward_logits(self, x: torch.Tensor) -> torch.Tensor:
         """Return `x · Wᵀ + b` when the activation is the output activation, else `self(x)`.
@@ -189,7 +214,7 @@ class Dense(Layer):
         """
         if self.output_activation is None:
             return self(x)
-        return F.linear(x, self.weight, self.bias)
+        return self._linear(x)
 
 
 @layers.register("activation", description="Apply an activation function.", keras_name="Activation")

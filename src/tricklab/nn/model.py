@@ -14,7 +14,17 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from tricklab.nn.base import Layer, Projection, Shape, as_shape, build_layer, output_shape_of
+from tricklab.nn.base import (
+    Layer,
+    Projection,
+    Shape,
+    as_shape,
+    build_layer,
+    channels_first,
+    channels_last,
+    is_image,
+    output_shape_of,
+)
 from tricklab.nn.regularizers import Regularizer
 
 
@@ -23,8 +33,10 @@ class Sequential(nn.Sequential):
 
     Unbuilt tricklab layers are built in order (each learning its input shape
     from the previous one's output), so the weights are drawn from the global
-    torch RNG in layer order. `forward` is `torch.nn.Sequential`'s own loop;
-    no per-call work is added.
+    torch RNG in layer order. `forward` is `torch.nn.Sequential`'s own loop,
+    plus, for image inputs or outputs, one view between Keras's channels-last
+    batches `[N, H, W, C]` and the channels-first layout the layers hold
+    inside (see `tricklab.nn.base.is_image`).
 
     `forward_logits` runs the same stack but stops before a final softmax or
     sigmoid (`final_activation`), so a trainer can use the numerically stable
@@ -53,7 +65,10 @@ class Sequential(nn.Sequential):
         self._collect_weight_rules()
 
     def _collect_weight_rules(self) -> None:
-        """List every `(layer, parameter name, regularizer or projection)` of the model once."""
+        """List every `(layer, parameter name, regularizer or projection)` of the model once,
+        and note whether images enter or leave it."""
+        self._image_input = is_image(self.input_shape)
+        self._image_output = is_image(self.output_shape)
         layers = [module for module in self.modules() if isinstance(module, Layer)]
         # Parameters are looked up by name at each use, so a parameter a layer
         # replaces later (a reused or reloaded weight) is still the one penalized.
@@ -226,10 +241,25 @@ class Sequential(nn.Sequential):
         Args:
             x: A batch of inputs.
         """
+        if self._image_input:
+            x = channels_first(x)
         *body, head = self._modules.values()
         for module in body:
             x = module(x)
-        return head.forward_logits(x) if isinstance(head, Layer) else head(x)
+        x = head.forward_logits(x) if isinstance(head, Layer) else head(x)
+        return channels_last(x) if self._image_output else x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Run the layers in order on a batch `[N, *input_shape]`.
+
+        Args:
+            x: A batch of inputs; images channels-last, as the input shape says.
+        """
+        if self._image_input:
+            x = channels_first(x)
+        for module in self._modules.values():
+            x = module(x)
+        return channels_last(x) if self._image_output else x
 
     def __getitem__(self, index: int | slice) -> nn.Module:
         if isinstance(index, slice):

@@ -10,7 +10,7 @@ from pydantic import Field
 from torch import nn
 
 from tricklab.errors import UserInputError
-from tricklab.nn.base import Layer, Shape, layers
+from tricklab.nn.base import Layer, Shape, held_axis, layers
 
 
 @layers.register(
@@ -37,7 +37,8 @@ class BatchNormalization(Layer):
     updates its running variance with the unbiased batch variance.
 
     Args:
-        axis: Feature axis of the batched tensor (not 0, the batch). Defaults to `-1`.
+        axis: Feature axis of the batched tensor (not 0, the batch), as Keras
+            counts it: `-1` is an image's channels. Defaults to `-1`.
         momentum: Weight of the old moving statistics, in [0, 1]. Defaults to `0.99`.
         epsilon: Added to the variance for stability, > 0. Defaults to `1e-3`.
         center: Whether to learn an offset `beta` (initialized to 0). Defaults to `True`.
@@ -76,7 +77,7 @@ class BatchNormalization(Layer):
                 f"per-sample shape {tuple(input_shape)}"
             )
         # F.batch_norm normalizes dimension 1; any other feature axis is moved there.
-        self._feature_dim = axis
+        self._feature_dim = held_axis(axis, input_shape)
         features = input_shape[axis - 1]
         self.gamma = nn.Parameter(torch.ones(features)) if self.scale else None
         self.beta = nn.Parameter(torch.zeros(features)) if self.center else None

@@ -18,12 +18,15 @@ from torch import nn
 
 from tricklab.errors import UserInputError
 from tricklab.nn.activations import activations
-from tricklab.nn.base import Layer, Projection, Shape, not_below
+from tricklab.nn.base import Layer, Projection, Shape, is_image, not_below
 from tricklab.nn.constraints import ConstraintSpec, constraints
 from tricklab.nn.initializers import InitializerSpec, initializers
 from tricklab.nn.regularizers import Regularizer, RegularizerSpec, regularizers
 
 Slope = Annotated[float, Field(ge=0, le=1)]
+IMAGE_ALPHA_LAYOUT = (1, 2, 0)
+"""Where each axis of Keras's image slopes `(h, w, c)` is held: `(c, h, w)`."""
+
 KerasAxis = Annotated[int, Field(ge=1)]
 """An axis of the batched input counted as Keras counts it: 1 is the first per-sample axis."""
 
@@ -141,14 +144,18 @@ class PReLU(Layer):
         shape = [
             1 if axis in self.shared_axes else size for axis, size in enumerate(input_shape, 1)
         ]
-        self.alpha = nn.Parameter(self.alpha_initializer(torch.empty(shape)))
+        alpha = self.alpha_initializer(torch.empty(shape))
+        # An image's slopes are held channels-first, as the images are inside a model.
+        self.alpha = nn.Parameter(alpha.movedim(-1, 0).contiguous() if is_image(shape) else alpha)
         # F.prelu is one fused kernel but takes slopes along dimension 1 only:
         # exactly the case of flat samples, the common one after a Dense layer.
         self._per_unit = len(input_shape) == 1
         self._projection = (
             None
             if self.alpha_constraint is None
-            else self.alpha_constraint.bind(len(shape), path="alpha_constraint")
+            else self.alpha_constraint.bind(
+                len(shape), IMAGE_ALPHA_LAYOUT if is_image(shape) else None, "alpha_constraint"
+            )
         )
         super().build(input_shape)
 

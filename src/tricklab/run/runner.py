@@ -57,9 +57,36 @@ class RunOutcome:
 
 
 def load_data(recipe: Recipe) -> DatasetSplits:
-    """Load the dataset the recipe's `data:` section describes."""
+    """Load the dataset the recipe's `data:` section describes, shaped as its model's inputs."""
     options = {key: value for key, value in recipe.data.items() if key != "augment"}
-    return load_dataset(options.pop("dataset"), **options)
+    return shaped_for_model(load_dataset(options.pop("dataset"), **options), recipe)
+
+
+def shaped_for_model(splits: DatasetSplits, recipe: Recipe) -> DatasetSplits:
+    """View each part's samples in the recipe's `model.input_shape`, e.g. `[28, 28, 1]`.
+
+    A view of the same values, no copy: a convolutional recipe's `[28, 28, 1]`
+    reads the `[28, 28]` images as one-channel ones, as `X[..., np.newaxis]` does.
+
+    Raises:
+        UserInputError: When the samples hold another number of values.
+    """
+    shape = tuple(recipe.model.input_shape)
+    if tuple(splits.train.x.shape[1:]) == shape:
+        return splits
+    sample = tuple(splits.train.x.shape[1:])
+    if math.prod(sample) != math.prod(shape):
+        raise UserInputError(
+            f"model.input_shape: {list(shape)} does not fit the data's samples of shape "
+            f"{list(sample)} ({math.prod(sample)} values each); use a shape with as many values"
+        )
+
+    def view(split: Split | None) -> Split | None:
+        return None if split is None else Split(split.x.reshape(len(split.x), *shape), split.y)
+
+    return dataclasses.replace(
+        splits, train=view(splits.train), val=view(splits.val), test=view(splits.test)
+    )
 
 
 def build(
@@ -177,7 +204,7 @@ def train_recipe(
             f"--resume: the recipe differs from the one stored in {run_dir.recipe_path} "
             "(only train.epochs may change on resume)"
         )
-    splits = load_data(recipe) if splits is None else splits
+    splits = load_data(recipe) if splits is None else shaped_for_model(splits, recipe)
     if recipe.train.target == "inputs":
         splits = _reconstruction_task(splits)
     model, optimizer = build(
