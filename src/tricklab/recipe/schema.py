@@ -113,6 +113,14 @@ class TrainSection(_Section):
             compute their outputs once and train the layers above on them (logged
             at the start of training; `false` runs every layer every step).
             Defaults to `True`.
+        device: `cpu`, `cuda`, or `auto` (a CUDA GPU when there is one). The data
+            moves there once. Defaults to `"auto"`.
+        precision: `fp32`, `bf16` (autocast in bfloat16) or `fp16` (autocast in
+            float16 with dynamic loss scaling); weights stay float32. Defaults to `"fp32"`.
+        channels_last: Hold convolution weights and image batches in the
+            channels-last memory format (faster convolutions on GPUs with tensor
+            cores); `auto` does so on CUDA for models with convolutions. Defaults
+            to `"auto"`.
     """
 
     optimizer: NamedSpec
@@ -126,6 +134,9 @@ class TrainSection(_Section):
     schedule: NamedSpec | None = None
     phases: Annotated[list[PhaseSection], Field(min_length=1)] | None = None
     cache_frozen_features: bool = True
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    channels_last: bool | Literal["auto"] = "auto"
 
     @model_validator(mode="after")
     def _epochs_of_phases(self) -> TrainSection:

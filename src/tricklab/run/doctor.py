@@ -94,7 +94,7 @@ def doctor_recipe(
     with watch(model, every=max(1, steps // SAMPLES)) as probe:
         trainer = Trainer(model, optimizer, loss=train.loss, metrics=train.metrics,
                           callbacks=[*callbacks, DoctorCallback(probe)], seed=recipe.seed,
-                          progress=progress)
+                          progress=progress, precision=train.precision)
         trainer.fit(splits.train.x[:count], splits.train.y[:count], epochs=epochs,
                     batch_size=train.batch_size, shuffle=train.shuffle)
         probes = probe.to_dict()

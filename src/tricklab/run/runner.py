@@ -105,6 +105,7 @@ def build(
     if reuse is not None:
         # Pretraining (if any) first: it seeds the generator for its own run.
         source = source_model(reuse.from_, pretrained or Path("runs"), progress)
+    device = training_device(recipe)
     torch.manual_seed(recipe.seed)
     if source is None:
         model = build_model(recipe.model.input_shape, recipe.model.layers)
@@ -115,9 +116,37 @@ def build(
                 f"model.reuse.from: {reuse.from_} takes inputs of shape {list(model.input_shape)}, "
                 f"but this recipe's are {list(recipe.model.input_shape)}"
             )
+    # Moved before the optimizer exists, so its state is created on the device.
+    model.to(device)
+    if _uses_channels_last(recipe, model, device):
+        model.to(memory_format=torch.channels_last)
     phases = training_phases(recipe)
     optimizer = _phase_optimizer(model, phases[0], 0, recipe, _count_reused(recipe, model))
     return model, optimizer
+
+
+def training_device(recipe: Recipe) -> torch.device:
+    """The device `train.device` names; `auto` is the CUDA GPU when there is one.
+
+    Raises:
+        UserInputError: When `cuda` is asked for on a machine without one.
+    """
+    cuda = torch.cuda.is_available()
+    if recipe.train.device == "cuda" and not cuda:
+        raise UserInputError(
+            "train.device: cuda, but this machine has no CUDA GPU that PyTorch can use "
+            "(accepted: auto, cpu, cuda)"
+        )
+    if recipe.train.device == "cpu" or not cuda:
+        return torch.device("cpu")
+    return torch.device("cuda")
+
+
+def _uses_channels_last(recipe: Recipe, model: Sequential, device: torch.device) -> bool:
+    """`train.channels_last`, where `auto` means: on CUDA, for a model with convolutions."""
+    if recipe.train.channels_last != "auto":
+        return recipe.train.channels_last
+    return device.type == "cuda" and any(p.ndim == 4 for p in model.parameters())
 
 
 def training_phases(recipe: Recipe) -> list[PhaseSection]:
@@ -231,6 +260,7 @@ def train_recipe(
         # The doctor probes every layer at every probed step, so nothing is skipped.
         cache_frozen_features=train.cache_frozen_features and not doctor,
         augment=Pipeline(recipe.data["augment"]) if recipe.data.get("augment") else None,
+        precision=train.precision,
     )
     if overwrite:
         run_dir.clear()
@@ -367,4 +397,6 @@ def _result(
             "python": platform.python_version(),
         },
         "threads": torch.get_num_threads(),
+        "device": str(trainer.device),
+        "precision": recipe.train.precision,
     }

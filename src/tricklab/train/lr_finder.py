@@ -90,6 +90,7 @@ def find_learning_rate(
     average, best = 0.0, math.inf
     stopped_early = False
     model.train()
+    x, y = x.to(trainer.device), y.to(trainer.device)
     order = torch.randperm(x.shape[0], generator=trainer.generator)
     position = 0
     for step in range(steps):

@@ -90,7 +90,9 @@ class EpochMetrics:
         self.targets = targets
         self.max_buffer_bytes = max_buffer_bytes
         self.outputs: torch.Tensor | None = None
-        self.running = [torch.zeros((), dtype=torch.float64) for _ in metrics]
+        self.running = [
+            torch.zeros((), dtype=torch.float64, device=targets.device) for _ in metrics
+        ]
         self.buffered = True
 
     def add(self, output: torch.Tensor, begin: int, target: torch.Tensor) -> None:

@@ -7,6 +7,11 @@ step never waits on the host. A model that ends in the activation its loss can
 fuse (softmax with cross-entropy) is trained on its logits for numerical
 stability.
 
+The data moves to the model's device once per `fit`; each step then indexes it
+there. `precision` runs the forward pass and loss under `torch.autocast`
+(bfloat16 or float16, weights and optimizer state staying float32), with
+dynamic loss scaling for float16.
+
 A frozen, deterministic bottom of a tricklab `Sequential` runs once per `fit`
 (`tricklab.train.feature_cache`). Training in phases (the book's "freeze the
 reused layers, then unfreeze them at a lower learning rate") is `compile` with
@@ -15,6 +20,7 @@ a new optimizer between `fit` calls, `fit(initial_epoch=...)`, as in Keras.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -35,7 +41,11 @@ from tricklab.train.metrics import metrics as metric_registry
 from tricklab.train.progress import ProgressMode, ProgressReporter
 
 Status = Literal["completed", "stopped_early", "diverged", "interrupted"]
+Precision = Literal["fp32", "bf16", "fp16"]
 CHECKPOINT_FORMAT = 1
+
+AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+"""The reduced precision of each `precision` that autocasts; fp32 runs as it is."""
 
 
 @dataclass
@@ -85,6 +95,12 @@ class Trainer:
         augment: Applied to each training batch, `augment(batch_x, generator)`, with
             the shuffling generator, so augmented runs are reproducible and resumable
             (e.g. `tricklab.data.augment.Pipeline`). Defaults to `None`.
+        precision: `fp32`; `bf16` (forward and loss under `torch.autocast` in
+            bfloat16, which has float32's range, so no loss scaling); or `fp16`
+            (autocast in float16 with `torch.amp.GradScaler`'s dynamic loss
+            scaling (Micikevicius et al. 2018), which skips a step whose gradients
+            overflowed and reads that flag on the host once per step).
+            Parameters, gradients and optimizer states stay float32. Defaults to `"fp32"`.
     """
 
     def __init__(
@@ -100,8 +116,18 @@ class Trainer:
         divergence_check_every: int = 50,
         cache_frozen_features: bool = True,
         augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
+        precision: Precision = "fp32",
     ) -> None:
+        if precision not in ("fp32", *AUTOCAST_DTYPES):
+            raise ValueError(f"precision must be fp32, bf16 or fp16, got {precision!r}")
         self.model = model
+        reference = next(model.parameters(), None)
+        self.device = reference.device if reference is not None else torch.device("cpu")
+        self.precision = precision
+        self._autocast = AUTOCAST_DTYPES.get(precision)
+        self._scaler = (
+            torch.amp.GradScaler(self.device.type) if precision == "fp16" else None
+        )
         self.loss = losses.get(loss, "train.loss")
         self.metrics = [metric_registry.get(m, "train.metrics") for m in metrics]
         self.metric_names = [
@@ -185,6 +211,9 @@ class Trainer:
         self.steps_per_epoch = math.ceil(x.shape[0] / batch_size)
         first_epoch = self._restore() if resume else None
         first_epoch = initial_epoch if first_epoch is None else first_epoch
+        x, y = x.to(self.device), y.to(self.device)
+        if validation_data is not None:
+            validation_data = tuple(part.to(self.device) for part in validation_data)
         self._cached_layers = 0
         if self.cache_frozen_features and first_epoch < epochs:
             x, validation_data = self._use_frozen_features(x, validation_data)
@@ -257,10 +286,12 @@ class Trainer:
         constrain = model.apply_constraints if self._constrained else None
         model.train()
         count = x.shape[0]
+        # Drawn on the CPU generator, so a seed shuffles alike on every device.
         order = torch.randperm(count, generator=self.generator) if shuffle else torch.arange(count)
+        order = order.to(x.device, non_blocking=True)
         steps = math.ceil(count / batch_size)
-        loss_sum = torch.zeros((), dtype=torch.float64)
-        penalty_sum = torch.zeros((), dtype=torch.float64)
+        loss_sum = torch.zeros((), dtype=torch.float64, device=x.device)
+        penalty_sum = torch.zeros((), dtype=torch.float64, device=x.device)
         scores = EpochMetrics(self.metrics, self._fused, y[order])
         self.progress.epoch_begin(epoch, steps)
         seen = 0
@@ -274,7 +305,11 @@ class Trainer:
             batch_x = x[index] if augment is None else augment(x[index], generator)
             batch_loss, output, penalty = compute_gradients(batch_x, batch_y)
             self.batch_loss = batch_loss  # for per-batch callbacks; a tensor, read without sync
-            optimizer.step()
+            if self._scaler is None:
+                optimizer.step()
+            else:
+                self._scaler.step(optimizer)
+                self._scaler.update()
             if constrain is not None:
                 constrain()
             for callback in batch_end:
@@ -310,17 +345,29 @@ class Trainer:
             (`None` without regularizers), all detached.
         """
         self.optimizer.zero_grad(set_to_none=True)
-        output = self._forward(batch_x)
-        loss = self._loss_fn(output, batch_y)
+        with self._precision():
+            output = self._forward(batch_x)
+            loss = self._loss_fn(output, batch_y)
         penalty = None
         if self._regularized and not self._closed_form:
             penalty = self.model.regularization_loss()
             loss = loss + penalty
-        loss.backward()
+        if self._scaler is None:
+            loss.backward()
+        else:
+            self._scaler.scale(loss).backward()
+            # True gradients from here on: penalties, clipping and the step see them.
+            self._scaler.unscale_(self.optimizer)
         if self._closed_form:
             penalty = self.model.add_regularization_gradients()
             loss = loss.detach() + penalty
         return loss.detach(), output.detach(), None if penalty is None else penalty.detach()
+
+    def _precision(self) -> torch.autocast | contextlib.nullcontext:
+        """The autocast region of `precision` (`fp32`: none)."""
+        if self._autocast is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self._autocast)
 
     def _logs(
         self,
@@ -356,15 +403,19 @@ class Trainer:
     ) -> dict[str, float]:
         was_training = self.model.training
         self.model.eval()
-        loss_sum = torch.zeros((), dtype=torch.float64)
-        metric_sums = [torch.zeros((), dtype=torch.float64) for _ in self.metrics]
+        x, y = x.to(self.device), y.to(self.device)
+        loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
+        metric_sums = [
+            torch.zeros((), dtype=torch.float64, device=self.device) for _ in self.metrics
+        ]
         # Keras's evaluate reports the loss with the weight penalties, as training does.
         penalty = self.model.regularization_loss() if self._regularized else None
         chunk = max(batch_size, 1024)
         for begin in range(0, x.shape[0], chunk):
             batch_x, batch_y = x[begin : begin + chunk], y[begin : begin + chunk]
-            output = forward(batch_x)
-            batch_loss = self._loss_fn(output, batch_y)
+            with self._precision():
+                output = forward(batch_x)
+                batch_loss = self._loss_fn(output, batch_y)
             if penalty is not None:
                 batch_loss = batch_loss + penalty
             loss_sum.add_(batch_loss, alpha=batch_x.shape[0])
@@ -383,9 +434,11 @@ class Trainer:
         """
         was_training = self.model.training
         self.model.eval()
-        outputs = [
-            self.model(x[begin : begin + batch_size]) for begin in range(0, x.shape[0], batch_size)
-        ]
+        outputs = []
+        for begin in range(0, x.shape[0], batch_size):
+            with self._precision():
+                output = self.model(x[begin : begin + batch_size].to(self.device))
+            outputs.append((output.float() if self._autocast else output).cpu())
         self.model.train(was_training)
         return torch.cat(outputs)
 
@@ -414,8 +467,16 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "callbacks": [callback.state_dict() for callback in self._checkpointed()],
             "history": self.history,
-            "rng": {"global": torch.get_rng_state(), "shuffle": self.generator.get_state()},
+            "rng": {"global": torch.get_rng_state(), "shuffle": self.generator.get_state(),
+                    **self._device_rng()},
+            **({"grad_scaler": self._scaler.state_dict()} if self._scaler is not None else {}),
         }
+
+    def _device_rng(self) -> dict[str, torch.Tensor]:
+        """The accelerator's generator state (dropout masks drawn there), for resuming."""
+        if self.device.type != "cuda":
+            return {}
+        return {"cuda": torch.cuda.get_rng_state(self.device)}
 
     def _checkpointed(self) -> list[Callback]:
         return [callback for callback in self.callbacks if callback.checkpointed]
@@ -436,6 +497,10 @@ class Trainer:
                 callback.load_state_dict(saved)
         self.history = {key: list(values) for key, values in state["history"].items()}
         torch.set_rng_state(state["rng"]["global"])
+        if "cuda" in state["rng"] and self.device.type == "cuda":
+            torch.cuda.set_rng_state(state["rng"]["cuda"], self.device)
+        if self._scaler is not None and "grad_scaler" in state:
+            self._scaler.load_state_dict(state["grad_scaler"])
         self.generator.set_state(state["rng"]["shuffle"])
         self.stop_training = state["stop_training"]
         self.global_step = state["global_step"]
