@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 import torch
 
-from tricklab.config import validate_config
 from tricklab.data import DatasetSplits, datasets, load_dataset, read_idx
 from tricklab.data.sources import SOURCES, dataset_files
 from tricklab.errors import UserInputError
@@ -178,19 +177,21 @@ def test_mnist_from_a_folder_of_its_own(
 
 
 def test_registry_and_recipe_validation(fixture_data: Path) -> None:
-    assert datasets.names() == ["fashion_mnist", "mnist"]
+    assert datasets.names() == ["adding_problem", "fashion_mnist", "mnist"]
     assert datasets.info("fashion_mnist").keras_name == "fashion_mnist"
     assert "1708.07747" in datasets.info("fashion_mnist").reference
-    config = validate_config(load_dataset, {"validation": 500, "scale": "standardize"}, "data")
+    config = datasets.validate("fashion_mnist", {"validation": 500, "scale": "standardize"}, "data")
     assert config == {
-        "dataset": "fashion_mnist", "validation": 500, "scale": "standardize", "classes": None,
-        "split": None, "train_size": None,
+        "validation": 500, "scale": "standardize", "classes": None, "split": None,
+        "train_size": None,
     }
     assert datasets.validate("mnist", {"train_size": 100}, "data")["train_size"] == 100
     with pytest.raises(UserInputError, match=r"^data\.scale: "):
-        validate_config(load_dataset, {"scale": "minmax"}, "data")
+        datasets.validate("fashion_mnist", {"scale": "minmax"}, "data")
     with pytest.raises(UserInputError, match=r"^data: unknown key 'root'"):
-        validate_config(load_dataset, {"root": "/tmp"}, "data")
+        datasets.validate("fashion_mnist", {"root": "/tmp"}, "data")
+    with pytest.raises(UserInputError, match=r"^data: unknown key 'root' of dataset fashion_mnist"):
+        load_dataset(root="/tmp")
     assert len(datasets.create("fashion_mnist", {"validation": 100}).val) == 100
 
 

@@ -1,9 +1,11 @@
 """Datasets by name: load the IDX files, split off validation, select a task, scale.
 
-The recipe's `data:` section is exactly the signature of `load_dataset`
-(`dataset`, `validation`, `scale`, `classes`, `split`, `train_size`), so the
-recipe layer validates it with `datasets.validate`, which also resolves the
-nested `split` (see `tricklab.data.splits`). Where the files live is a
+The recipe's `data:` section is `dataset` plus exactly the signature of that
+dataset's registered loader (for the image datasets `validation`, `scale`,
+`classes`, `split`, `train_size`; for the generated ones see
+`tricklab.data.generated`), so the recipe layer validates it with
+`datasets.validate`, which also resolves the nested `split` (see
+`tricklab.data.splits`). Where the files live is a
 property of the machine, not of the experiment, so it stays out of recipes:
 `$TRICKLAB_DATA`, `$TRICKLAB_CACHE` and `$TRICKLAB_DATA_URL` choose it (see
 `tricklab.data.sources`).
@@ -15,6 +17,7 @@ standardization uses the training part's per-pixel mean and standard deviation.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -22,6 +25,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from tricklab.config import signature_model
 from tricklab.data.idx import read_idx
 from tricklab.data.sources import dataset_files, fetch
 from tricklab.data.splits import PositiveInt, first_images, make_task, resolve_split
@@ -41,11 +45,12 @@ CLASS_NAMES: dict[str, list[str]] = {
 
 @dataclass
 class Split:
-    """Images and labels of one part of a dataset.
+    """Inputs and targets of one part of a dataset.
 
     Args:
-        x: Images, float32 of shape `[N, 28, 28]`.
-        y: Class indices, int64 of shape `[N]`.
+        x: Inputs, float32 of shape `[N, *input_shape]`, e.g. images `[N, 28, 28]`.
+        y: Targets of shape `[N]`: int64 class indices, or float32 values for a
+            regression task such as the adding problem.
     """
 
     x: torch.Tensor
@@ -65,9 +70,11 @@ class DatasetSplits:
         val: Validation part, the first `validation` images of the training file;
             `None` when `validation` is 0.
         test: Test part.
-        class_names: Name of each class index, in label order.
-        input_shape: Shape of one image, e.g. `(28, 28)`.
-        scale: How pixels were scaled: `"unit"`, `"standardize"` or `"none"`.
+        class_names: Name of each class index, in label order; empty for a
+            regression task.
+        input_shape: Shape of one sample, e.g. `(28, 28)` for an image.
+        scale: How pixels were scaled: `"unit"`, `"standardize"` or `"none"` (also
+            for generated inputs, which are used as drawn).
         mean: Per-pixel mean of the training part in raw 0-255 units, shape
             `input_shape`; set only when `scale` is `"standardize"`. Defaults to `None`.
         std: Per-pixel standard deviation matching `mean`, with 1 where a pixel is
@@ -113,7 +120,8 @@ class DatasetRegistry(Registry[DatasetSplits]):
         self, name: str, config: dict[str, Any] | None, path: str, name_path: str = ""
     ) -> dict[str, Any]:
         full = super().validate(name, config, path, name_path)
-        if full["split"] is not None:
+        # Only the image datasets have a split; the generated ones lack the key.
+        if full.get("split") is not None:
             full["split"] = resolve_split(full["split"], name, full["classes"], path)
         return full
 
@@ -121,57 +129,75 @@ class DatasetRegistry(Registry[DatasetSplits]):
 datasets = DatasetRegistry("dataset")
 
 
-def load_dataset(
-    dataset: str = "fashion_mnist",
-    validation: int = 5000, scale: Scale = "unit", classes: list[int] | None = None,
-    split: dict[str, Any] | None = None, train_size: PositiveInt | None = None,
-) -> DatasetSplits:
-    """Load a registered dataset; the parameters are the keys of a recipe's `data:` section.
+def load_dataset(dataset: str = "fashion_mnist", **options: Any) -> DatasetSplits:
+    """Load a registered dataset; the arguments are the keys of a recipe's `data:` section.
 
-    The files are found with `tricklab.data.locate` and downloaded with
-    `tricklab.data.fetch` when they are nowhere. Each image is converted from
-    uint8 to float32 once and scaled in place.
+    The image datasets' files are found with `tricklab.data.locate` and downloaded
+    with `tricklab.data.fetch` when they are nowhere. Each image is converted from
+    uint8 to float32 once and scaled in place. Generated datasets
+    (`tricklab.data.generated`) are drawn from their `data_seed`.
 
     Args:
-        dataset: Registry name, `fashion_mnist` or `mnist`. Defaults to `"fashion_mnist"`.
-        validation: How many images, from the start of the training file, form the
-            validation part; 0 means none. Counted before `classes` filters them.
-            Defaults to `5000`.
-        scale: `unit` divides pixels by 255; `standardize` subtracts the training
-            part's per-pixel mean and divides by its per-pixel standard deviation
-            (population, as NumPy's `std`), where a pixel constant over the training
-            part gets a deviation of 1 instead of 0, as scikit-learn's
-            `StandardScaler` does; `none` keeps 0-255. Defaults to `"unit"`.
-        classes: Class indices to keep in every part, relabelled 0..k-1 in the
-            given order. Defaults to `None` (all classes).
-        split: `{kind: name, **parameters}`, a kind of `tricklab.data.splits`
-            applied to every part instead of `classes`, e.g.
-            `{kind: fashion_mnist_task_a_b, task: b}`. Defaults to `None` (no split).
-        train_size: Keep only the first `train_size` images of the training part,
-            after `classes` or `split` selected them; `standardize` uses only these.
-            Defaults to `None` (all of them).
+        dataset: Registry name: `fashion_mnist`, `mnist` or `adding_problem`.
+            Defaults to `"fashion_mnist"`.
+        **options: The dataset's own options, the parameters of its registered
+            loader. For `adding_problem`: `length`, `train_size`, `validation`,
+            `test_size` and `data_seed` (see `tricklab.data.generated.adding_problem`).
+            For `fashion_mnist` and `mnist`:
+
+            - `validation`: How many images, from the start of the training file,
+              form the validation part; 0 means none. Counted before `classes`
+              filters them. Defaults to `5000`.
+            - `scale`: `unit` divides pixels by 255; `standardize` subtracts the
+              training part's per-pixel mean and divides by its per-pixel standard
+              deviation (population, as NumPy's `std`), where a pixel constant over
+              the training part gets a deviation of 1 instead of 0, as
+              scikit-learn's `StandardScaler` does; `none` keeps 0-255.
+              Defaults to `"unit"`.
+            - `classes`: Class indices to keep in every part, relabelled 0..k-1 in
+              the given order. Defaults to `None` (all classes).
+            - `split`: `{kind: name, **parameters}`, a kind of
+              `tricklab.data.splits` applied to every part instead of `classes`,
+              e.g. `{kind: fashion_mnist_task_a_b, task: b}`. Defaults to `None`
+              (no split).
+            - `train_size`: Keep only the first `train_size` images of the training
+              part, after `classes` or `split` selected them; `standardize` uses
+              only these. Defaults to `None` (all of them).
 
     Returns:
         The train, validation and test parts with class names and scaling statistics.
 
     Raises:
-        UserInputError: On an unknown dataset name (with a "did you mean"), a
-            `validation` outside `0 <= validation < training images`, invalid
-            class ids, a bad `split`, a `train_size` that is not an integer between 1
-            and the training images left, a `scale` not listed above, or unreadable files.
+        UserInputError: On an unknown dataset name (with a "did you mean"), an
+            option the dataset does not have, or a bad value of one; for the image
+            datasets a `validation` outside `0 <= validation < training images`,
+            invalid class ids, a bad `split`, a `train_size` that is not an integer
+            between 1 and the training images left, a `scale` not listed above, or
+            unreadable files.
 
     Reference:
         Géron, Hands-On Machine Learning (3rd ed.), ch. 10-11:
         `X_valid, X_train = X_train_full[:5000], X_train_full[5000:]`.
     """
     info = datasets.info(dataset, "data.dataset")
-    return info.factory(
-        validation=validation, scale=scale, classes=classes, split=split, train_size=train_size
-    )
+    accepted = sorted(signature_model(info.factory).model_fields)
+    unknown = [key for key in options if key not in accepted]
+    if unknown:
+        # The loaders check their values themselves, with messages naming data.<key>.
+        raise UserInputError(
+            f"data: unknown key '{unknown[0]}' of dataset {dataset}; "
+            f"accepted keys: {', '.join(accepted)}"
+        )
+    return info.factory(**options)
 
 
-INPUT_SHAPES: dict[str, tuple[int, ...]] = {"fashion_mnist": (28, 28), "mnist": (28, 28)}
-"""Per-sample shape of each registered dataset, known without reading its files."""
+INPUT_SHAPES: dict[str, Callable[[dict[str, Any]], tuple[int, ...]]] = {
+    "fashion_mnist": lambda options: (28, 28),
+    "mnist": lambda options: (28, 28),
+}
+"""Per-sample shape of each registered dataset given its resolved `data:` options
+(a generated sequence's shape depends on its `length`), known without reading or
+drawing the data. `tricklab.data.generated` adds its datasets' entries."""
 
 
 @datasets.register(

@@ -118,7 +118,7 @@ def resolve(recipe: Recipe) -> Recipe:
                         f"{path}.{name}.monitor: '{monitor}' needs a validation set, "
                         "but data.validation is 0"
                     )
-    input_shape = recipe.model.input_shape or list(INPUT_SHAPES[data["dataset"]])
+    input_shape = recipe.model.input_shape or list(INPUT_SHAPES[data["dataset"]](data))
     layers = resolve_layers(recipe.model.layers, "model.layers") if recipe.model.layers else []
     if recipe.model.reuse is not None:
         parse_layer_slice(recipe.model.reuse.layers, "model.reuse.layers")
