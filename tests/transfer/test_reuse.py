@@ -77,6 +77,20 @@ def test_clone_without_weights_draws_fresh_ones_from_the_initializers():
     assert not torch.equal(clone[1].weight, source[1].weight)
 
 
+def test_clone_keeps_each_sublayer_frozen_or_trainable_as_it_was():
+    torch.manual_seed(0)
+    model = build_model([6], [
+        {"residual": {"layers": [{"dense": {"units": 6, "trainable": False}}, "batch_norm"]}},
+        {"dense": {"units": 2, "trainable": False}},
+    ])
+    clone = clone_model(model)
+    flags = [p.requires_grad for p in model.parameters()]
+    assert flags == [False, False, True, True, False, False]  # inner dense and head frozen
+    assert [p.requires_grad for p in clone.parameters()] == flags
+    assert [m.trainable for m in clone.modules() if hasattr(m, "trainable")] == [
+        m.trainable for m in model.modules() if hasattr(m, "trainable")]
+
+
 def test_clone_of_a_plain_torch_module():
     source = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2))
     copied = clone_model(source)

@@ -58,9 +58,13 @@ def clone_model(model: nn.Module, weights: bool = True) -> nn.Module:
     if weights:
         # load_state_dict copies into the clone's own tensors.
         clone.load_state_dict(model.state_dict())
-    for source, copied in zip(model, clone, strict=True):
+    # Flag by flag, sublayers included: setting a block's `trainable` would reach
+    # into it and unfreeze a sublayer frozen on its own.
+    for source, copied in zip(model.modules(), clone.modules(), strict=True):
         if isinstance(source, Layer):
-            copied.trainable = source.trainable
+            copied._trainable = source._trainable
+    for source, copied in zip(model.parameters(), clone.parameters(), strict=True):
+        copied.requires_grad_(source.requires_grad)
     return clone.train(model.training)
 
 
