@@ -33,11 +33,16 @@ EXAMPLES: dict[str, tuple[dict, tuple[int, ...]]] = {
     "max_pool2d": ({}, (8, 8, 3)),
     "avg_pool2d": ({}, (8, 8, 3)),
     "global_avg_pool2d": ({}, (8, 8, 3)),
-    "reshape": ({"target_shape": [3, 2]}, (6,)),
-    "residual": ({"layers": [{"dense": {"units": 6}}]}, (6,)),
+    "reshape": ({"target_shape": [3, -1]}, (6,)),
+    # A projection shortcut with batch norm, and a batch norm on the main path.
+    "residual": (
+        {"layers": [{"dense": {"units": 4, "activation": "relu"}}, "batch_norm"],
+         "activation": "relu"},
+        (6,),
+    ),
     "embedding": ({"input_dim": 10, "output_dim": 4}, (5,)),
     "simple_rnn": ({"units": 4}, (5, 6)),
-    "lstm": ({"units": 4}, (5, 6)),
+    "lstm": ({"units": 4, "dropout": 0.25, "return_sequences": True}, (5, 6)),
     "gru": ({"units": 4}, (5, 6)),
 }
 

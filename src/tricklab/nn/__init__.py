@@ -15,9 +15,15 @@ registries from here (`from tricklab.nn import layers`).
 
 # These modules are imported for their registrations only; the module
 # `tricklab.nn.layers` is then shadowed here by the registry `layers`.
+from tricklab.nn import convolutional as _convolutional
 from tricklab.nn import dropout as _dropout
+from tricklab.nn import embedding as _embedding
 from tricklab.nn import layers as _layer_module
 from tricklab.nn import normalization as _normalization
+from tricklab.nn import pooling as _pooling
+from tricklab.nn import recurrent as _recurrent
+from tricklab.nn import reshaping as _reshaping
+from tricklab.nn import residual as _residual
 from tricklab.nn import variance_scaling as _variance_scaling
 from tricklab.nn.activations import activations
 from tricklab.nn.base import Layer, layers
@@ -36,7 +42,8 @@ from tricklab.nn.initializers import Initializer, compute_fans, initializers
 from tricklab.nn.model import Sequential
 from tricklab.nn.regularizers import Regularizer, regularizers
 
-del _dropout, _layer_module, _normalization, _variance_scaling
+del (_convolutional, _dropout, _embedding, _layer_module, _normalization, _pooling, _recurrent,
+     _reshaping, _residual, _variance_scaling)
 
 __all__ = [
     "Constraint",

@@ -6,6 +6,13 @@ The recipe lists layers as Keras code would, e.g.
 initializer/activation names nested in it), naming the dotted path of any
 mistake, and returns it with every default filled in; `build_model` turns it
 into a model.
+
+A layer that holds a layer list of its own (a residual block) takes part
+through two hooks: its classmethod `resolve_config(config, path)`, which
+`resolve_layers` calls to validate and default that nested list at its own
+dotted path, and `build_layers`, which it calls from its `build`; a build error
+inside it is then reported at the full path, e.g.
+`model.layers.3.residual.layers.0.batch_norm: ...`.
 """
 
 from __future__ import annotations
@@ -42,7 +49,11 @@ def resolve_layers(
     for index, item in enumerate(layers):
         item, trainable = _split_trainable(item, f"{path}.{index}")
         name, config = layer_registry.resolve(item, f"{path}.{index}")
-        config = resolve_nested(layer_registry.info(name).factory, config, f"{path}.{index}.{name}")
+        factory = layer_registry.info(name).factory
+        config = resolve_nested(factory, config, f"{path}.{index}.{name}")
+        resolve_config = getattr(factory, "resolve_config", None)
+        if resolve_config is not None:
+            config = resolve_config(config, f"{path}.{index}.{name}")
         # Only a frozen layer says so, keeping every other resolved recipe as it was.
         resolved.append({name: config if trainable else {**config, "trainable": False}})
     return resolved
@@ -110,11 +121,35 @@ def build_layers(
         module = layer_registry.info(name).factory(**config)
         try:
             shape = build_layer(module, shape)
+        except LayerBuildError as error:
+            raise LayerBuildError(f"{path}.{index}.{name}.{error.path}", error.reason) from None
         except UserInputError as error:
-            raise UserInputError(f"{path}.{index}.{name}: {error}") from None
-        module.trainable = trainable
+            raise LayerBuildError(f"{path}.{index}.{name}", str(error)) from None
+        # Only a frozen entry sets the flag: setting it to True would also
+        # unfreeze the frozen sublayers of a block built just above.
+        if not trainable:
+            module.trainable = False
         modules.append(module)
     return modules
+
+
+class LayerBuildError(UserInputError):
+    """A build error located at a dotted path inside a layer, e.g. `layers.0.dense`.
+
+    `build_layers` prefixes the path with the layer's own, so an error deep in
+    nested blocks reads `model.layers.3.residual.layers.0.dense: reason`. A
+    layer raises one itself to name its own field, e.g. a residual block's
+    `shortcut`.
+
+    Args:
+        path: Dotted location of the mistake, relative to the layer that raises it.
+        reason: What is wrong, without the path.
+    """
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = path
+        self.reason = reason
 
 
 class ParamCounts(NamedTuple):

@@ -1,0 +1,759 @@
+"""2-D convolution layers with Keras 3 names, defaults, padding and shapes.
+
+`conv2d` (Keras `Conv2D`), `separable_conv2d` (`SeparableConv2D`) and
+`conv2d_transpose` (`Conv2DTranspose`). Shapes in recipes and in
+`compute_output_shape` are Keras's channels-last `(height, width, channels)`;
+`forward` gets and returns the channels-first batches `[N, C, H, W]` held
+inside a model (see `tricklab.nn.base.is_image`), so each layer is one or two
+PyTorch convolution calls.
+
+Kernels are stored in PyTorch layouts. Initializers see layouts whose fans
+equal those of Keras's kernels, and constraints get Keras's kernel axes
+translated (`Constraint.bind`), so `max_norm` with `axis: [0, 1, 2]` bounds
+each filter of a `conv2d` as it does in Keras.
+
+Keras's `"same"` padding follows TensorFlow: the total padding of an axis is
+`max((ceil(n / s) − 1) · s + (k − 1) · d + 1 − n, 0)` and an odd pixel goes
+to the bottom or right. PyTorch's `padding="same"` exists for stride 1 only,
+so each layer works its padding out once, at build, for its input size.
+
+The padding helpers here are shared with `tricklab.nn.pooling`.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import Annotated, Any, ClassVar, Literal, TypeVar
+
+import torch
+import torch.nn.functional as F
+from pydantic import AfterValidator, Field, PlainValidator, ValidationInfo
+from torch import nn
+
+from tricklab.errors import UserInputError
+from tricklab.nn.activations import ActivationSpec, activations
+from tricklab.nn.base import Layer, Projection, Shape, build_layer, is_image, layers
+from tricklab.nn.constraints import Constraint, ConstraintSpec, constraints
+from tricklab.nn.initializers import InitializerSpec, initializers
+from tricklab.nn.regularizers import Regularizer, RegularizerSpec, regularizers
+from tricklab.registry import Registry
+
+T = TypeVar("T")
+
+CONV_KERAS_LAYOUT = (2, 3, 1, 0)
+"""Where each axis of Keras's Conv2D kernel `(kh, kw, in, out)` lives in PyTorch's
+`(out, in, kh, kw)`; also Conv2DTranspose's `(kh, kw, out, in)` in PyTorch's
+`(in, out, kh, kw)`, and SeparableConv2D's pointwise kernel."""
+
+DEPTHWISE_KERAS_LAYOUT = (2, 3, 0, 1)
+"""Where each axis of Keras's depthwise kernel `(kh, kw, in, depth_multiplier)` lives in
+the view `(in, depth_multiplier, kh, kw)` of PyTorch's grouped weight `(in · dm, 1, kh, kw)`."""
+
+Padding = Literal["valid", "same"]
+
+
+def _validate_pair(value: Any) -> int | list[int]:
+    """Accept a positive int or two of them (a list, or a tuple made a list)."""
+
+    def positive(item: Any) -> bool:
+        return isinstance(item, int) and not isinstance(item, bool) and item > 0
+
+    if positive(value):
+        return value
+    if (
+        isinstance(value, Sequence)
+        and not isinstance(value, str)
+        and len(value) == 2
+        and all(positive(item) for item in value)
+    ):
+        return list(value)
+    raise ValueError("expected a positive integer or a list of two, e.g. [3, 3]")
+
+
+def _not_with_strides(value: int | list[int], info: ValidationInfo) -> int | list[int]:
+    """Reject dilation > 1 with strides > 1, as Keras does (TensorFlow has no such kernel)."""
+    strides = info.data.get("strides")
+    if strides is not None and max(as_pair(value)) > 1 and max(as_pair(strides)) > 1:
+        raise ValueError(
+            f"dilation_rate > 1 cannot be combined with strides > 1 (strides {strides}), "
+            "as in Keras"
+        )
+    return value
+
+
+Pair = Annotated[int | list[int], PlainValidator(_validate_pair)]
+"""A window size, stride or dilation: one positive int for both axes, or `[height, width]`."""
+
+Dilation = Annotated[
+    int | list[int], PlainValidator(_validate_pair), AfterValidator(_not_with_strides)
+]
+"""A dilation rate (see `Pair`); above 1 only with strides of 1, as in Keras."""
+
+
+def as_pair(value: int | Sequence[int]) -> tuple[int, int]:
+    """`(height, width)` of a size given as one int or as two.
+
+    Args:
+        value: An int for both axes, or a pair.
+    """
+    if isinstance(value, int):
+        return value, value
+    height, width = value
+    return int(height), int(width)
+
+
+def same_padding(size: int, window: int, stride: int) -> tuple[int, int]:
+    """Keras's (TensorFlow's) `"same"` padding of one axis, `(before, after)`.
+
+    The output has `ceil(size / stride)` positions; the odd pixel of an uneven
+    total goes after (bottom or right).
+
+    Args:
+        size: Length of the axis.
+        window: Extent of the (dilated) window, `(k − 1) · d + 1`.
+        stride: Stride along the axis.
+    """
+    total = max((math.ceil(size / stride) - 1) * stride + window - size, 0)
+    return total // 2, total - total // 2
+
+
+def output_length(size: int, window: int, stride: int, padding: Padding) -> int:
+    """Keras's output length of a convolution or pooling along one axis.
+
+    `ceil(size / stride)` with `"same"`, `floor((size − window) / stride) + 1`
+    with `"valid"` (not positive when the window does not fit).
+
+    Args:
+        size: Length of the axis.
+        window: Extent of the (dilated) window.
+        stride: Stride along the axis.
+        padding: `"valid"` or `"same"`.
+    """
+    if padding == "same":
+        return math.ceil(size / stride)
+    return (size - window) // stride + 1
+
+
+def image_shape(layer: str, input_shape: Shape) -> tuple[int, int, int]:
+    """Check that `input_shape` is an image, `(height, width, channels)`, and return it.
+
+    Args:
+        layer: The layer's recipe name, for the message.
+        input_shape: Shape of one input sample, without the batch dimension.
+
+    Raises:
+        UserInputError: When the shape is not of rank 3.
+    """
+    if is_image(input_shape):
+        height, width, channels = input_shape
+        return height, width, channels
+    hint = (
+        f"; use input_shape [{input_shape[0]}, {input_shape[1]}, 1]"
+        if len(input_shape) == 2
+        else ""
+    )
+    raise UserInputError(
+        f"{layer} expects samples of shape (height, width, channels), "
+        f"got {tuple(input_shape)}{hint}"
+    )
+
+
+def window_output(
+    layer: str,
+    input_shape: Shape,
+    window: tuple[int, int],
+    strides: tuple[int, int],
+    padding: Padding,
+    window_name: str,
+) -> tuple[int, int]:
+    """`(height, width)` out of a sliding window over images of `input_shape`, Keras's formulas.
+
+    Args:
+        layer: The layer's recipe name, for the message.
+        input_shape: Shape of one input sample, `(height, width, channels)`.
+        window: `(height, width)` extent of the (dilated) window.
+        strides: `(height, width)` strides.
+        padding: `"valid"` or `"same"`.
+        window_name: What the window is called in the message, e.g. `"dilated kernel"`.
+
+    Raises:
+        UserInputError: When the input is not an image or a `"valid"` output would be empty.
+    """
+    height, width, _ = image_shape(layer, input_shape)
+    out = tuple(
+        output_length(size, extent, stride, padding)
+        for size, extent, stride in zip((height, width), window, strides, strict=True)
+    )
+    if min(out) < 1:
+        raise UserInputError(
+            f"{layer} with padding 'valid' gives an empty output for samples of shape "
+            f"{tuple(input_shape)}: the {window[0]}×{window[1]} {window_name} does not fit in "
+            f"the {height}×{width} image; use padding 'same' or a smaller window"
+        )
+    return out[0], out[1]
+
+
+def _project_viewed(
+    weight: torch.Tensor, shape: tuple[int, ...], projection: Projection
+) -> torch.Tensor:
+    """Apply `projection` in place to `weight` viewed as `shape`; return `weight`."""
+    projection(weight.view(shape))
+    return weight
+
+
+class _Convolution(Layer, ABC):
+    """The plumbing the three convolutions share: window, padding, bias, activation, rules.
+
+    Subclasses create their kernels in `build` with `_build_bias_and_rules`,
+    and implement `_convolve` (everything but the activation).
+    """
+
+    recipe_name: ClassVar[str]
+
+    def __init__(
+        self,
+        filters: int,
+        kernel_size: int | list[int],
+        strides: int | list[int],
+        padding: Padding,
+        dilation_rate: int | list[int],
+        activation: ActivationSpec | None,
+        use_bias: bool,
+        bias_initializer: InitializerSpec,
+        bias_regularizer: RegularizerSpec | None,
+        bias_constraint: ConstraintSpec | None,
+    ) -> None:
+        super().__init__()
+        self.filters = filters
+        self.kernel_size = as_pair(kernel_size)
+        self.strides = as_pair(strides)
+        self.padding = padding
+        self.dilation_rate = as_pair(dilation_rate)
+        self.use_bias = use_bias
+        self.activation = (
+            None if activation is None else activations.get(activation, self._path("activation"))
+        )
+        self.bias_initializer = initializers.get(bias_initializer, self._path("bias_initializer"))
+        self.bias_regularizer = self._optional(regularizers, bias_regularizer, "bias_regularizer")
+        self.bias_constraint = self._optional(constraints, bias_constraint, "bias_constraint")
+        self._regularized: dict[str, Regularizer | None] = {}
+        self._projections: dict[str, Projection] = {}
+
+    def _path(self, field: str) -> str:
+        return f"{type(self).__name__}.{field}"
+
+    def _optional(self, registry: Registry[T], spec: object, field: str) -> T | None:
+        """`registry.get(spec)` reported at `<Class>.<field>`, or `None` for `None`."""
+        return None if spec is None else registry.get(spec, self._path(field))
+
+    @property
+    def dilated_kernel_size(self) -> tuple[int, int]:
+        """Extent of the dilated kernel, `(k − 1) · d + 1` per axis."""
+        return (
+            (self.kernel_size[0] - 1) * self.dilation_rate[0] + 1,
+            (self.kernel_size[1] - 1) * self.dilation_rate[1] + 1,
+        )
+
+    @property
+    def output_activation(self) -> str | None:
+        """The output activation of the wrapped activation (`"softmax"`, `"sigmoid"`) or `None`."""
+        return getattr(self.activation, "output_activation", None)
+
+    def _conv_padding(self, input_shape: Shape) -> tuple[tuple[int, int], tuple[int, ...] | None]:
+        """F.conv2d's symmetric `padding`, and F.pad's `(left, right, top, bottom)` when
+        Keras pads an axis unevenly (then the convolution itself pads nothing)."""
+        if self.padding == "valid":
+            return (0, 0), None
+        (top, bottom), (left, right) = (
+            same_padding(size, extent, stride)
+            for size, extent, stride in zip(
+                input_shape[:2], self.dilated_kernel_size, self.strides, strict=True
+            )
+        )
+        if top == bottom and left == right:
+            return (top, left), None
+        return (0, 0), (left, right, top, bottom)
+
+    def _build_bias_and_rules(
+        self,
+        input_shape: Shape,
+        kernels: Sequence[tuple[str, str, tuple[int, ...] | None, tuple[int, ...] | None]],
+    ) -> None:
+        """Create `bias`, bind every constraint, build the activation, mark the layer built.
+
+        Args:
+            input_shape: Shape of one input sample, `(height, width, channels)`.
+            kernels: For each kernel already created, `(parameter, role, layout, view)`:
+                its parameter name; the prefix of its `<role>_regularizer` and
+                `<role>_constraint`; where each axis of Keras's kernel lives in
+                PyTorch's (see `Constraint.bind`); and the shape its constraint
+                sees it as (`None`: as it is).
+        """
+        bias = self.bias_initializer(torch.empty(self.filters)) if self.use_bias else None
+        self.bias = None if bias is None else nn.Parameter(bias)
+        rules = list(kernels)
+        # As in Keras, a bias regularizer or constraint is ignored without a bias.
+        if self.use_bias:
+            rules.append(("bias", "bias", None, None))
+        self._regularized = {name: getattr(self, f"{role}_regularizer") for name, role, *_ in rules}
+        self._projections = {}
+        for name, role, layout, view in rules:
+            constraint: Constraint | None = getattr(self, f"{role}_constraint")
+            if constraint is None:
+                continue
+            ndim = len(view) if view is not None else getattr(self, name).ndim
+            projection = constraint.bind(ndim, layout, f"{role}_constraint")
+            self._projections[name] = (
+                projection
+                if view is None
+                else functools.partial(_project_viewed, shape=view, projection=projection)
+            )
+        if self.activation is not None:
+            build_layer(self.activation, self.compute_output_shape(input_shape))
+        super().build(input_shape)
+
+    def weight_regularizers(self) -> dict[str, Regularizer]:
+        """Each kernel and `bias` mapped to its regularizer, where set."""
+        return {name: rule for name, rule in self._regularized.items() if rule is not None}
+
+    def weight_constraints(self) -> dict[str, Projection]:
+        """Each kernel and `bias` mapped to its constraint, bound to Keras's layout at build."""
+        return dict(self._projections)
+
+    def compute_output_shape(self, input_shape: Shape) -> Shape:
+        height, width = window_output(
+            self.recipe_name,
+            input_shape,
+            self.dilated_kernel_size,
+            self.strides,
+            self.padding,
+            "kernel" if self.dilation_rate == (1, 1) else "dilated kernel",
+        )
+        return height, width, self.filters
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self._convolve(x)
+        return y if self.activation is None else self.activation(y)
+
+    @abstractmethod
+    def _convolve(self, x: torch.Tensor) -> torch.Tensor:
+        """Everything `forward` does but the activation, on `[N, C, H, W]`."""
+
+    def forward_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Return the convolution without the activation when that is the output activation.
+
+        Args:
+            x: A batch of images, `[N, C, H, W]`.
+        """
+        if self.output_activation is None:
+            return self(x)
+        return self._convolve(x)
+
+
+@layers.register(
+    "conv2d",
+    description="2-D convolution (cross-correlation) over images, Keras padding.",
+    reference="LeCun et al. 1998",
+    keras_name="Conv2D",
+)
+class Conv2D(_Convolution):
+    """2-D convolution layer (Keras `Conv2D`; LeCun et al. 1998), channels-last in recipes.
+
+    `y[n, o, i, j] = b[o] + Σ_c Σ_u Σ_v W[o, c, u, v] · x̃[n, c, s·i + d·u, s·j + d·v]`
+    (a cross-correlation, as in every deep-learning library), then the
+    activation, where `x̃` is the input zero-padded as Keras pads it: not at
+    all with `"valid"`, and with `"same"` by `same_padding` (the odd pixel at
+    the bottom or right), so that the output has `ceil(n / s)` positions per axis.
+
+    `weight` is stored in PyTorch layout `(filters, in, kh, kw)`, whose fans
+    equal those of Keras's kernel `(kh, kw, in, filters)`; constraints get
+    Keras's axes translated (`axis: [0, 1, 2]` is each filter).
+
+    PyTorch equivalent: `torch.nn.Conv2d(in, filters, kernel_size, strides,
+    padding, dilation_rate, bias=use_bias)` on `[N, C, H, W]`, with `padding`
+    the `(top, left)` of `same_padding`, or an `F.pad` first where Keras pads unevenly.
+
+    Args:
+        filters: Number of output channels, > 0.
+        kernel_size: `(height, width)` of the kernel, one int for both.
+        strides: Strides of the window, one int for both axes. Defaults to `1`.
+        padding: `"valid"` (none) or `"same"` (Keras's). Defaults to `"valid"`.
+        dilation_rate: Spacing between kernel taps, one int for both axes; above 1
+            only with strides 1. Defaults to `1`.
+        activation: Activation applied to the output (name, `{name: {config}}` or
+            module); `None` is linear. Defaults to `None`.
+        use_bias: Whether to add a bias per filter. Defaults to `True`.
+        kernel_initializer: Initializer of `weight`. Defaults to `"glorot_uniform"`.
+        bias_initializer: Initializer of `bias`. Defaults to `"zeros"`.
+        kernel_regularizer: Penalty on `weight` added to the loss. Defaults to `None`.
+        bias_regularizer: Penalty on `bias` added to the loss. Defaults to `None`.
+        kernel_constraint: Projection of `weight` after each step, with Keras's axes.
+            Defaults to `None`.
+        bias_constraint: Projection of `bias` after each step. Defaults to `None`.
+    """
+
+    recipe_name = "conv2d"
+
+    def __init__(
+        self,
+        filters: Annotated[int, Field(gt=0)],
+        kernel_size: Pair,
+        strides: Pair = 1,
+        padding: Padding = "valid",
+        dilation_rate: Dilation = 1,
+        activation: ActivationSpec | None = None,
+        use_bias: bool = True,
+        kernel_initializer: InitializerSpec = "glorot_uniform",
+        bias_initializer: InitializerSpec = "zeros",
+        kernel_regularizer: RegularizerSpec | None = None,
+        bias_regularizer: RegularizerSpec | None = None,
+        kernel_constraint: ConstraintSpec | None = None,
+        bias_constraint: ConstraintSpec | None = None,
+    ) -> None:
+        super().__init__(
+            filters,
+            kernel_size,
+            strides,
+            padding,
+            dilation_rate,
+            activation,
+            use_bias,
+            bias_initializer,
+            bias_regularizer,
+            bias_constraint,
+        )
+        self.kernel_initializer = initializers.get(
+            kernel_initializer, self._path("kernel_initializer")
+        )
+        self.kernel_regularizer = self._optional(
+            regularizers, kernel_regularizer, "kernel_regularizer"
+        )
+        self.kernel_constraint = self._optional(constraints, kernel_constraint, "kernel_constraint")
+
+    def build(self, input_shape: Shape) -> None:
+        """Create `weight` `(filters, in, kh, kw)`, `bias` `(filters,)` and the padding plan.
+
+        Args:
+            input_shape: Shape of one input sample, `(height, width, channels)`.
+
+        Raises:
+            UserInputError: When the input is not an image or a `"valid"` output would be empty.
+        """
+        self.compute_output_shape(input_shape)
+        weight = torch.empty(self.filters, input_shape[-1], *self.kernel_size)
+        self.weight = nn.Parameter(self.kernel_initializer(weight))
+        self._padding, self._pad = self._conv_padding(input_shape)
+        self._build_bias_and_rules(input_shape, [("weight", "kernel", CONV_KERAS_LAYOUT, None)])
+
+    def _convolve(self, x: torch.Tensor) -> torch.Tensor:
+        if self._pad is not None:
+            x = F.pad(x, self._pad)
+        return F.conv2d(x, self.weight, self.bias, self.strides, self._padding, self.dilation_rate)
+
+
+@layers.register(
+    "separable_conv2d",
+    description="Depthwise 2-D convolution per channel, then a 1×1 convolution mixing channels.",
+    reference="Chollet 2017 (Xception)",
+    keras_name="SeparableConv2D",
+)
+class SeparableConv2D(_Convolution):
+    """Depthwise separable 2-D convolution (Keras `SeparableConv2D`; Chollet 2017, "Xception").
+
+    A depthwise convolution filters each input channel `c` on its own with
+    `depth_multiplier` kernels, `m`:
+    `z[n, c·m + k, i, j] = Σ_u Σ_v D[c·m + k, 0, u, v] · x̃[n, c, s·i + d·u, s·j + d·v]`,
+    then a 1×1 (pointwise) convolution mixes the channels,
+    `y[n, o, i, j] = b[o] + Σ_q P[o, q, 0, 0] · z[n, q, i, j]`, then the
+    activation; `x̃` is padded as in `conv2d`. It costs about
+    `1 / filters + 1 / (kh · kw)` of a `conv2d`'s multiplications.
+
+    `depthwise_weight` is held as PyTorch's grouped-convolution weight
+    `(in · m, 1, kh, kw)` (channel `c·m + k` as TensorFlow orders them) and
+    `pointwise_weight` as `(filters, in · m, 1, 1)`. The depthwise kernel is
+    drawn as `(m, in, kh, kw)`, whose fans are Keras's for its `(kh, kw, in, m)`
+    kernel (`fan_in = kh·kw·in`, `fan_out = kh·kw·m`), then laid out. Its
+    constraint sees the view `(in, m, kh, kw)`, so Keras's axes keep their
+    meaning (`axis: [0, 1]` is each single-channel kernel); the pointwise
+    kernel's axes are those of a `conv2d` kernel `(1, 1, in · m, filters)`.
+
+    PyTorch equivalent: `torch.nn.Conv2d(in, in * m, kernel_size, strides,
+    padding, dilation_rate, groups=in, bias=False)` followed by
+    `torch.nn.Conv2d(in * m, filters, 1, bias=use_bias)`.
+
+    Args:
+        filters: Number of output channels, > 0.
+        kernel_size: `(height, width)` of the depthwise kernel, one int for both.
+        strides: Strides of the depthwise window, one int for both axes. Defaults to `1`.
+        padding: `"valid"` (none) or `"same"` (Keras's). Defaults to `"valid"`.
+        dilation_rate: Spacing between depthwise kernel taps; above 1 only with
+            strides 1. Defaults to `1`.
+        depth_multiplier: Depthwise output channels per input channel, > 0. Defaults to `1`.
+        activation: Activation applied to the output; `None` is linear. Defaults to `None`.
+        use_bias: Whether to add a bias per filter. Defaults to `True`.
+        depthwise_initializer: Initializer of the depthwise kernel. Defaults to
+            `"glorot_uniform"`.
+        pointwise_initializer: Initializer of the pointwise kernel. Defaults to
+            `"glorot_uniform"`.
+        bias_initializer: Initializer of `bias`. Defaults to `"zeros"`.
+        depthwise_regularizer: Penalty on the depthwise kernel. Defaults to `None`.
+        pointwise_regularizer: Penalty on the pointwise kernel. Defaults to `None`.
+        bias_regularizer: Penalty on `bias`. Defaults to `None`.
+        depthwise_constraint: Projection of the depthwise kernel after each step,
+            with Keras's axes. Defaults to `None`.
+        pointwise_constraint: Projection of the pointwise kernel after each step,
+            with Keras's axes. Defaults to `None`.
+        bias_constraint: Projection of `bias` after each step. Defaults to `None`.
+    """
+
+    recipe_name = "separable_conv2d"
+
+    def __init__(
+        self,
+        filters: Annotated[int, Field(gt=0)],
+        kernel_size: Pair,
+        strides: Pair = 1,
+        padding: Padding = "valid",
+        dilation_rate: Dilation = 1,
+        depth_multiplier: Annotated[int, Field(gt=0)] = 1,
+        activation: ActivationSpec | None = None,
+        use_bias: bool = True,
+        depthwise_initializer: InitializerSpec = "glorot_uniform",
+        pointwise_initializer: InitializerSpec = "glorot_uniform",
+        bias_initializer: InitializerSpec = "zeros",
+        depthwise_regularizer: RegularizerSpec | None = None,
+        pointwise_regularizer: RegularizerSpec | None = None,
+        bias_regularizer: RegularizerSpec | None = None,
+        depthwise_constraint: ConstraintSpec | None = None,
+        pointwise_constraint: ConstraintSpec | None = None,
+        bias_constraint: ConstraintSpec | None = None,
+    ) -> None:
+        super().__init__(
+            filters,
+            kernel_size,
+            strides,
+            padding,
+            dilation_rate,
+            activation,
+            use_bias,
+            bias_initializer,
+            bias_regularizer,
+            bias_constraint,
+        )
+        self.depth_multiplier = depth_multiplier
+        self.depthwise_initializer = initializers.get(
+            depthwise_initializer, self._path("depthwise_initializer")
+        )
+        self.pointwise_initializer = initializers.get(
+            pointwise_initializer, self._path("pointwise_initializer")
+        )
+        self.depthwise_regularizer = self._optional(
+            regularizers, depthwise_regularizer, "depthwise_regularizer"
+        )
+        self.pointwise_regularizer = self._optional(
+            regularizers, pointwise_regularizer, "pointwise_regularizer"
+        )
+        self.depthwise_constraint = self._optional(
+            constraints, depthwise_constraint, "depthwise_constraint"
+        )
+        self.pointwise_constraint = self._optional(
+            constraints, pointwise_constraint, "pointwise_constraint"
+        )
+
+    def build(self, input_shape: Shape) -> None:
+        """Create `depthwise_weight` `(in · m, 1, kh, kw)`, `pointwise_weight`
+        `(filters, in · m, 1, 1)`, `bias` `(filters,)` and the padding plan.
+
+        Args:
+            input_shape: Shape of one input sample, `(height, width, channels)`.
+
+        Raises:
+            UserInputError: When the input is not an image or a `"valid"` output would be empty.
+        """
+        self.compute_output_shape(input_shape)
+        channels, multiplier = input_shape[-1], self.depth_multiplier
+        kh, kw = self.kernel_size
+        # Drawn as (m, in, kh, kw) for Keras's fans, then laid out as the grouped
+        # weight, whose output channel c·m + k is drawn[k, c].
+        drawn = self.depthwise_initializer(torch.empty(multiplier, channels, kh, kw))
+        depthwise = drawn.transpose(0, 1).reshape(channels * multiplier, 1, kh, kw)
+        self.depthwise_weight = nn.Parameter(depthwise)
+        pointwise = torch.empty(self.filters, channels * multiplier, 1, 1)
+        self.pointwise_weight = nn.Parameter(self.pointwise_initializer(pointwise))
+        self._padding, self._pad = self._conv_padding(input_shape)
+        self._groups = channels
+        self._build_bias_and_rules(
+            input_shape,
+            [
+                (
+                    "depthwise_weight",
+                    "depthwise",
+                    DEPTHWISE_KERAS_LAYOUT,
+                    (channels, multiplier, kh, kw),
+                ),
+                ("pointwise_weight", "pointwise", CONV_KERAS_LAYOUT, None),
+            ],
+        )
+
+    def _convolve(self, x: torch.Tensor) -> torch.Tensor:
+        if self._pad is not None:
+            x = F.pad(x, self._pad)
+        z = F.conv2d(
+            x,
+            self.depthwise_weight,
+            None,
+            self.strides,
+            self._padding,
+            self.dilation_rate,
+            self._groups,
+        )
+        return F.conv2d(z, self.pointwise_weight, self.bias)
+
+
+@layers.register(
+    "conv2d_transpose",
+    description="Transposed 2-D convolution (upsampling), Keras output sizes.",
+    reference="Dumoulin & Visin 2016",
+    keras_name="Conv2DTranspose",
+)
+class Conv2DTranspose(_Convolution):
+    """Transposed 2-D convolution (Keras `Conv2DTranspose`), the gradient of a `conv2d`.
+
+    Each input pixel scatters a copy of the kernel, weighted by its value,
+    into the output, `s` pixels apart (arithmetic in Dumoulin & Visin 2016):
+    `ỹ[n, o, s·i + d·u, s·j + d·v] += Σ_c W[c, o, u, v] · x[n, c, i, j]`, on a
+    canvas of `(n − 1)·s + (k − 1)·d + 1` pixels per axis, then
+    `y = activation(b[o] + crop(ỹ))`. The output sizes are Keras's (with
+    `output_padding` unset): `"valid"` gives `(n − 1)·s + max((k − 1)·d + 1, s)`
+    per axis (zeros past the canvas when the stride exceeds the kernel), and
+    `"same"` gives `n·s`, cropping the canvas as TensorFlow's `conv2d_transpose`
+    does: from the top/left by `same_padding(n·s, (k − 1)·d + 1, s)[0]`, the odd
+    pixel of an uneven crop at the bottom or right. So the layer is the exact
+    adjoint of a `conv2d` with the same kernel, strides and padding whose
+    input has this layer's output size.
+
+    `weight` is stored in PyTorch layout `(in, filters, kh, kw)`, whose fans
+    equal those of Keras's kernel `(kh, kw, filters, in)` (`fan_in = kh·kw·filters`);
+    constraints get Keras's axes translated (`axis: [0, 1, 2]` is each input
+    channel's kernels, as in Keras).
+
+    PyTorch equivalent: `torch.nn.ConvTranspose2d(in, filters, kernel_size,
+    strides, padding=p, output_padding=q, dilation=dilation_rate)` with `p` the
+    top/left crop above (0 with `"valid"`) and `q = max(s − (k − 1)·d − 1, 0)`,
+    then a one-pixel crop at the bottom/right where the `"same"` crop is uneven.
+
+    Args:
+        filters: Number of output channels, > 0.
+        kernel_size: `(height, width)` of the kernel, one int for both.
+        strides: Upsampling factors, one int for both axes. Defaults to `1`.
+        padding: `"valid"` or `"same"` (Keras's). Defaults to `"valid"`.
+        dilation_rate: Spacing between kernel taps; above 1 only with strides 1.
+            Defaults to `1`.
+        activation: Activation applied to the output; `None` is linear. Defaults to `None`.
+        use_bias: Whether to add a bias per filter. Defaults to `True`.
+        kernel_initializer: Initializer of `weight`. Defaults to `"glorot_uniform"`.
+        bias_initializer: Initializer of `bias`. Defaults to `"zeros"`.
+        kernel_regularizer: Penalty on `weight` added to the loss. Defaults to `None`.
+        bias_regularizer: Penalty on `bias` added to the loss. Defaults to `None`.
+        kernel_constraint: Projection of `weight` after each step, with Keras's axes.
+            Defaults to `None`.
+        bias_constraint: Projection of `bias` after each step. Defaults to `None`.
+    """
+
+    recipe_name = "conv2d_transpose"
+
+    def __init__(
+        self,
+        filters: Annotated[int, Field(gt=0)],
+        kernel_size: Pair,
+        strides: Pair = 1,
+        padding: Padding = "valid",
+        dilation_rate: Dilation = 1,
+        activation: ActivationSpec | None = None,
+        use_bias: bool = True,
+        kernel_initializer: InitializerSpec = "glorot_uniform",
+        bias_initializer: InitializerSpec = "zeros",
+        kernel_regularizer: RegularizerSpec | None = None,
+        bias_regularizer: RegularizerSpec | None = None,
+        kernel_constraint: ConstraintSpec | None = None,
+        bias_constraint: ConstraintSpec | None = None,
+    ) -> None:
+        super().__init__(
+            filters,
+            kernel_size,
+            strides,
+            padding,
+            dilation_rate,
+            activation,
+            use_bias,
+            bias_initializer,
+            bias_regularizer,
+            bias_constraint,
+        )
+        self.kernel_initializer = initializers.get(
+            kernel_initializer, self._path("kernel_initializer")
+        )
+        self.kernel_regularizer = self._optional(
+            regularizers, kernel_regularizer, "kernel_regularizer"
+        )
+        self.kernel_constraint = self._optional(constraints, kernel_constraint, "kernel_constraint")
+
+    def compute_output_shape(self, input_shape: Shape) -> Shape:
+        height, width, _ = image_shape(self.recipe_name, input_shape)
+        if self.padding == "same":
+            return height * self.strides[0], width * self.strides[1], self.filters
+        sizes = (
+            (size - 1) * stride + max(extent, stride)
+            for size, extent, stride in zip(
+                (height, width), self.dilated_kernel_size, self.strides, strict=True
+            )
+        )
+        return (*sizes, self.filters)
+
+    def build(self, input_shape: Shape) -> None:
+        """Create `weight` `(in, filters, kh, kw)`, `bias` `(filters,)` and the cropping plan.
+
+        Args:
+            input_shape: Shape of one input sample, `(height, width, channels)`.
+
+        Raises:
+            UserInputError: When the input is not an image.
+        """
+        out_height, out_width, _ = self.compute_output_shape(input_shape)
+        weight = torch.empty(input_shape[-1], self.filters, *self.kernel_size)
+        self.weight = nn.Parameter(self.kernel_initializer(weight))
+        # F.conv_transpose2d crops `padding` from both ends of the canvas, then
+        # extends it by `output_padding` at the end (with zeros past the canvas).
+        # An uneven "same" crop takes `before` from both ends and one more pixel
+        # at the end below.
+        padding, extension, uneven = [], [], False
+        for size, extent, stride in zip(
+            input_shape[:2], self.dilated_kernel_size, self.strides, strict=True
+        ):
+            before, after = (
+                same_padding(size * stride, extent, stride) if self.padding == "same" else (0, 0)
+            )
+            padding.append(before)
+            extension.append(max(stride - extent, 0))
+            uneven = uneven or after > before
+        self._padding, self._output_padding = tuple(padding), tuple(extension)
+        self._crop = (out_height, out_width) if uneven else None
+        self._build_bias_and_rules(input_shape, [("weight", "kernel", CONV_KERAS_LAYOUT, None)])
+
+    def _convolve(self, x: torch.Tensor) -> torch.Tensor:
+        y = F.conv_transpose2d(
+            x,
+            self.weight,
+            self.bias,
+            self.strides,
+            self._padding,
+            self._output_padding,
+            1,
+            self.dilation_rate,
+        )
+        if self._crop is not None:
+            y = y[:, :, : self._crop[0], : self._crop[1]]
+        return y
