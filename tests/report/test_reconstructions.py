@@ -8,7 +8,7 @@ import torch
 from tricklab.report.reconstructions import plot_reconstructions
 
 
-@pytest.mark.parametrize("shape", [(5, 28, 28), (5, 784)])
+@pytest.mark.parametrize("shape", [(5, 28, 28), (5, 784), (5, 28, 28, 1), (5, 8, 8, 3)])
 def test_writes_a_png(tmp_path, shape):
     images = torch.rand(shape)
     path = plot_reconstructions(images, images.reshape(5, -1) * 0.5, tmp_path / "r.png", "ae")
@@ -18,6 +18,7 @@ def test_writes_a_png(tmp_path, shape):
 @pytest.mark.parametrize(
     ("originals", "outputs", "message"),
     [(torch.rand(3, 10), torch.rand(3, 10), r"cannot show images of shape \(10,\)"),
+     (torch.rand(3, 4, 4, 2), torch.rand(3, 32), r"cannot show images of shape \(4, 4, 2\)"),
      (torch.rand(3, 4, 4), torch.rand(3, 15), r"do not match"),
      (torch.rand(3, 4, 4), torch.rand(2, 16), r"do not match")],
 )

@@ -14,7 +14,16 @@ from ..conftest import REPOSITORY
 
 RECIPES = sorted((REPOSITORY / "recipes").rglob("*.yaml"))
 # A one-epoch run on the fixture is 47 steps: shorter than this recipe's warmup.
-SHORT_RUN = {"cosine_decay": ["train.schedule.cosine_decay.warmup_steps=10"]}
+# The adding problem is generated, not the fixture: a few sequences are enough.
+SMALL_ADDING_PROBLEM = ["data.validation=64", "data.train_size=256", "data.test_size=64"]
+# Convolutional nets are slow on a CPU: a few batches show that they train.
+FEW_IMAGES = ["data.validation=128", "data.train_size=256"]
+SHORT_RUN = {
+    **dict.fromkeys(["resnet_small", "vgg_small", "conv", "conv_denoising"], FEW_IMAGES),
+    "cosine_decay": ["train.schedule.cosine_decay.warmup_steps=10"],
+    "adding_problem_rnn": SMALL_ADDING_PROBLEM,
+    "adding_problem_lstm": SMALL_ADDING_PROBLEM,
+}
 
 
 def test_recipes_are_shipped():
@@ -23,7 +32,8 @@ def test_recipes_are_shipped():
 
 def short(path: Path) -> tuple[list[str], int]:
     """Overrides for a one-epoch run (one per phase) on the fixture, and the epochs expected."""
-    # The fixture holds 2,000 training images: keep 500 of them for validation.
+    # The fixture holds 2,000 training images: keep 500 of them for validation
+    # (a later override of the same field wins).
     overrides = ["data.validation=500", *SHORT_RUN.get(path.stem, [])]
     phases = read_yaml(path)["train"].get("phases")
     if phases:

@@ -619,7 +619,7 @@ class SeparableConv2D(_Convolution):
     reference="Dumoulin & Visin 2016",
     keras_name="Conv2DTranspose",
 )
-class Conv2DTranspose(_Convolution):
+class Conv2DTranspose(Conv2D):
     """Transposed 2-D convolution (Keras `Conv2DTranspose`), the gradient of a `conv2d`.
 
     Each input pixel scatters a copy of the kernel, weighted by its value,
@@ -664,42 +664,6 @@ class Conv2DTranspose(_Convolution):
     """
 
     recipe_name = "conv2d_transpose"
-
-    def __init__(
-        self,
-        filters: Annotated[int, Field(gt=0)],
-        kernel_size: Pair,
-        strides: Pair = 1,
-        padding: Padding = "valid",
-        dilation_rate: Dilation = 1,
-        activation: ActivationSpec | None = None,
-        use_bias: bool = True,
-        kernel_initializer: InitializerSpec = "glorot_uniform",
-        bias_initializer: InitializerSpec = "zeros",
-        kernel_regularizer: RegularizerSpec | None = None,
-        bias_regularizer: RegularizerSpec | None = None,
-        kernel_constraint: ConstraintSpec | None = None,
-        bias_constraint: ConstraintSpec | None = None,
-    ) -> None:
-        super().__init__(
-            filters,
-            kernel_size,
-            strides,
-            padding,
-            dilation_rate,
-            activation,
-            use_bias,
-            bias_initializer,
-            bias_regularizer,
-            bias_constraint,
-        )
-        self.kernel_initializer = initializers.get(
-            kernel_initializer, self._path("kernel_initializer")
-        )
-        self.kernel_regularizer = self._optional(
-            regularizers, kernel_regularizer, "kernel_regularizer"
-        )
-        self.kernel_constraint = self._optional(constraints, kernel_constraint, "kernel_constraint")
 
     def compute_output_shape(self, input_shape: Shape) -> Shape:
         height, width, _ = image_shape(self.recipe_name, input_shape)

@@ -19,19 +19,24 @@ def plot_reconstructions(
     looks as it is.
 
     Args:
-        originals: Images, `[N, height, width]` or `[N, height * width]` (square).
+        originals: Images, `[N, height, width]`, `[N, height * width]` (square) or
+            channels-last `[N, height, width, 1 or 3]`.
         reconstructions: The model's outputs for them, any shape with the same
             number of values per image.
         path: Where to write the PNG (atomically).
         title: Figure title, e.g. the run name. Defaults to `""`.
 
     Raises:
-        ValueError: When an image is neither 2-D nor a square number of pixels, or
+        ValueError: When an image is neither 2-D, channels-last with 1 or 3
+            channels, nor a square number of pixels, or
             the two tensors do not hold the same number of values per image.
     """
     count = originals.shape[0]
     pixels = originals[0].numel()
-    if originals.ndim == 3:
+    if originals.ndim == 4 and originals.shape[-1] in (1, 3):
+        # Channels-last images: one channel is shown grey, three as colour.
+        shape = tuple(originals.shape[1:3]) + ((3,) if originals.shape[-1] == 3 else ())
+    elif originals.ndim == 3:
         shape = tuple(originals.shape[1:])
     elif originals.ndim == 2 and round(pixels**0.5) ** 2 == pixels:
         shape = (round(pixels**0.5),) * 2

@@ -4,6 +4,7 @@ Each family's registry lives in its module (`tricklab.train.losses.losses`,
 `tricklab.train.metrics.metrics`, `tricklab.train.callbacks.callbacks`).
 """
 
+from tricklab.train.batched import BatchedSeedsTrainer, batchable
 from tricklab.train.callbacks import Callback, EarlyStopping
 from tricklab.train.checkpoint import CheckpointManager
 from tricklab.train.losses import Loss
@@ -11,6 +12,7 @@ from tricklab.train.metrics import Metric
 from tricklab.train.trainer import FitResult, Trainer
 
 __all__ = [
+    "BatchedSeedsTrainer",
     "Callback",
     "CheckpointManager",
     "EarlyStopping",
@@ -18,4 +20,5 @@ __all__ = [
     "Loss",
     "Metric",
     "Trainer",
+    "batchable",
 ]

@@ -1,0 +1,333 @@
+"""Batched seeds: S seeds trained as one vmapped model equal S separate `Trainer` runs."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import torch
+from tests.conftest import TINY_RECIPE
+
+from tricklab.nn import build_model
+from tricklab.optim import make_optimizer
+from tricklab.recipe import Recipe, recipe_from_dict
+from tricklab.run.runner import build
+from tricklab.train import BatchedSeedsTrainer, Trainer, batchable
+from tricklab.train.batched import build_seed_models, seed_group_key
+from tricklab.train.scheduling import LearningRateScheduler
+from tricklab.transfer import load_model, save_model
+
+SEEDS = [3, 7, 11]
+MLP = [
+    {"dense": {"units": 12, "activation": "tanh"}},
+    {"dense": {"units": 3, "activation": "softmax"}},
+]
+
+
+def blobs(samples: int = 150, classes: int = 3, inputs: int = 4) -> tuple[torch.Tensor, ...]:
+    generator = torch.Generator().manual_seed(0)
+    centers = torch.randn(classes, inputs, generator=generator, dtype=torch.float64) * 3
+    y = torch.randint(0, classes, (samples,), generator=generator)
+    x = centers[y] + torch.randn(samples, inputs, generator=generator, dtype=torch.float64)
+    return x, y
+
+
+def seed_model(layers: list, seed: int) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    return build_model([4], layers).double()
+
+
+def separate_runs(layers: list, optimizer: dict, epochs: int = 2, **options) -> list:
+    """Each seed trained on its own by `Trainer`: `(model, fit result, evaluation)`."""
+    x, y = blobs()
+    schedule = options.pop("schedule", None)
+    runs = []
+    for seed in SEEDS:
+        model = seed_model(layers, seed)
+        trainer = Trainer(
+            model, make_optimizer(dict(optimizer), model.parameters()), seed=seed,
+            progress="none", metrics=["accuracy"],
+            callbacks=[LearningRateScheduler(schedule)] if schedule else [],
+        )
+        fit = trainer.fit(x, y, epochs=epochs, validation_data=(x[:40], y[:40]), **options)
+        runs.append((model, fit, trainer.evaluate(x, y)))
+    return runs
+
+
+def batched_run(layers: list, optimizer: dict, epochs: int = 2, **options) -> tuple:
+    x, y = blobs()
+    schedule = options.pop("schedule", None)
+    trainer = BatchedSeedsTrainer(
+        [seed_model(layers, seed) for seed in SEEDS], dict(optimizer), SEEDS, schedule=schedule
+    )
+    fits = trainer.fit(x, y, epochs=epochs, validation_data=(x[:40], y[:40]), **options)
+    return trainer, fits, trainer.evaluate(x, y)
+
+
+def assert_same_runs(layers: list, optimizer: dict, **options) -> None:
+    """Batched seeds end with the weights, statistics, histories and scores of separate runs.
+
+    In float64, to 1e-12: the batched matrix products only sum in another order.
+    """
+    separate = separate_runs(layers, optimizer, **options)
+    trainer, fits, scores = batched_run(layers, optimizer, **options)
+    for (model, fit, evaluation), batched_model, batched_fit, batched_scores in zip(
+        separate, trainer.unstack(), fits, scores, strict=True
+    ):
+        expected, got = model.state_dict(), batched_model.state_dict()
+        assert expected.keys() == got.keys()
+        for key in expected:
+            torch.testing.assert_close(got[key], expected[key], rtol=1e-12, atol=1e-12)
+        assert batched_fit.status == fit.status == "completed"
+        assert batched_fit.best_epoch == fit.best_epoch
+        assert batched_fit.history.keys() == fit.history.keys()
+        for key in fit.history.keys() - {"time_s"}:
+            assert batched_fit.history[key] == pytest.approx(fit.history[key], rel=1e-9)
+        assert batched_scores == pytest.approx(evaluation, rel=1e-9)
+
+
+@pytest.mark.parametrize("optimizer", [
+    {"name": "sgd", "learning_rate": 0.05, "momentum": 0.9},
+    {"name": "sgd", "learning_rate": 0.05, "momentum": 0.9, "nesterov": True},
+    {"name": "adam", "learning_rate": 0.01},
+    {"name": "adam", "learning_rate": 0.01, "amsgrad": True, "weight_decay": 0.01},
+    {"name": "adamw", "learning_rate": 0.01},
+    {"name": "nadam", "learning_rate": 0.01},
+    {"name": "rmsprop", "learning_rate": 0.01, "momentum": 0.5, "centered": True},
+    {"name": "adagrad", "learning_rate": 0.05},
+    {"name": "adamax", "learning_rate": 0.01},
+    {"name": "ftrl", "learning_rate": 0.05, "l1_regularization_strength": 0.001},
+], ids=lambda config: "-".join(str(value) for value in config.values()))
+def test_each_optimizer_trains_each_seed_as_its_separate_run(optimizer: dict) -> None:
+    assert_same_runs(MLP, optimizer)
+
+
+def test_batch_norm_keeps_each_seeds_moving_statistics_as_its_separate_run() -> None:
+    layers = [{"dense": {"units": 12}}, "batch_norm", "relu",
+              {"dense": {"units": 3, "activation": "softmax"}}]
+    assert_same_runs(layers, {"name": "sgd", "learning_rate": 0.05, "momentum": 0.9})
+
+
+def test_frozen_layers_stay_frozen_in_every_seed() -> None:
+    layers = [{"dense": {"units": 12, "activation": "tanh", "trainable": False}},
+              {"batch_norm": {"trainable": False}}, MLP[1]]
+    assert_same_runs(layers, {"name": "adam", "learning_rate": 0.01})
+    trainer, _, _ = batched_run(layers, {"name": "adam", "learning_rate": 0.01})
+    assert [p.shape[1:] for p in trainer.optimizer.param_groups[0]["params"]] == [(3, 12), (3,)]
+    for seed, model in zip(SEEDS, trainer.unstack(), strict=True):
+        assert torch.equal(model[0].weight, seed_model(layers, seed)[0].weight)
+
+
+# non_neg's in-place clamp has no vmap batching rule: vmap runs it once per seed, and says so.
+@pytest.mark.filterwarnings("ignore:There is a performance drop")
+def test_regularizers_and_constraints_act_per_seed() -> None:
+    layers = [
+        {"dense": {"units": 12, "activation": "tanh", "kernel_regularizer": {"l2": {"l2": 0.01}},
+                   "kernel_constraint": {"max_norm": {"max_value": 0.5}}}},
+        {"dense": {"units": 3, "activation": "softmax",
+                   "kernel_regularizer": {"l1_l2": {"l1": 0.001, "l2": 0.001}},
+                   "bias_constraint": "non_neg"}},
+    ]
+    assert_same_runs(layers, {"name": "adam", "learning_rate": 0.01})
+
+
+@pytest.mark.parametrize("clip", [{"clipvalue": 0.05}, {"clipnorm": 0.1},
+                                  {"global_clipnorm": 0.2}], ids=lambda clip: next(iter(clip)))
+def test_gradient_clipping_acts_per_seed(clip: dict) -> None:
+    optimizer = {"name": "sgd", "learning_rate": 0.1, "momentum": 0.9, **clip}
+    assert_same_runs(MLP, optimizer)
+    # The threshold is low enough to clip: without it the weights end elsewhere.
+    clipped, _, _ = batched_run(MLP, optimizer)
+    free, _, _ = batched_run(MLP, {"name": "sgd", "learning_rate": 0.1, "momentum": 0.9})
+    assert not torch.allclose(clipped.params["model.0.weight"], free.params["model.0.weight"])
+
+
+def test_a_shared_learning_rate_schedule_and_unshuffled_batches() -> None:
+    schedule = {"one_cycle": {"max_learning_rate": 0.1}}
+    assert_same_runs(MLP, {"name": "sgd", "learning_rate": 0.01, "momentum": 0.9},
+                     schedule=schedule, shuffle=False)
+
+
+@pytest.mark.parametrize("loss", ["mse", "binary_crossentropy"])
+def test_other_losses_and_targets(loss: str) -> None:
+    x, labels = blobs()
+    if loss == "mse":  # an autoencoder: the inputs are the targets
+        layers, y = [{"dense": {"units": 2, "activation": "tanh"}}, {"dense": {"units": 4}}], x
+    else:  # a sigmoid output, fused with the loss on its logits
+        layers = [{"dense": {"units": 8, "activation": "tanh"}},
+                  {"dense": {"units": 1, "activation": "sigmoid"}}]
+        y = (labels == 0).long()
+    metrics = [] if loss == "mse" else ["accuracy"]
+    trainer = BatchedSeedsTrainer([seed_model(layers, seed) for seed in SEEDS], "adam", SEEDS,
+                                  loss=loss, metrics=metrics)
+    fits = trainer.fit(x, y, epochs=2)
+    for seed, model, fit in zip(SEEDS, trainer.unstack(), fits, strict=True):
+        separate = seed_model(layers, seed)
+        expected = Trainer(separate, make_optimizer("adam", separate.parameters()), loss=loss,
+                           metrics=metrics, seed=seed, progress="none").fit(x, y, epochs=2)
+        assert fit.history["loss"] == pytest.approx(expected.history["loss"], rel=1e-9)
+        for want, got in zip(separate.parameters(), model.parameters(), strict=True):
+            torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+
+
+def test_convolutions_on_channels_last_images() -> None:
+    layers = [{"conv2d": {"filters": 3, "kernel_size": 3}}, "batch_norm", "relu",
+              "max_pool2d", "flatten", {"dense": {"units": 3, "activation": "softmax"}}]
+    x, y = blobs(inputs=36)
+    x = x.view(-1, 6, 6, 1)
+
+    def model(seed: int) -> torch.nn.Module:
+        torch.manual_seed(seed)
+        return build_model([6, 6, 1], layers).double()
+
+    trainer = BatchedSeedsTrainer([model(seed) for seed in SEEDS], "adam", SEEDS)
+    trainer.fit(x, y, epochs=2)
+    for seed, batched in zip(SEEDS, trainer.unstack(), strict=True):
+        separate = model(seed)
+        Trainer(separate, make_optimizer("adam", separate.parameters()), seed=seed,
+                progress="none").fit(x, y, epochs=2)
+        for key, value in separate.state_dict().items():
+            torch.testing.assert_close(batched.state_dict()[key], value, rtol=1e-12, atol=1e-12)
+
+
+def test_float32_runs_agree_to_rounding() -> None:
+    x, y = blobs()
+    x = x.float()
+    models = [seed_model(MLP, seed).float() for seed in SEEDS]
+    trainer = BatchedSeedsTrainer(copy.deepcopy(models), {"name": "adam"}, SEEDS)
+    trainer.fit(x, y, epochs=2)
+    for model, seed, batched in zip(models, SEEDS, trainer.unstack(), strict=True):
+        Trainer(model, make_optimizer("adam", model.parameters()), seed=seed,
+                progress="none").fit(x, y, epochs=2)
+        for expected, got in zip(model.parameters(), batched.parameters(), strict=True):
+            torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_dropout_draws_an_independent_mask_per_seed_at_its_rate() -> None:
+    rate, width = 0.3, 50
+    layers = [{"mc_dropout": {"rate": rate}}, {"dense": {"units": width, "use_bias": False}}]
+    models = []
+    for _ in SEEDS:
+        torch.manual_seed(0)
+        model = build_model([width], layers)
+        with torch.no_grad():
+            model[1].weight.copy_(torch.eye(width))
+        models.append(model)
+    trainer = BatchedSeedsTrainer(models, "sgd", SEEDS)
+    # Identity weights and unit inputs: the outputs are the masks scaled by 1 / (1 - rate).
+    masks = trainer.predict(torch.ones(200, width)) != 0
+    dropped = 1 - masks.float().mean(dim=(1, 2))
+    assert dropped.tolist() == pytest.approx([rate] * len(SEEDS), abs=0.02)
+    assert not torch.equal(masks[0], masks[1]) and not torch.equal(masks[1], masks[2])
+
+
+def test_dropout_in_training_differs_between_seeds_with_equal_weights_and_batches() -> None:
+    layers = [{"dense": {"units": 12, "activation": "tanh"}}, {"dropout": {"rate": 0.5}},
+              {"dense": {"units": 3, "activation": "softmax"}}]
+    x, y = blobs()
+    for with_dropout in (False, True):
+        used = layers if with_dropout else [layers[0], layers[2]]
+        trainer = BatchedSeedsTrainer([seed_model(used, 5) for _ in SEEDS], "sgd", [5, 5, 5])
+        trainer.fit(x, y, epochs=1)
+        weights = trainer.params["model.0.weight"]
+        assert torch.equal(weights[0], weights[1]) is not with_dropout
+
+
+def test_unstacked_models_and_optimizers_are_those_of_each_seed(tmp_path: Path) -> None:
+    layers = [{"dense": {"units": 12}}, "batch_norm", "relu",
+              {"dense": {"units": 3, "activation": "softmax"}}]
+    x, y = blobs()
+    trainer = BatchedSeedsTrainer([seed_model(layers, seed) for seed in SEEDS],
+                                  {"name": "adam", "clipnorm": 1.0}, SEEDS)
+    trainer.fit(x, y, epochs=1)
+    predictions = trainer.predict(x)
+    models, optimizers = trainer.unstack(), trainer.unstacked_optimizers()
+    for index, (model, optimizer) in enumerate(zip(models, optimizers, strict=True)):
+        for name, tensor in model.state_dict().items():
+            stacked = {**trainer.params, **trainer.buffers}[f"model.{name}"]
+            assert torch.equal(tensor, stacked[index])
+        model.eval()
+        torch.testing.assert_close(model(x), predictions[index], rtol=1e-12, atol=1e-12)
+        assert optimizer.get_config()["clipnorm"] == 1.0
+        for param, stacked in zip(optimizer.param_groups[0]["params"], trainer._trainable,
+                                  strict=True):
+            state, stacked_state = optimizer.state[param], trainer.optimizer.state[stacked]
+            assert state["step"] == stacked_state["step"] == 5
+            assert torch.equal(state["m"], stacked_state["m"][index])
+        save_model(model, tmp_path / str(index), optimizer)
+        torch.testing.assert_close(load_model(tmp_path / str(index)).eval()(x), model(x))
+
+
+def test_a_diverging_seed_leaves_the_others_untouched() -> None:
+    optimizer = {"name": "sgd", "learning_rate": 0.05, "momentum": 0.9}
+    x, y = blobs()
+    models = [seed_model(MLP, seed) for seed in SEEDS]
+    with torch.no_grad():
+        models[1][0].weight[0, 0] = float("nan")
+    trainer = BatchedSeedsTrainer(models, optimizer, SEEDS)
+    fits = trainer.fit(x, y, epochs=2, validation_data=(x[:40], y[:40]))
+    assert [fit.status for fit in fits] == ["completed", "diverged", "completed"]
+    assert fits[1].epochs_run == 1 and "val_loss" not in fits[1].history
+    separate = separate_runs(MLP, optimizer)
+    for index in (0, 2):
+        assert fits[index].history["loss"] == pytest.approx(separate[index][1].history["loss"])
+
+
+def test_models_of_different_architectures_are_refused() -> None:
+    other = [{"dense": {"units": 8, "activation": "tanh"}}, MLP[1]]
+    with pytest.raises(ValueError, match="one architecture"):
+        BatchedSeedsTrainer([seed_model(MLP, 0), seed_model(other, 1)], "sgd", [0, 1])
+    with pytest.raises(ValueError, match="performance scheduling"):
+        BatchedSeedsTrainer([seed_model(MLP, 0)], "sgd", [0], schedule="performance")
+
+
+def recipe(**changes: object) -> Recipe:
+    document = copy.deepcopy(TINY_RECIPE)
+    for path, value in changes.items():
+        section, key = path.split("__")
+        document[section][key] = value
+    return recipe_from_dict(document)
+
+
+def test_batchable_accepts_a_plain_recipe_and_refuses_per_run_decisions() -> None:
+    assert batchable(recipe()) == (True, "")
+    refused = {
+        "train.callbacks": recipe(train__callbacks=[{"early_stopping": {"patience": 2}}]),
+        "train.schedule": recipe(train__schedule="performance"),
+        "train.phases": recipe(train__phases=[{"epochs": 1}]),
+        "data.augment": recipe(data__augment=[{"random_flip": {"mode": "horizontal"}}]),
+        "train.precision": recipe(train__precision="fp16"),
+        "model.reuse": recipe(model__reuse={"from": "runs/pretrained"}),
+    }
+    for field, refused_recipe in refused.items():
+        ok, reason = batchable(refused_recipe)
+        assert not ok and reason.startswith(f"{field}: "), reason
+
+
+@pytest.mark.parametrize("layer", [
+    {"dense": {"units": 8, "activation": "rrelu"}},
+    {"lstm": {"units": 4}},
+], ids=["rrelu", "lstm"])
+def test_batchable_refuses_operations_vmap_cannot_batch(layer: dict) -> None:
+    layers = [{"reshape": {"target_shape": [28, 28]}}, layer, "flatten",
+              {"dense": {"units": 10, "activation": "softmax"}}]
+    state = torch.get_rng_state()
+    ok, reason = batchable(recipe(model__layers=layers))
+    assert not ok and reason.startswith("model.layers: an operation cannot be batched"), reason
+    assert torch.equal(torch.get_rng_state(), state)
+
+
+def test_from_recipe_builds_each_seed_as_its_separate_run() -> None:
+    base = recipe()
+    trainer = BatchedSeedsTrainer.from_recipe(base, [0, 1])
+    for seed, model in zip([0, 1], trainer.unstack(), strict=True):
+        separate, _ = build(base.model_copy(update={"seed": seed}))
+        for expected, got in zip(separate.parameters(), model.parameters(), strict=True):
+            assert torch.equal(got, expected)
+    assert build_seed_models(base, [1])[0].state_dict().keys() == model.state_dict().keys()
+    other_seed = recipe().model_copy(update={"seed": 5, "name": "other"})
+    assert seed_group_key(other_seed) == seed_group_key(base)
+    assert seed_group_key(recipe(train__batch_size=64)) != seed_group_key(base)
+    with pytest.raises(ValueError, match=r"train\.callbacks"):
+        BatchedSeedsTrainer.from_recipe(recipe(train__callbacks=["early_stopping"]), [0, 1])
