@@ -13,13 +13,13 @@ from tricklab.run import train_recipe
 from ..conftest import REPOSITORY
 
 RECIPES = sorted((REPOSITORY / "recipes").rglob("*.yaml"))
-# A one-epoch run on the fixture is 47 steps: shorter than this recipe's warmup.
 # The adding problem is generated, not the fixture: a few sequences are enough.
 SMALL_ADDING_PROBLEM = ["data.validation=64", "data.train_size=256", "data.test_size=64"]
 # Convolutional nets are slow on a CPU: a few batches show that they train.
 FEW_IMAGES = ["data.validation=128", "data.train_size=256"]
 SHORT_RUN = {
     **dict.fromkeys(["resnet_small", "vgg_small", "conv", "conv_denoising"], FEW_IMAGES),
+    # A one-epoch run on the fixture is 47 steps: shorter than this recipe's warmup.
     "cosine_decay": ["train.schedule.cosine_decay.warmup_steps=10"],
     "adding_problem_rnn": SMALL_ADDING_PROBLEM,
     "adding_problem_lstm": SMALL_ADDING_PROBLEM,

@@ -271,3 +271,37 @@ def test_augmentations_listed_in_the_recipe_are_resolved_and_applied(fixture_dat
     plain = train_recipe(recipe(), out=tmp_path / "c", progress="none").result
     assert first["history"]["loss"] == again["history"]["loss"]  # reproducible from the seed
     assert first["history"]["loss"] != plain["history"]["loss"]
+
+
+CONVOLUTIONAL = [
+    {"conv2d": {"filters": 4, "kernel_size": 3, "padding": "same", "activation": "relu"}},
+    {"max_pool2d": {"pool_size": 2}},
+    "flatten",
+    {"dense": {"units": 10, "activation": "softmax"}},
+]
+
+
+def test_channels_last_recipe_views_the_images_and_records_device_and_precision(
+    fixture_data, tmp_path
+):
+    plain = train_recipe(recipe(model={"input_shape": [28, 28, 1], "layers": CONVOLUTIONAL}),
+                         out=tmp_path / "fp32", progress="none")
+    assert plain.result["device"] == "cpu" and plain.result["precision"] == "fp32"
+    assert plain.result["params"] == 3 * 3 * 4 + 4 + 14 * 14 * 4 * 10 + 10
+    # bf16 autocast with channels-last memory: the same network learns about as well.
+    fast = train_recipe(recipe(model={"input_shape": [28, 28, 1], "layers": CONVOLUTIONAL},
+                               train={**SMALL["train"], "precision": "bf16",
+                                      "channels_last": True}),
+                        out=tmp_path / "bf16", progress="none")
+    assert fast.exit_code == 0 and fast.result["precision"] == "bf16"
+    assert fast.result["metrics"]["test_accuracy"] == pytest.approx(
+        plain.result["metrics"]["test_accuracy"], abs=0.05)
+    assert plain.result["metrics"]["test_accuracy"] > 0.5
+
+
+def test_an_input_shape_that_does_not_fit_the_data_is_named(fixture_data, tmp_path):
+    bad = recipe(model={"input_shape": [28, 27, 1], "layers": CONVOLUTIONAL})
+    with pytest.raises(UserInputError, match=r"^model\.input_shape: \[28, 27, 1\] does not fit "
+                                             r"the data's samples of shape \[28, 28\]"):
+        train_recipe(bad, out=tmp_path / "run", progress="none")
+    assert not (tmp_path / "run").exists()
