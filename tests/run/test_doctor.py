@@ -68,3 +68,15 @@ def test_train_with_the_doctor_writes_doctor_json_and_resumes_without_it(
                            doctor=True)
     assert resumed.result["epochs_run"] == 3
     assert json.loads((tmp_path / "plain" / "doctor.json").read_text())["probes"]["steps"] == 47
+
+
+def test_the_doctor_probes_an_autoencoder_on_its_reconstruction_loss(fixture_data, tmp_path):
+    recipe = load_recipe(REPOSITORY / "recipes" / "autoencoders" / "dense.yaml",
+                         ["data.validation=0"])
+    outcome = doctor_recipe(recipe, out=tmp_path / "doctor", steps=40, progress="none")
+    report = json.loads((tmp_path / "doctor" / "doctor.json").read_text())
+    assert outcome.steps >= 40
+    # The four weight layers of the 784-100-30-100-784 network are probed.
+    assert [layer["activation"] for layer in report["probes"]["layers"]] == [
+        "selu", "selu", "selu", "sigmoid"]
+    assert len(report["probes"]["samples"]) >= 10

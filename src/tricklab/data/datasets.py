@@ -18,6 +18,7 @@ standardization uses the training part's per-pixel mean and standard deviation.
 from __future__ import annotations
 
 from collections.abc import Callable
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -95,6 +96,16 @@ class DatasetSplits:
     def num_classes(self) -> int:
         """Number of classes, `len(class_names)`."""
         return len(self.class_names)
+
+    def as_reconstruction(self) -> DatasetSplits:
+        """The same inputs as targets too, an autoencoder's `fit(X, X)`; no copy is made."""
+
+        def inputs(split: Split | None) -> Split | None:
+            return None if split is None else Split(split.x, split.x)
+
+        return dataclasses.replace(
+            self, train=inputs(self.train), val=inputs(self.val), test=inputs(self.test)
+        )
 
     def scale_inputs(self, x: torch.Tensor) -> torch.Tensor:
         """Scale new raw images (0-255) exactly as this dataset's images were scaled.

@@ -80,6 +80,8 @@ def doctor_recipe(
     run_dir = RunDirectory(out if out is not None else Path("runs") / f"{recipe.name}-doctor")
     run_dir.check_usable(resume=False, overwrite=overwrite)
     splits = load_data(recipe)
+    if recipe.train.target == "inputs":
+        splits = splits.as_reconstruction()
     model, optimizer = build(recipe)
     train = recipe.train
     per_epoch = math.ceil(len(splits.train.y) / train.batch_size)

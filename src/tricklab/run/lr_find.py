@@ -42,6 +42,8 @@ def lr_find_recipe(
     run_dir = RunDirectory(out if out is not None else Path("runs") / f"{recipe.name}-lr-find")
     run_dir.check_usable(resume=False, overwrite=overwrite)
     splits = load_data(recipe)
+    if recipe.train.target == "inputs":
+        splits = splits.as_reconstruction()
     model, optimizer = build(recipe)
     trainer = Trainer(model, optimizer, loss=recipe.train.loss, seed=recipe.seed, progress="none")
     result = find_learning_rate(
