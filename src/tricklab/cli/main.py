@@ -244,6 +244,14 @@ def study_run(
     doctor: Annotated[
         bool, typer.Option(help="Probe every run (as train --doctor); the report shows it.")
     ] = False,
+    batch_seeds: Annotated[
+        bool | None,
+        typer.Option(
+            "--batch-seeds/--no-batch-seeds",
+            help="Train a variant's seeds together as one batched model where its recipe "
+            "allows (default: on a GPU only, where it pays).",
+        ),
+    ] = None,
 ) -> int:
     """Run a study (or resume it: finished runs are kept), then write its report."""
     from tricklab.report.study_report import write_study_report
@@ -253,6 +261,7 @@ def study_run(
         study, out=out, seeds=seeds, quick=quick, workers=workers, backend=backend,
         address=address, force_new=force_new, progress="lines" if quiet else "auto",
         report=lambda folder: write_study_report(folder)[0], doctor=doctor,
+        batch_seeds=batch_seeds,
     )
     counts = ", ".join(f"{count} {status}" for status, count in sorted(outcome.counts.items()))
     typer.echo(f"runs: {counts}", err=True)

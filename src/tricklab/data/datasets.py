@@ -17,8 +17,8 @@ standardization uses the training part's per-pixel mean and standard deviation.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import platform
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from tricklab.report.reconstructions import plot_reconstructions
 from tricklab.run.pretrained import source_model
 from tricklab.run.rundir import RunDirectory
 from tricklab.train import FitResult, Trainer
+from tricklab.train.batched import BatchedSeedsTrainer, seed_group_key
 from tricklab.train.callbacks import Callback
 from tricklab.train.progress import ProgressMode
 from tricklab.train.scheduling import LearningRateScheduler
@@ -235,7 +237,7 @@ def train_recipe(
         )
     splits = load_data(recipe) if splits is None else shaped_for_model(splits, recipe)
     if recipe.train.target == "inputs":
-        splits = _reconstruction_task(splits)
+        splits = splits.as_reconstruction()
     model, optimizer = build(
         recipe, pretrained if pretrained is not None else run_dir.path.parent, progress
     )
@@ -275,29 +277,139 @@ def train_recipe(
         from tricklab.run.doctor import write_doctor
 
         write_doctor(run_dir.path, probe.to_dict())
-    result = _result(recipe, model, trainer, splits, fit)
-    if fit.status in ("completed", "stopped_early"):
-        # The final model, architecture and weights, loadable with `tricklab.load_model`.
-        save_model(model, run_dir.path / "model", trainer.optimizer)
-    run_dir.write_history(fit.history)
-    if fit.history.get("loss"):
-        plot_learning_curves(fit.history, run_dir.plots / "learning_curves.png", recipe.name)
-    if recipe.train.target == "inputs" and fit.status in ("completed", "stopped_early"):
-        shown = splits.test.x[:RECONSTRUCTIONS_SHOWN]
-        plot_reconstructions(shown, trainer.predict(shown), run_dir.plots / "reconstructions.png",
-                             recipe.name)
-    run_dir.write_result(result)
+    result = _result(recipe, model, trainer.device, splits, fit,
+                     lambda _name, split: trainer.evaluate(split.x, split.y, batch_size=1024))
+    _write_run(run_dir, recipe, splits, fit, result, model, trainer.optimizer, trainer.predict)
     return RunOutcome(run_dir.path, result, EXIT_CODES[fit.status])
 
 
-def _reconstruction_task(splits: DatasetSplits) -> DatasetSplits:
-    """The same images as inputs and as targets (an autoencoder's `fit(X, X)`), without a copy."""
-    def inputs(split: Split | None) -> Split | None:
-        return None if split is None else Split(split.x, split.x)
+def train_seed_group(
+    recipes: Sequence[Recipe],
+    outs: Sequence[str | Path],
+    overwrite: bool = False,
+    splits: DatasetSplits | None = None,
+) -> list[RunOutcome]:
+    """Train the seeds of one recipe together as one batched model; fill each seed's run directory.
 
-    return dataclasses.replace(
-        splits, train=inputs(splits.train), val=inputs(splits.val), test=inputs(splits.test)
+    Each directory holds what `train_recipe` leaves for that seed's recipe
+    (`recipe.yaml`, `result.json`, `history.csv`, plots, `model/` with the
+    seed's own weights and optimizer state), except checkpoints: a group is
+    trained whole or not at all, so an interrupted group is trained again.
+    `result.json` also says `batched_seeds` (the group's size), and its
+    `wall_time_s` is the group's training wall time divided by that size, the
+    share of each seed, so a study's timings add up to its training time.
+
+    Args:
+        recipes: Resolved recipes that differ only in `name` and `seed`, of a kind
+            `tricklab.train.batched.batchable` accepts.
+        outs: Each recipe's run directory.
+        overwrite: Replace runs already in those folders. Defaults to `False`.
+        splits: The recipes' data, already loaded. Defaults to `None` (load it here).
+
+    Returns:
+        One outcome per recipe, in order.
+
+    Raises:
+        ValueError: The recipes differ in more than name and seed, their number
+            differs from the folders', or `batchable` refuses them (with its reason).
+        UserInputError: A folder holds another run, or the data cannot be had.
+    """
+    if not recipes or len(recipes) != len(outs):
+        raise ValueError(f"one folder per recipe is needed (got {len(recipes)} recipes, "
+                         f"{len(outs)} folders)")
+    recipe = recipes[0]
+    if any(seed_group_key(other) != seed_group_key(recipe) for other in recipes[1:]):
+        raise ValueError("batched seeds need recipes that differ only in name and seed")
+    run_dirs = [RunDirectory(out) for out in outs]
+    for run_dir in run_dirs:
+        run_dir.check_usable(resume=False, overwrite=overwrite)
+    splits = load_data(recipe) if splits is None else shaped_for_model(splits, recipe)
+    if recipe.train.target == "inputs":
+        splits = splits.as_reconstruction()
+    device = training_device(recipe)
+    trainer = BatchedSeedsTrainer.from_recipe(recipe, [r.seed for r in recipes], device)
+    for run_dir, seed_recipe in zip(run_dirs, recipes, strict=True):
+        if overwrite:
+            run_dir.clear()
+        run_dir.write_recipe(seed_recipe.to_dict())
+    train = recipe.train
+    fits = trainer.fit(
+        splits.train.x, splits.train.y, epochs=train.epochs, batch_size=train.batch_size,
+        validation_data=(splits.val.x, splits.val.y) if splits.val is not None else None,
+        shuffle=train.shuffle,
     )
+    models, optimizers = trainer.unstack(), trainer.unstacked_optimizers()
+    scores: dict[str, list[dict[str, float]]] = {}
+    outcomes = []
+    for index, (seed_recipe, run_dir, fit) in enumerate(zip(recipes, run_dirs, fits, strict=True)):
+        seed = _GroupSeed(trainer, index, scores)
+        share = dataclasses.replace(fit, wall_time_s=fit.wall_time_s / len(recipes))
+        result = {**_result(seed_recipe, models[index], device, splits, share, seed.evaluate),
+                  "batched_seeds": len(recipes)}
+        _write_run(run_dir, seed_recipe, splits, fit, result, models[index], optimizers[index],
+                   seed.predict)
+        outcomes.append(RunOutcome(run_dir.path, result, EXIT_CODES[fit.status]))
+    return outcomes
+
+
+@dataclass
+class _GroupSeed:
+    """One seed of a `BatchedSeedsTrainer`, evaluated and predicting as a `Trainer` of its own.
+
+    Args:
+        trainer: The group's trainer.
+        index: The seed's position in the group.
+        scores: Every seed's scores by split name, shared by the group's seeds so
+            that each split is evaluated once for all of them.
+    """
+
+    trainer: BatchedSeedsTrainer
+    index: int
+    scores: dict[str, list[dict[str, float]]]
+
+    def evaluate(self, name: str, split: Split) -> dict[str, float]:
+        if name not in self.scores:
+            self.scores[name] = self.trainer.evaluate(split.x, split.y, batch_size=1024)
+        return self.scores[name][self.index]
+
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        return self.trainer.predict(x)[self.index]
+
+
+def _write_run(
+    run_dir: RunDirectory,
+    recipe: Recipe,
+    splits: DatasetSplits,
+    fit: FitResult,
+    result: dict[str, Any],
+    model: Sequential,
+    optimizer: torch.optim.Optimizer,
+    predict: Callable[[torch.Tensor], torch.Tensor],
+) -> None:
+    """Write a trained run's model, history and plots, then `result.json`, which comes last.
+
+    Args:
+        run_dir: The run directory, its recipe already written.
+        recipe: The run's recipe.
+        splits: The run's data (its test images are shown as reconstructions).
+        fit: How training went.
+        result: The content of `result.json`.
+        model: The trained model.
+        optimizer: Its optimizer, saved with the model.
+        predict: The trained model's outputs for some inputs.
+    """
+    finished = fit.status in ("completed", "stopped_early")
+    if finished:
+        # The final model, architecture and weights, loadable with `tricklab.load_model`.
+        save_model(model, run_dir.path / "model", optimizer)
+    run_dir.write_history(fit.history)
+    if fit.history.get("loss"):
+        plot_learning_curves(fit.history, run_dir.plots / "learning_curves.png", recipe.name)
+    if recipe.train.target == "inputs" and finished:
+        shown = splits.test.x[:RECONSTRUCTIONS_SHOWN]
+        plot_reconstructions(shown, predict(shown), run_dir.plots / "reconstructions.png",
+                             recipe.name)
+    run_dir.write_result(result)
 
 
 def _fit_phases(
@@ -342,14 +454,23 @@ def _phase_callbacks(
     return [*recipe.train.callbacks, *scheduler, *observers]
 
 
-def _final_metrics(trainer: Trainer, splits: DatasetSplits, fit: FitResult) -> dict[str, float]:
-    """Evaluate the final weights on every split; a run that did not finish reports its history."""
+def _final_metrics(
+    splits: DatasetSplits, fit: FitResult, evaluate: Callable[[str, Split], dict[str, float]]
+) -> dict[str, float]:
+    """Evaluate the final weights on every split; a run that did not finish reports its history.
+
+    Args:
+        splits: The run's data.
+        fit: How training went.
+        evaluate: The final weights' loss and metrics on a split, given its name
+            (`train`, `val` or `test`) and the split.
+    """
     if fit.status in ("completed", "stopped_early"):
         named = {"train": splits.train, "val": splits.val, "test": splits.test}
         metrics: dict[str, float] = {}
         for prefix, split in named.items():
             if split is not None:
-                scores = trainer.evaluate(split.x, split.y, batch_size=1024)
+                scores = evaluate(prefix, split)
                 metrics.update({f"{prefix}_{key}": value for key, value in scores.items()})
         return metrics
     last = {key: values[-1] for key, values in fit.history.items() if values}
@@ -363,15 +484,26 @@ def _final_metrics(trainer: Trainer, splits: DatasetSplits, fit: FitResult) -> d
 def _result(
     recipe: Recipe,
     model: torch.nn.Module,
-    trainer: Trainer,
+    device: torch.device,
     splits: DatasetSplits,
     fit: FitResult,
+    evaluate: Callable[[str, Split], dict[str, float]],
 ) -> dict[str, Any]:
+    """The content of a run's `result.json`.
+
+    Args:
+        recipe: The run's recipe.
+        model: The trained model.
+        device: Where it trained.
+        splits: The run's data.
+        fit: How training went.
+        evaluate: The final weights' scores on a split, see `_final_metrics`.
+    """
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters()) + sum(
         b.numel() for b in model.buffers() if b.is_floating_point()
     )
-    metrics = _final_metrics(trainer, splits, fit)
+    metrics = _final_metrics(splits, fit, evaluate)
     return {
         "name": recipe.name,
         "seed": recipe.seed,
@@ -397,6 +529,6 @@ def _result(
             "python": platform.python_version(),
         },
         "threads": torch.get_num_threads(),
-        "device": str(trainer.device),
+        "device": str(device),
         "precision": recipe.train.precision,
     }

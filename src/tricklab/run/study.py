@@ -7,6 +7,12 @@ arrives, so a killed driver loses no finished run; running the same command
 again skips finished runs and resumes interrupted ones from their checkpoints.
 A run that diverges is recorded as `diverged` and the study goes on; a run
 that crashes is retried once, then recorded as `failed` with its error.
+
+Seeds of a variant can train together as one batched model
+(`tricklab.train.batched`), one job in one worker, each still leaving its own
+run directory and store record; by default only on a GPU, where it pays. A
+group that crashes is not a failure of its runs: they train again separately,
+with their retry intact.
 """
 
 from __future__ import annotations
@@ -24,7 +30,14 @@ from typing import Any, Literal
 
 from tricklab.errors import EXIT_INTERRUPTED, EXIT_OK, UserInputError
 from tricklab.recipe.study import PlannedRun, Study, load_study
-from tricklab.run.study_backends import PRETRAINED, Job, LocalBackend, RayBackend, preload
+from tricklab.run.study_backends import (
+    PRETRAINED,
+    Job,
+    LocalBackend,
+    RayBackend,
+    plan_seed_groups,
+    preload,
+)
 from tricklab.run.study_progress import StudyProgress
 from tricklab.study.statistics import higher_is_better
 from tricklab.study.store import LearningRateChoice, RunRecord, StudyStore
@@ -112,38 +125,85 @@ def _error_line(error: BaseException) -> str:
 
 def _execute(
     runs: list[PlannedRun], store: StudyStore, study_dir: Path, backend: Any,
-    progress: StudyProgress, label: str, doctor: bool = False,
+    progress: StudyProgress, label: str, doctor: bool = False, batch_seeds: bool | None = False,
 ) -> None:
-    """Train every unfinished run of `runs`, retrying crashes once, recording as results arrive."""
+    """Train every unfinished run of `runs`, retrying crashes once, recording as results arrive.
+
+    With `batch_seeds` not `False`, seeds that can train together do so first
+    (see `_seed_groups`); runs of a group that crashes fall back to separate runs.
+    """
     records = {record.run_id: record for record in store.runs(phase=None)}
     todo = [run for run in runs if not records[run.run_id].finished]
     progress.begin(len(runs), len(runs) - len(todo), backend.workers, label)
     starts: dict[str, float] = {}
+    groups = _seed_groups(todo, study_dir, backend, batch_seeds)
+    grouped = {planned.run_id: len(group) for group in groups for planned in group}
+    batch = [*groups, *((planned,) for planned in todo if planned.run_id not in grouped)]
+    fell_back: set[str] = set()
 
-    def jobs(batch: list[PlannedRun]) -> Iterator[Job]:
-        for planned in batch:
-            store.mark_started(planned.run_id)
-            starts[planned.run_id] = time.perf_counter()
-            progress.started()
-            yield planned, str(study_dir), _can_resume(study_dir / planned.run_dir), doctor
+    def jobs(pending: list[tuple[PlannedRun, ...]]) -> Iterator[Job]:
+        for job_runs in pending:
+            for planned in job_runs:
+                store.mark_started(planned.run_id)
+                starts[planned.run_id] = time.perf_counter()
+                progress.started()
+            # A group has no checkpoints to resume from (and `_seed_groups` left out
+            # runs that have some).
+            resume = len(job_runs) == 1 and _can_resume(study_dir / job_runs[0].run_dir)
+            yield job_runs, str(study_dir), resume, doctor
 
     try:
-        while todo:
+        while batch:
             retry: list[PlannedRun] = []
-            for planned, result, error in backend.run(jobs(todo)):
+            for planned, result, error in backend.run(jobs(batch)):
                 if error is None:
                     store.record_result(planned.run_id, result)
+                elif planned.run_id in grouped:
+                    # Batching is an optimization: its crash sends the run to train on its
+                    # own, with the retry a separate run has.
+                    store.set_status(planned.run_id, "pending",
+                                     f"batched seeds: {_error_line(error)}")
+                    fell_back.add(planned.run_id)
+                    retry.append(planned)
                 else:
                     attempts = store.run(planned.run_id).attempts
-                    status = "pending" if attempts < MAX_ATTEMPTS else "failed"
+                    allowed = MAX_ATTEMPTS + (planned.run_id in fell_back)
+                    status = "pending" if attempts < allowed else "failed"
                     store.set_status(planned.run_id, status, _error_line(error))
                     if status == "pending":
                         retry.append(planned)
-                progress.ended(store.run(planned.run_id),
-                               time.perf_counter() - starts[planned.run_id])
-            todo = retry
+                # A group's runs share its time: each is shown with its share, as recorded.
+                seconds = time.perf_counter() - starts[planned.run_id]
+                progress.ended(store.run(planned.run_id), seconds / grouped.get(planned.run_id, 1))
+            batch, grouped = [(planned,) for planned in retry], {}
     finally:
         progress.close()
+
+
+def _seed_groups(
+    runs: list[PlannedRun], study_dir: Path, backend: Any, batch_seeds: bool | None
+) -> list[tuple[PlannedRun, ...]]:
+    """The runs to train as batched seeds, in groups of two or more; none when `batch_seeds` is off.
+
+    Runs with checkpoints to resume are left to resume on their own. The
+    grouping is decided in a worker (`plan_seed_groups`), which may build
+    models and start CUDA, both unsafe in the driver that forks workers. If
+    that fails, nothing is batched: the runs train separately as ever.
+    """
+    if batch_seeds is False:
+        return []
+    fresh = [run for run in runs if not _can_resume(study_dir / run.run_dir)]
+    per_variant: dict[str, int] = {}
+    for run in fresh:
+        per_variant[run.variant] = per_variant.get(run.variant, 0) + 1
+    if max(per_variant.values(), default=0) < 2:  # no group to form: spare the worker a call
+        return []
+    try:
+        planned_groups = backend.call(plan_seed_groups, fresh, batch_seeds)
+    except Exception:  # batching is an optimization; the separate runs will show any real error
+        return []
+    by_id = {run.run_id: run for run in fresh}
+    return [tuple(by_id[run_id] for run_id in group) for group in planned_groups]
 
 
 def _search_runs(study: Study) -> list[PlannedRun]:
@@ -237,6 +297,7 @@ def run_study(
     progress: str = "auto",
     report: Callable[[Path], Any] | None = None,
     doctor: bool = False,
+    batch_seeds: bool | None = None,
 ) -> StudyOutcome:
     """Run (or resume) a study and write its report.
 
@@ -254,6 +315,13 @@ def run_study(
             Defaults to `None` (no report).
         doctor: Probe every main run (`train --doctor`); the report then has a
             doctor section. Defaults to `False`.
+        batch_seeds: Train the seeds of a variant (in the learning-rate search: of a
+            variant and rate) together as one batched model where its recipe
+            allows (`tricklab.train.batched.batchable`; main runs not with
+            `doctor`): `True`, `False`, or `None` to do so where the runs train on
+            a GPU (`batch_seeds_by_default`). Such a run's `result.json` says
+            `batched_seeds` (the group's size) and its `wall_time_s` is the group's
+            divided by that size. Defaults to `None`.
 
     Raises:
         UserInputError: A bad study file, a changed spec without `force_new`, a bad store.
@@ -290,14 +358,16 @@ def run_study(
         if search_runs:
             _add(store, search_runs)
             _execute(search_runs, store, study_dir, runner, status_progress,
-                     "learning-rate search")
+                     "learning-rate search", batch_seeds=batch_seeds)
             for variant, rate in _choose_rates(study, store).items():
                 for seed in study.spec["seeds"]:
                     main_runs[variant, seed] = study.plan(variant, seed, rate)
         planned = list(main_runs.values())
         _add(store, planned)
         _reuse_search_runs(planned, store)
-        _execute(planned, store, study_dir, runner, status_progress, study.name, doctor)
+        # The doctor probes each run's own model, which a batched group does not have.
+        _execute(planned, store, study_dir, runner, status_progress, study.name, doctor,
+                 batch_seeds=False if doctor else batch_seeds)
     except KeyboardInterrupt:
         exit_code = EXIT_INTERRUPTED
     finally:

@@ -1,24 +1,29 @@
 """Where a study's runs train: a pool of local worker processes, or Ray tasks.
 
-Each backend takes jobs (a planned run, the study directory, whether to
-resume, whether to probe it) and yields each run's outcome as it finishes:
-its `result.json` content, or the error it raised. Retrying and recording are
-the driver's (`tricklab.run.study`), the same for both backends.
+Each backend takes jobs (a planned run, or several seeds of one recipe to
+train as one batched model; the study directory; whether to resume, whether
+to probe it) and yields each run's outcome as it finishes: its `result.json`
+content, or the error it raised. Retrying and recording are the driver's
+(`tricklab.run.study`), the same for both backends.
 """
 
 from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tricklab.errors import UserInputError
 from tricklab.recipe.study import PlannedRun
+
+if TYPE_CHECKING:
+    from tricklab.data import DatasetSplits
+    from tricklab.recipe import Recipe
 
 PRETRAINED = "pretrained"
 """Folder of a study where the recipes its runs reuse (`model.reuse.from`) are trained."""
@@ -39,19 +44,103 @@ def execute_run(
     import torch
 
     from tricklab.recipe import recipe_from_dict
-    from tricklab.run.runner import load_data, train_recipe
+    from tricklab.run.runner import train_recipe
 
     torch.set_num_threads(1)
     resolved = recipe_from_dict(recipe, run_dir)
-    key = json.dumps(recipe["data"], sort_keys=True)
-    if key not in _splits_cache:
-        _remember_splits(key, load_data(resolved))
     outcome = train_recipe(
         resolved, out=Path(study_dir) / run_dir, resume=resume, overwrite=not resume,
-        progress="none", splits=_splits_cache[key], doctor=doctor,
+        progress="none", splits=_cached_splits(resolved), doctor=doctor,
         pretrained=Path(study_dir) / PRETRAINED,
     )
     return outcome.result
+
+
+def execute_seed_group(
+    study_dir: str, run_dirs: list[str], recipes: list[dict[str, Any]]
+) -> list[dict]:
+    """Train seeds of one recipe as one batched model in this process; return each `result.json`.
+
+    Runs in a worker, as `execute_run` does (one torch thread, the cached
+    dataset); see `tricklab.run.runner.train_seed_group`. Earlier leftovers in
+    the run directories are replaced: a group has no checkpoints to resume from.
+    """
+    import torch
+
+    from tricklab.recipe import recipe_from_dict
+    from tricklab.run.runner import train_seed_group
+
+    torch.set_num_threads(1)
+    resolved = [recipe_from_dict(recipe, folder)
+                for recipe, folder in zip(recipes, run_dirs, strict=True)]
+    outcomes = train_seed_group(
+        resolved, [Path(study_dir) / folder for folder in run_dirs], overwrite=True,
+        splits=_cached_splits(resolved[0]),
+    )
+    return [outcome.result for outcome in outcomes]
+
+
+def execute_job(
+    runs: tuple[PlannedRun, ...], study_dir: str, resume: bool, doctor: bool
+) -> list[dict]:
+    """Train a job's runs in this process: one on its own, several as batched seeds.
+
+    Returns:
+        Each run's `result.json` content, in order.
+    """
+    if len(runs) == 1:
+        return [execute_run(study_dir, runs[0].run_dir, runs[0].recipe, resume, doctor)]
+    return execute_seed_group(study_dir, [run.run_dir for run in runs],
+                              [run.recipe for run in runs])
+
+
+def plan_seed_groups(runs: list[PlannedRun], batch_seeds: bool | None) -> list[list[str]]:
+    """Which runs to train as batched seeds: groups of two or more run ids.
+
+    Runs of one variant whose recipes differ only in name and seed
+    (`seed_group_key`) form a group when their recipe is `batchable` and, with
+    `batch_seeds` left `None`, when it trains on a GPU (`batch_seeds_by_default`).
+    Called in a worker: it builds models and asks CUDA for its devices, which
+    the driver must not do before it forks (or forks again) its workers.
+
+    Args:
+        runs: Runs to be trained from scratch.
+        batch_seeds: `True` batch whatever can be, `None` decide by the device.
+    """
+    import torch
+
+    from tricklab.recipe import recipe_from_dict
+    from tricklab.run.runner import training_device
+    from tricklab.train.batched import batch_seeds_by_default, batchable, seed_group_key
+
+    torch.set_num_threads(1)
+    candidates: dict[tuple[str, str], list[PlannedRun]] = {}
+    for run in runs:
+        key = (run.variant, seed_group_key(recipe_from_dict(run.recipe)))
+        candidates.setdefault(key, []).append(run)
+    groups = []
+    for members in candidates.values():
+        if len(members) < 2:
+            continue
+        recipe = recipe_from_dict(members[0].recipe)
+        try:
+            if batch_seeds is None and not batch_seeds_by_default(training_device(recipe)):
+                continue
+        except UserInputError:  # no device to train on: its separate runs say so
+            continue
+        if batchable(recipe)[0]:
+            groups.append([member.run_id for member in members])
+    return groups
+
+
+def _cached_splits(recipe: Recipe) -> DatasetSplits:
+    """The resolved recipe's dataset, loaded once per process for every run that uses it."""
+    from tricklab.run.runner import load_data
+
+    key = json.dumps(recipe.data, sort_keys=True)
+    if key not in _splits_cache:
+        _remember_splits(key, load_data(recipe))
+    return _splits_cache[key]
 
 
 def preload(runs: Iterator[PlannedRun] | Any) -> None:
@@ -87,8 +176,9 @@ def _init_worker() -> None:
 
 
 Outcome = tuple[PlannedRun, dict[str, Any] | None, BaseException | None]
-Job = tuple[PlannedRun, str, bool, bool]
-"""A run to train: the planned run, the study directory, resume?, doctor?"""
+Job = tuple[tuple[PlannedRun, ...], str, bool, bool]
+"""Runs to train: one planned run, or several seeds to train batched (see
+`execute_job`); the study directory; resume?; doctor?"""
 
 
 class LocalBackend:
@@ -116,29 +206,37 @@ class LocalBackend:
         return pool
 
     def run(self, jobs: Iterator[Job]) -> Iterator[Outcome]:
-        """Run jobs keeping every worker busy; yield each outcome."""
-        running: dict[Future, PlannedRun] = {}
+        """Run jobs keeping every worker busy; yield each run's outcome."""
+        running: dict[Future, tuple[PlannedRun, ...]] = {}
         # Jobs are drawn only when a worker is free, so a run is marked started when it starts.
         while True:
             while len(running) < self.workers and (job := next(jobs, None)) is not None:
-                planned, study_dir, resume, doctor = job
-                future = self._pool.submit(
-                    execute_run, study_dir, planned.run_dir, planned.recipe, resume, doctor
-                )
-                running[future] = planned
+                running[self._pool.submit(execute_job, *job)] = job[0]
             if not running:
                 return
             done, _ = wait(running, return_when=FIRST_COMPLETED)
             for future in done:
-                planned = running.pop(future)
+                runs = running.pop(future)
                 try:
-                    yield planned, future.result(), None
+                    results = future.result()
                 except BrokenProcessPool as error:
                     self._pool.shutdown(wait=False, cancel_futures=True)
                     self._pool = self._new_pool()
-                    yield planned, None, error
-                except Exception as error:  # the run's own crash: the driver records it
-                    yield planned, None, error
+                    yield from ((planned, None, error) for planned in runs)
+                except Exception as error:  # the runs' own crash: the driver records it
+                    yield from ((planned, None, error) for planned in runs)
+                else:
+                    yield from ((planned, result, None)
+                                for planned, result in zip(runs, results, strict=True))
+
+    def call(self, function: Callable[..., Any], *args: Any) -> Any:
+        """Call `function(*args)` in a worker and return its value (or raise its error)."""
+        try:
+            return self._pool.submit(function, *args).result()
+        except BrokenProcessPool:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = self._new_pool()
+            raise
 
     def close(self) -> None:
         """Wait for the running runs (an interrupted one checkpoints first), drop the rest."""
@@ -172,23 +270,29 @@ class RayBackend:
             except ConnectionError as error:
                 raise UserInputError(f"--address: cannot reach a Ray cluster at {address} "
                                      f"({error})") from None
-        self._task = ray.remote(num_cpus=1, max_retries=0)(execute_run)
+        self._task = ray.remote(num_cpus=1, max_retries=0)(execute_job)
         self.workers = max(1, int(ray.cluster_resources().get("CPU", workers)))
 
     def run(self, jobs: Iterator[Job]) -> Iterator[Outcome]:
-        """Submit every job as a task; yield outcomes as they finish."""
-        references = {
-            self._task.remote(study_dir, planned.run_dir, planned.recipe, resume, doctor): planned
-            for planned, study_dir, resume, doctor in jobs
-        }
+        """Submit every job as a task; yield each run's outcome as its task finishes."""
+        references = {self._task.remote(*job): job[0] for job in jobs}
         while references:
             done, _ = self._ray.wait(list(references), num_returns=1)
-            planned = references.pop(done[0])
+            runs = references.pop(done[0])
             try:
-                yield planned, self._ray.get(done[0]), None
+                results = self._ray.get(done[0])
             except Exception as error:
                 cause = getattr(error, "cause", None)
-                yield planned, None, cause if isinstance(cause, BaseException) else error
+                error = cause if isinstance(cause, BaseException) else error
+                yield from ((planned, None, error) for planned in runs)
+            else:
+                yield from ((planned, result, None)
+                            for planned, result in zip(runs, results, strict=True))
+
+    def call(self, function: Callable[..., Any], *args: Any) -> Any:
+        """Call `function(*args)` as a task and return its value (or raise its error)."""
+        task = self._ray.remote(num_cpus=1, max_retries=0)(function)
+        return self._ray.get(task.remote(*args))
 
     def close(self) -> None:
         """Leave the cluster running; Ray tears a local one down when the driver exits."""
