@@ -234,6 +234,30 @@ def test_dropout_in_training_differs_between_seeds_with_equal_weights_and_batche
         assert torch.equal(weights[0], weights[1]) is not with_dropout
 
 
+def test_dropout_runs_equal_separate_runs_in_distribution() -> None:
+    # Same seeds, so the same initial weights and batch orders; only the dropout masks
+    # are drawn differently. Over 16 seeds the final losses must agree in distribution:
+    # Welch's t below 3 and standard deviations within a factor of 1.5.
+    layers = [{"dense": {"units": 12, "activation": "tanh"}}, {"dropout": {"rate": 0.5}},
+              {"dense": {"units": 3, "activation": "softmax"}}]
+    seeds = list(range(16))
+    x, y = blobs()
+    separate = []
+    for seed in seeds:
+        model = seed_model(layers, seed)
+        trainer = Trainer(model, make_optimizer("sgd", model.parameters(), learning_rate=0.05),
+                          seed=seed, progress="none")
+        separate.append(trainer.fit(x, y, epochs=3).history["loss"][-1])
+    trainer = BatchedSeedsTrainer([seed_model(layers, seed) for seed in seeds],
+                                  {"name": "sgd", "learning_rate": 0.05}, seeds)
+    batched = [fit.history["loss"][-1] for fit in trainer.fit(x, y, epochs=3)]
+    assert batched != pytest.approx(separate, rel=1e-9)
+    a, b = torch.tensor(separate), torch.tensor(batched)
+    welch = (a.mean() - b.mean()) / (a.var() / len(a) + b.var() / len(b)).sqrt()
+    assert abs(welch) < 3
+    assert 1 / 1.5 < a.std() / b.std() < 1.5
+
+
 def test_unstacked_models_and_optimizers_are_those_of_each_seed(tmp_path: Path) -> None:
     layers = [{"dense": {"units": 12}}, "batch_norm", "relu",
               {"dense": {"units": 3, "activation": "softmax"}}]
