@@ -13,7 +13,7 @@ from tricklab.cli.main import main
 from tricklab.data import load_dataset
 from tricklab.errors import UserInputError
 from tricklab.recipe.study import load_study
-from tricklab.run import runner
+from tricklab.run import seed_group
 from tricklab.run.study import run_study
 from tricklab.run.study_backends import plan_seed_groups
 from tricklab.study.store import StudyStore
@@ -90,7 +90,7 @@ def test_a_failing_batched_group_falls_back_to_separate_runs(
         raise RuntimeError("no batching today")
 
     # Patched before the study forks its workers, which inherit it.
-    monkeypatch.setattr(runner, "train_seed_group", broken)
+    monkeypatch.setattr(seed_group, "train_seed_group", broken)
     out = tmp_path / "study"
     path = write_study(tmp_path, variants={"sgd": {}})
     outcome = run_study(path, out=out, workers=2, progress="none", batch_seeds=True)
@@ -107,7 +107,7 @@ def test_an_interrupted_batched_group_leaves_its_runs_unfinished(
     def interrupted(*args: object, **kwargs: object) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(runner, "train_seed_group", interrupted)
+    monkeypatch.setattr(seed_group, "train_seed_group", interrupted)
     out = tmp_path / "study"
     path = write_study(tmp_path, variants={"sgd": {}})
     outcome = run_study(path, out=out, workers=2, progress="none", batch_seeds=True)

@@ -62,13 +62,13 @@ def execute_seed_group(
     """Train seeds of one recipe as one batched model in this process; return each `result.json`.
 
     Runs in a worker, as `execute_run` does (one torch thread, the cached
-    dataset); see `tricklab.run.runner.train_seed_group`. Earlier leftovers in
+    dataset); see `tricklab.run.seed_group.train_seed_group`. Earlier leftovers in
     the run directories are replaced: a group has no checkpoints to resume from.
     """
     import torch
 
     from tricklab.recipe import recipe_from_dict
-    from tricklab.run.runner import train_seed_group
+    from tricklab.run.seed_group import train_seed_group
 
     torch.set_num_threads(1)
     resolved = [recipe_from_dict(recipe, folder)
