@@ -16,7 +16,9 @@ from torch import nn
 
 from tricklab.errors import UserInputError
 from tricklab.nn import build_model, layers, resolve_layers
-from tricklab.nn.convolutional import Conv2D, Conv2DTranspose, SeparableConv2D
+from tricklab.nn.convolutional import Conv2D
+from tricklab.nn.separable_convolution import SeparableConv2D
+from tricklab.nn.transposed_convolution import Conv2DTranspose
 from tricklab.nn.variance_scaling import TRUNCATION_STDDEV
 
 

@@ -24,6 +24,8 @@ from tricklab.nn import pooling as _pooling
 from tricklab.nn import recurrent as _recurrent
 from tricklab.nn import reshaping as _reshaping
 from tricklab.nn import residual as _residual
+from tricklab.nn import separable_convolution as _separable_convolution
+from tricklab.nn import transposed_convolution as _transposed_convolution
 from tricklab.nn import variance_scaling as _variance_scaling
 from tricklab.nn.activations import activations
 from tricklab.nn.base import Layer, layers
@@ -43,7 +45,7 @@ from tricklab.nn.model import Sequential
 from tricklab.nn.regularizers import Regularizer, regularizers
 
 del (_convolutional, _dropout, _embedding, _layer_module, _normalization, _pooling, _recurrent,
-     _reshaping, _residual, _variance_scaling)
+     _reshaping, _residual, _separable_convolution, _transposed_convolution, _variance_scaling)
 
 __all__ = [
     "Constraint",

@@ -1,11 +1,13 @@
-"""2-D convolution layers with Keras 3 names, defaults, padding and shapes.
+"""2-D convolution with Keras 3 names, defaults, padding and shapes; what convolutions share.
 
-`conv2d` (Keras `Conv2D`), `separable_conv2d` (`SeparableConv2D`) and
-`conv2d_transpose` (`Conv2DTranspose`). Shapes in recipes and in
-`compute_output_shape` are Keras's channels-last `(height, width, channels)`;
-`forward` gets and returns the channels-first batches `[N, C, H, W]` held
-inside a model (see `tricklab.nn.base.is_image`), so each layer is one or two
-PyTorch convolution calls.
+`conv2d` (Keras `Conv2D`), the window helpers and `Convolution`, the base
+class of `separable_conv2d` (`SeparableConv2D`, in
+`tricklab.nn.separable_convolution`) and of `conv2d_transpose`
+(`Conv2DTranspose`, in `tricklab.nn.transposed_convolution`). Shapes in
+recipes and in `compute_output_shape` are Keras's channels-last
+`(height, width, channels)`; `forward` gets and returns the channels-first
+batches `[N, C, H, W]` held inside a model (see `tricklab.nn.base.is_image`),
+so each layer is one or two PyTorch convolution calls.
 
 Kernels are stored in PyTorch layouts. Initializers see layouts whose fans
 equal those of Keras's kernels, and constraints get Keras's kernel axes
@@ -47,10 +49,6 @@ CONV_KERAS_LAYOUT = (2, 3, 1, 0)
 """Where each axis of Keras's Conv2D kernel `(kh, kw, in, out)` lives in PyTorch's
 `(out, in, kh, kw)`; also Conv2DTranspose's `(kh, kw, out, in)` in PyTorch's
 `(in, out, kh, kw)`, and SeparableConv2D's pointwise kernel."""
-
-DEPTHWISE_KERAS_LAYOUT = (2, 3, 0, 1)
-"""Where each axis of Keras's depthwise kernel `(kh, kw, in, depth_multiplier)` lives in
-the view `(in, depth_multiplier, kh, kw)` of PyTorch's grouped weight `(in · dm, 1, kh, kw)`."""
 
 Padding = Literal["valid", "same"]
 
@@ -204,7 +202,7 @@ def _project_viewed(
     return weight
 
 
-class _Convolution(Layer, ABC):
+class Convolution(Layer, ABC):
     """The plumbing the three convolutions share: window, padding, bias, activation, rules.
 
     Subclasses create their kernels in `build` with `_build_bias_and_rules`,
@@ -359,7 +357,7 @@ class _Convolution(Layer, ABC):
     reference="LeCun et al. 1998",
     keras_name="Conv2D",
 )
-class Conv2D(_Convolution):
+class Conv2D(Convolution):
     """2-D convolution layer (Keras `Conv2D`; LeCun et al. 1998), channels-last in recipes.
 
     `y[n, o, i, j] = b[o] + Σ_c Σ_u Σ_v W[o, c, u, v] · x̃[n, c, s·i + d·u, s·j + d·v]`
@@ -452,272 +450,3 @@ class Conv2D(_Convolution):
         if self._pad is not None:
             x = F.pad(x, self._pad)
         return F.conv2d(x, self.weight, self.bias, self.strides, self._padding, self.dilation_rate)
-
-
-@layers.register(
-    "separable_conv2d",
-    description="Depthwise 2-D convolution per channel, then a 1×1 convolution mixing channels.",
-    reference="Chollet 2017 (Xception)",
-    keras_name="SeparableConv2D",
-)
-class SeparableConv2D(_Convolution):
-    """Depthwise separable 2-D convolution (Keras `SeparableConv2D`; Chollet 2017, "Xception").
-
-    A depthwise convolution filters each input channel `c` on its own with
-    `depth_multiplier` kernels, `m`:
-    `z[n, c·m + k, i, j] = Σ_u Σ_v D[c·m + k, 0, u, v] · x̃[n, c, s·i + d·u, s·j + d·v]`,
-    then a 1×1 (pointwise) convolution mixes the channels,
-    `y[n, o, i, j] = b[o] + Σ_q P[o, q, 0, 0] · z[n, q, i, j]`, then the
-    activation; `x̃` is padded as in `conv2d`. It costs about
-    `1 / filters + 1 / (kh · kw)` of a `conv2d`'s multiplications.
-
-    `depthwise_weight` is held as PyTorch's grouped-convolution weight
-    `(in · m, 1, kh, kw)` (channel `c·m + k` as TensorFlow orders them) and
-    `pointwise_weight` as `(filters, in · m, 1, 1)`. The depthwise kernel is
-    drawn as `(m, in, kh, kw)`, whose fans are Keras's for its `(kh, kw, in, m)`
-    kernel (`fan_in = kh·kw·in`, `fan_out = kh·kw·m`), then laid out. Its
-    constraint sees the view `(in, m, kh, kw)`, so Keras's axes keep their
-    meaning (`axis: [0, 1]` is each single-channel kernel); the pointwise
-    kernel's axes are those of a `conv2d` kernel `(1, 1, in · m, filters)`.
-
-    PyTorch equivalent: `torch.nn.Conv2d(in, in * m, kernel_size, strides,
-    padding, dilation_rate, groups=in, bias=False)` followed by
-    `torch.nn.Conv2d(in * m, filters, 1, bias=use_bias)`.
-
-    Args:
-        filters: Number of output channels, > 0.
-        kernel_size: `(height, width)` of the depthwise kernel, one int for both.
-        strides: Strides of the depthwise window, one int for both axes. Defaults to `1`.
-        padding: `"valid"` (none) or `"same"` (Keras's). Defaults to `"valid"`.
-        dilation_rate: Spacing between depthwise kernel taps; above 1 only with
-            strides 1. Defaults to `1`.
-        depth_multiplier: Depthwise output channels per input channel, > 0. Defaults to `1`.
-        activation: Activation applied to the output; `None` is linear. Defaults to `None`.
-        use_bias: Whether to add a bias per filter. Defaults to `True`.
-        depthwise_initializer: Initializer of the depthwise kernel. Defaults to
-            `"glorot_uniform"`.
-        pointwise_initializer: Initializer of the pointwise kernel. Defaults to
-            `"glorot_uniform"`.
-        bias_initializer: Initializer of `bias`. Defaults to `"zeros"`.
-        depthwise_regularizer: Penalty on the depthwise kernel. Defaults to `None`.
-        pointwise_regularizer: Penalty on the pointwise kernel. Defaults to `None`.
-        bias_regularizer: Penalty on `bias`. Defaults to `None`.
-        depthwise_constraint: Projection of the depthwise kernel after each step,
-            with Keras's axes. Defaults to `None`.
-        pointwise_constraint: Projection of the pointwise kernel after each step,
-            with Keras's axes. Defaults to `None`.
-        bias_constraint: Projection of `bias` after each step. Defaults to `None`.
-    """
-
-    recipe_name = "separable_conv2d"
-
-    def __init__(
-        self,
-        filters: Annotated[int, Field(gt=0)],
-        kernel_size: Pair,
-        strides: Pair = 1,
-        padding: Padding = "valid",
-        dilation_rate: Dilation = 1,
-        depth_multiplier: Annotated[int, Field(gt=0)] = 1,
-        activation: ActivationSpec | None = None,
-        use_bias: bool = True,
-        depthwise_initializer: InitializerSpec = "glorot_uniform",
-        pointwise_initializer: InitializerSpec = "glorot_uniform",
-        bias_initializer: InitializerSpec = "zeros",
-        depthwise_regularizer: RegularizerSpec | None = None,
-        pointwise_regularizer: RegularizerSpec | None = None,
-        bias_regularizer: RegularizerSpec | None = None,
-        depthwise_constraint: ConstraintSpec | None = None,
-        pointwise_constraint: ConstraintSpec | None = None,
-        bias_constraint: ConstraintSpec | None = None,
-    ) -> None:
-        super().__init__(
-            filters,
-            kernel_size,
-            strides,
-            padding,
-            dilation_rate,
-            activation,
-            use_bias,
-            bias_initializer,
-            bias_regularizer,
-            bias_constraint,
-        )
-        self.depth_multiplier = depth_multiplier
-        self.depthwise_initializer = initializers.get(
-            depthwise_initializer, self._path("depthwise_initializer")
-        )
-        self.pointwise_initializer = initializers.get(
-            pointwise_initializer, self._path("pointwise_initializer")
-        )
-        self.depthwise_regularizer = self._optional(
-            regularizers, depthwise_regularizer, "depthwise_regularizer"
-        )
-        self.pointwise_regularizer = self._optional(
-            regularizers, pointwise_regularizer, "pointwise_regularizer"
-        )
-        self.depthwise_constraint = self._optional(
-            constraints, depthwise_constraint, "depthwise_constraint"
-        )
-        self.pointwise_constraint = self._optional(
-            constraints, pointwise_constraint, "pointwise_constraint"
-        )
-
-    def build(self, input_shape: Shape) -> None:
-        """Create `depthwise_weight` `(in · m, 1, kh, kw)`, `pointwise_weight`
-        `(filters, in · m, 1, 1)`, `bias` `(filters,)` and the padding plan.
-
-        Args:
-            input_shape: Shape of one input sample, `(height, width, channels)`.
-
-        Raises:
-            UserInputError: When the input is not an image or a `"valid"` output would be empty.
-        """
-        self.compute_output_shape(input_shape)
-        channels, multiplier = input_shape[-1], self.depth_multiplier
-        kh, kw = self.kernel_size
-        # Drawn as (m, in, kh, kw) for Keras's fans, then laid out as the grouped
-        # weight, whose output channel c·m + k is drawn[k, c].
-        drawn = self.depthwise_initializer(torch.empty(multiplier, channels, kh, kw))
-        depthwise = drawn.transpose(0, 1).reshape(channels * multiplier, 1, kh, kw)
-        self.depthwise_weight = nn.Parameter(depthwise)
-        pointwise = torch.empty(self.filters, channels * multiplier, 1, 1)
-        self.pointwise_weight = nn.Parameter(self.pointwise_initializer(pointwise))
-        self._padding, self._pad = self._conv_padding(input_shape)
-        self._groups = channels
-        self._build_bias_and_rules(
-            input_shape,
-            [
-                (
-                    "depthwise_weight",
-                    "depthwise",
-                    DEPTHWISE_KERAS_LAYOUT,
-                    (channels, multiplier, kh, kw),
-                ),
-                ("pointwise_weight", "pointwise", CONV_KERAS_LAYOUT, None),
-            ],
-        )
-
-    def _convolve(self, x: torch.Tensor) -> torch.Tensor:
-        if self._pad is not None:
-            x = F.pad(x, self._pad)
-        z = F.conv2d(
-            x,
-            self.depthwise_weight,
-            None,
-            self.strides,
-            self._padding,
-            self.dilation_rate,
-            self._groups,
-        )
-        return F.conv2d(z, self.pointwise_weight, self.bias)
-
-
-@layers.register(
-    "conv2d_transpose",
-    description="Transposed 2-D convolution (upsampling), Keras output sizes.",
-    reference="Dumoulin & Visin 2016",
-    keras_name="Conv2DTranspose",
-)
-class Conv2DTranspose(Conv2D):
-    """Transposed 2-D convolution (Keras `Conv2DTranspose`), the gradient of a `conv2d`.
-
-    Each input pixel scatters a copy of the kernel, weighted by its value,
-    into the output, `s` pixels apart (arithmetic in Dumoulin & Visin 2016):
-    `ỹ[n, o, s·i + d·u, s·j + d·v] += Σ_c W[c, o, u, v] · x[n, c, i, j]`, on a
-    canvas of `(n − 1)·s + (k − 1)·d + 1` pixels per axis, then
-    `y = activation(b[o] + crop(ỹ))`. The output sizes are Keras's (with
-    `output_padding` unset): `"valid"` gives `(n − 1)·s + max((k − 1)·d + 1, s)`
-    per axis (zeros past the canvas when the stride exceeds the kernel), and
-    `"same"` gives `n·s`, cropping the canvas as TensorFlow's `conv2d_transpose`
-    does: from the top/left by `same_padding(n·s, (k − 1)·d + 1, s)[0]`, the odd
-    pixel of an uneven crop at the bottom or right. So the layer is the exact
-    adjoint of a `conv2d` with the same kernel, strides and padding whose
-    input has this layer's output size.
-
-    `weight` is stored in PyTorch layout `(in, filters, kh, kw)`, whose fans
-    equal those of Keras's kernel `(kh, kw, filters, in)` (`fan_in = kh·kw·filters`);
-    constraints get Keras's axes translated (`axis: [0, 1, 2]` is each input
-    channel's kernels, as in Keras).
-
-    PyTorch equivalent: `torch.nn.ConvTranspose2d(in, filters, kernel_size,
-    strides, padding=p, output_padding=q, dilation=dilation_rate)` with `p` the
-    top/left crop above (0 with `"valid"`) and `q = max(s − (k − 1)·d − 1, 0)`,
-    then a one-pixel crop at the bottom/right where the `"same"` crop is uneven.
-
-    Args:
-        filters: Number of output channels, > 0.
-        kernel_size: `(height, width)` of the kernel, one int for both.
-        strides: Upsampling factors, one int for both axes. Defaults to `1`.
-        padding: `"valid"` or `"same"` (Keras's). Defaults to `"valid"`.
-        dilation_rate: Spacing between kernel taps; above 1 only with strides 1.
-            Defaults to `1`.
-        activation: Activation applied to the output; `None` is linear. Defaults to `None`.
-        use_bias: Whether to add a bias per filter. Defaults to `True`.
-        kernel_initializer: Initializer of `weight`. Defaults to `"glorot_uniform"`.
-        bias_initializer: Initializer of `bias`. Defaults to `"zeros"`.
-        kernel_regularizer: Penalty on `weight` added to the loss. Defaults to `None`.
-        bias_regularizer: Penalty on `bias` added to the loss. Defaults to `None`.
-        kernel_constraint: Projection of `weight` after each step, with Keras's axes.
-            Defaults to `None`.
-        bias_constraint: Projection of `bias` after each step. Defaults to `None`.
-    """
-
-    recipe_name = "conv2d_transpose"
-
-    def compute_output_shape(self, input_shape: Shape) -> Shape:
-        height, width, _ = image_shape(self.recipe_name, input_shape)
-        if self.padding == "same":
-            return height * self.strides[0], width * self.strides[1], self.filters
-        sizes = (
-            (size - 1) * stride + max(extent, stride)
-            for size, extent, stride in zip(
-                (height, width), self.dilated_kernel_size, self.strides, strict=True
-            )
-        )
-        return (*sizes, self.filters)
-
-    def build(self, input_shape: Shape) -> None:
-        """Create `weight` `(in, filters, kh, kw)`, `bias` `(filters,)` and the cropping plan.
-
-        Args:
-            input_shape: Shape of one input sample, `(height, width, channels)`.
-
-        Raises:
-            UserInputError: When the input is not an image.
-        """
-        out_height, out_width, _ = self.compute_output_shape(input_shape)
-        weight = torch.empty(input_shape[-1], self.filters, *self.kernel_size)
-        self.weight = nn.Parameter(self.kernel_initializer(weight))
-        # F.conv_transpose2d crops `padding` from both ends of the canvas, then
-        # extends it by `output_padding` at the end (with zeros past the canvas).
-        # An uneven "same" crop takes `before` from both ends and one more pixel
-        # at the end below.
-        padding, extension, uneven = [], [], False
-        for size, extent, stride in zip(
-            input_shape[:2], self.dilated_kernel_size, self.strides, strict=True
-        ):
-            before, after = (
-                same_padding(size * stride, extent, stride) if self.padding == "same" else (0, 0)
-            )
-            padding.append(before)
-            extension.append(max(stride - extent, 0))
-            uneven = uneven or after > before
-        self._padding, self._output_padding = tuple(padding), tuple(extension)
-        self._crop = (out_height, out_width) if uneven else None
-        self._build_bias_and_rules(input_shape, [("weight", "kernel", CONV_KERAS_LAYOUT, None)])
-
-    def _convolve(self, x: torch.Tensor) -> torch.Tensor:
-        y = F.conv_transpose2d(
-            x,
-            self.weight,
-            self.bias,
-            self.strides,
-            self._padding,
-            self._output_padding,
-            1,
-            self.dilation_rate,
-        )
-        if self._crop is not None:
-            y = y[:, :, : self._crop[0], : self._crop[1]]
-        return y
