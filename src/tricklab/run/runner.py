@@ -277,7 +277,7 @@ def train_recipe(
 
         write_doctor(run_dir.path, probe.to_dict())
     result = run_result(recipe, model, trainer.device, splits, fit,
-                     lambda _name, split: trainer.evaluate(split.x, split.y, batch_size=1024))
+                        lambda _name, split: trainer.evaluate(split.x, split.y, batch_size=1024))
     write_run(run_dir, recipe, splits, fit, result, model, trainer.optimizer, trainer.predict)
     return RunOutcome(run_dir.path, result, EXIT_CODES[fit.status])
 

@@ -94,7 +94,7 @@ def train_seed_group(
         result = {**run_result(seed_recipe, models[index], device, splits, share, seed.evaluate),
                   "batched_seeds": len(recipes)}
         write_run(run_dir, seed_recipe, splits, fit, result, models[index], optimizers[index],
-                   seed.predict)
+                  seed.predict)
         outcomes.append(RunOutcome(run_dir.path, result, EXIT_CODES[fit.status]))
     return outcomes
 
