@@ -230,6 +230,28 @@ def test_terminal_table_lists_variants_in_rank_order(report: tuple[Path, Path]) 
     assert "no detectable difference" in output and "time to target" not in output
 
 
+@pytest.mark.parametrize("width", [60, 100, 130])
+def test_a_narrow_terminal_drops_the_least_telling_columns(
+    report: tuple[Path, Path], width: int
+) -> None:
+    full = study_table(report[0].parent)
+    table = study_table(report[0].parent, width=width)
+    headers = [column.header for column in table.columns]
+    # What is left is a prefix of the full table's columns, never less than the verdict.
+    assert headers == [column.header for column in full.columns][: len(headers)]
+    assert headers[:4] == ["#", "variant", "n", "verdict"]
+    console = Console(record=True, width=width)
+    console.print(table)
+    lines = console.export_text().splitlines()
+    assert len(headers) == 4 or max(len(line.rstrip()) for line in lines) <= width
+    for name in RANKED:  # every name whole, on one line
+        assert any(f"│ {name} " in line for line in lines)
+    # A wider console never shows fewer columns; a wide enough one shows them all.
+    wider = study_table(report[0].parent, width=width + 40)
+    assert len(wider.columns) >= len(headers)
+    assert len(study_table(report[0].parent, width=10_000).columns) == len(full.columns) == 9
+
+
 def test_a_study_still_running_renders_partial_results(tmp_path: Path) -> None:
     html_path, markdown_path = write_study_report(_build_study(tmp_path, finished=False))
     markdown = markdown_path.read_text(encoding="utf-8")

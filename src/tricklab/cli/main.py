@@ -285,7 +285,11 @@ def _show_study(folder: Path) -> None:
 
     from tricklab.report.study_report import study_table
 
-    Console(width=max(120, Console().width)).print(study_table(folder))
+    console = Console()
+    if console.is_terminal:
+        console.print(study_table(folder, width=console.width))
+    else:  # into a file or a log: the whole table, however wide
+        Console(width=250).print(study_table(folder))
 
 
 @app.command()

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
@@ -83,8 +84,9 @@ def _p(value: float | None) -> str:
     return "<0.001" if value < 0.001 else f"{value:.3f}"
 
 
-TERMINAL_COLUMNS = ("rank", "variant", "n", "mean", "difference", "p_improvement", "p",
-                    "verdict", "runs")
+TERMINAL_COLUMNS = ("rank", "variant", "n", "verdict", "mean", "difference", "p",
+                    "p_improvement", "runs")
+"""The terminal table's columns, most telling first: a narrow terminal crops the last."""
 
 
 def _columns(results: StudyResults) -> list[tuple[str, str]]:
@@ -394,21 +396,40 @@ def write_study_report(study_dir: str | Path) -> tuple[Path, Path]:
     return html_path, markdown_path
 
 
-def study_table(study_dir: str | Path) -> Table:
-    """The ranked table for the terminal (`tricklab study show DIR`), warnings as its caption."""
+def study_table(study_dir: str | Path, width: int | None = None) -> Table:
+    """The ranked table for the terminal (`tricklab study show DIR`), warnings as its caption.
+
+    Args:
+        study_dir: The study's folder.
+        width: The console's width: the least telling columns (the end of
+            `TERMINAL_COLUMNS`) are left out until the table fits, down to the
+            rank, the variant, `n` and the verdict. Defaults to `None` (all columns).
+    """
     results = _load(study_dir)
+    # A terminal is narrow: the mean and the difference with its interval; the
+    # report holds the rest (IQM, the mean's interval, time to target, wall time).
+    headers = dict(_columns(results))
+    columns = [(key, headers[key]) for key in TERMINAL_COLUMNS if key in headers]
+    rows = table_rows(results)
+    table = _ranked_table(results, columns, rows)
+    while width is not None and len(columns) > 4 and _natural_width(table) > width:
+        columns.pop()
+        table = _ranked_table(results, columns, rows)
+    return table
+
+
+def _ranked_table(
+    results: StudyResults, columns: list[tuple[str, str]], rows: list[dict[str, str]]
+) -> Table:
     direction = "higher" if results.higher_is_better else "lower"
     table = Table(title=f"{results.spec.get('name', '')}: {results.metric} "
                         f"({direction} is better)", header_style="bold", caption_justify="left")
     styles = {"better": "green", "worse": "red", "diverged": "red", "failed": "red",
               "baseline": "cyan"}
-    # A terminal is narrow: the mean and the difference with its interval; the
-    # report holds the rest (IQM, the mean's interval, time to target, wall time).
-    columns = [(key, header) for key, header in _columns(results) if key in TERMINAL_COLUMNS]
     for key, header in columns:
         left = key in ("variant", "verdict", "runs")
-        table.add_column(header, justify="left" if left else "right", no_wrap=key != "variant")
-    for row in table_rows(results):
+        table.add_column(header, justify="left" if left else "right", no_wrap=True)
+    for row in rows:
         verdict = row["verdict"]
         cells = [f"[{styles[verdict]}]{verdict}[/]" if k == "verdict" and verdict in styles
                  else escape(row[k]) for k, _ in columns]
@@ -416,3 +437,9 @@ def study_table(study_dir: str | Path) -> Table:
     if results.warnings:
         table.caption = "\n".join(escape(f"! {w}") for w in results.warnings)
     return table
+
+
+def _natural_width(table: Table) -> int:
+    """The columns the table takes unsqueezed."""
+    console = Console(width=10_000)
+    return console.measure(table).maximum
