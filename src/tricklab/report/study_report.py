@@ -86,7 +86,7 @@ def _p(value: float | None) -> str:
 
 TERMINAL_COLUMNS = ("rank", "variant", "n", "verdict", "mean", "difference", "p",
                     "p_improvement", "runs")
-"""The terminal table's columns, most telling first: a narrow terminal crops the last."""
+"""The terminal table's columns, most telling first: a narrow terminal drops the last."""
 
 
 def _columns(results: StudyResults) -> list[tuple[str, str]]:
@@ -421,6 +421,7 @@ def study_table(study_dir: str | Path, width: int | None = None) -> Table:
 def _ranked_table(
     results: StudyResults, columns: list[tuple[str, str]], rows: list[dict[str, str]]
 ) -> Table:
+    """The ranked table with these columns, the verdicts coloured, warnings as its caption."""
     direction = "higher" if results.higher_is_better else "lower"
     table = Table(title=f"{results.spec.get('name', '')}: {results.metric} "
                         f"({direction} is better)", header_style="bold", caption_justify="left")
