@@ -35,6 +35,8 @@ from tricklab.run.study_backends import (
     Job,
     LocalBackend,
     RayBackend,
+    call_interruptibly,
+    init_worker,
     plan_seed_groups,
     preload,
 )
@@ -281,8 +283,9 @@ def _pretrain(recipes: list[dict[str, Any]], study_dir: Path) -> None:
 
     if not any(r["model"].get("reuse") and is_recipe(r["model"]["reuse"]["from"]) for r in recipes):
         return
-    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        pool.submit(pretrain_sources, recipes, study_dir / PRETRAINED).result()
+    spawn = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(1, mp_context=spawn, initializer=init_worker) as pool:
+        pool.submit(call_interruptibly, pretrain_sources, recipes, study_dir / PRETRAINED).result()
 
 
 def run_study(

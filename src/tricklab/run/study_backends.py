@@ -10,6 +10,7 @@ content, or the error it raised. Retrying and recording are the driver's
 from __future__ import annotations
 
 import json
+import signal
 import sys
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -165,14 +166,51 @@ def _remember_splits(key: str, splits: Any) -> None:
     _splits_cache[key] = splits
 
 
-def _init_worker() -> None:
-    """Let the kernel end a worker with its driver, so a killed study leaves no orphan training."""
+_interrupted = False
+_in_job = False
+
+
+def _on_interrupt(signum: int, frame: Any) -> None:
+    # Between jobs a worker waits on its pool's queue, where a KeyboardInterrupt would
+    # kill it mid-protocol with a traceback on the terminal. It remembers the Ctrl-C
+    # instead and starts no further job; within a job the Ctrl-C interrupts training
+    # as usual (a checkpoint, status `interrupted`).
+    global _interrupted
+    _interrupted = True
+    if _in_job:
+        raise KeyboardInterrupt
+
+
+def init_worker() -> None:
+    """Make a pool's worker quiet on Ctrl-C between jobs and end with its driver.
+
+    On Linux the kernel kills the worker when its driver dies, so a killed
+    study leaves no orphan training. Jobs go through `call_interruptibly`.
+    """
+    signal.signal(signal.SIGINT, _on_interrupt)
     if sys.platform.startswith("linux"):
         import ctypes
-        import signal
 
         pr_set_pdeathsig = 1
         ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+
+
+def call_interruptibly(function: Callable[..., Any], *args: Any) -> Any:
+    """Call `function(*args)` in a worker with Ctrl-C raising `KeyboardInterrupt`.
+
+    Raises:
+        KeyboardInterrupt: At once when a Ctrl-C reached the worker before the
+            call: the study is stopping, and its remaining runs wait for the next
+            command.
+    """
+    global _in_job
+    _in_job = True  # before the check: a Ctrl-C landing in between still raises
+    try:
+        if _interrupted:
+            raise KeyboardInterrupt
+        return function(*args)
+    finally:
+        _in_job = False
 
 
 Outcome = tuple[PlannedRun, dict[str, Any] | None, BaseException | None]
@@ -199,7 +237,7 @@ class LocalBackend:
         # copy-on-write. Elsewhere fork is unsafe or missing, so they are spawned.
         method = "fork" if sys.platform.startswith("linux") else "spawn"
         pool = ProcessPoolExecutor(
-            self.workers, mp_context=get_context(method), initializer=_init_worker
+            self.workers, mp_context=get_context(method), initializer=init_worker
         )
         for future in [pool.submit(int) for _ in range(self.workers)]:
             future.result()  # start every worker now, while the driver is single-threaded
@@ -211,7 +249,7 @@ class LocalBackend:
         # Jobs are drawn only when a worker is free, so a run is marked started when it starts.
         while True:
             while len(running) < self.workers and (job := next(jobs, None)) is not None:
-                running[self._pool.submit(execute_job, *job)] = job[0]
+                running[self._pool.submit(call_interruptibly, execute_job, *job)] = job[0]
             if not running:
                 return
             done, _ = wait(running, return_when=FIRST_COMPLETED)
@@ -232,7 +270,7 @@ class LocalBackend:
     def call(self, function: Callable[..., Any], *args: Any) -> Any:
         """Call `function(*args)` in a worker and return its value (or raise its error)."""
         try:
-            return self._pool.submit(function, *args).result()
+            return self._pool.submit(call_interruptibly, function, *args).result()
         except BrokenProcessPool:
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = self._new_pool()
