@@ -133,8 +133,9 @@ def batch_seeds_by_default(device: torch.device | str) -> bool:
     which one batched model pays once for all seeds. On a CPU the matrix
     products already bound each run, and the study keeps every core busy with
     separate one-thread runs: `benchmarks/batched_seeds.py` measured batched
-    groups in those processes only 1.17 times as fast as single runs (seed-000
-    model, 20 seeds, 2 cores), below the 1.2 it asks before batching pays.
+    groups in those processes slower than single runs (0.77 to 0.82 times their
+    throughput; seed-000 model, 20 seeds, 2 cores), where batching must reach 1.2
+    to pay.
 
     Args:
         device: Where the runs train.
