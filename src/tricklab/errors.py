@@ -2,18 +2,24 @@
 
 `UserInputError` is the user's mistake (bad recipe, unknown name, missing
 file): the CLI prints its one-line message and exits with code 2, never a
-traceback. Everything else is a bug and keeps its traceback.
+traceback. `SystemRefusedError` is the machine's refusal (disk full, read-only
+folder, permission denied, out of memory): one line naming the path and the
+cause, exit code 4. Everything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
 
 import difflib
+import errno
+import os
 from collections.abc import Iterable
 
 EXIT_OK = 0
 EXIT_USER_ERROR = 2
 EXIT_DIVERGED = 3
+EXIT_SYSTEM = 4
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143
 
 
 class TricklabError(Exception):
@@ -28,6 +34,57 @@ class UserInputError(TricklabError, ValueError):
     """
 
     exit_code = EXIT_USER_ERROR
+
+
+class SystemRefusedError(TricklabError, OSError):
+    """The machine refused what tricklab asked: disk full, read-only, no permission, no memory.
+
+    Not the user's input and not a bug: the same command works once the cause is
+    gone (space freed, permissions given).
+
+    Args:
+        message: One line: the path and the cause.
+    """
+
+    exit_code = EXIT_SYSTEM
+
+
+ENVIRONMENT_ERRNOS = frozenset({
+    errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOMEM,
+    errno.EMFILE, errno.ENFILE, errno.EIO,
+})
+"""OS error numbers that say "the machine refused", not "the input is wrong"."""
+
+
+def is_environment_failure(error: BaseException) -> bool:
+    """Whether `error` comes from the machine (full disk, read-only, memory), not from the run.
+
+    A run that failed this way is not at fault: it trains again once the cause is gone.
+    """
+    if isinstance(error, SystemRefusedError | MemoryError):
+        return True
+    if isinstance(error, OSError):
+        return error.errno in ENVIRONMENT_ERRNOS
+    # torch reports a failed allocation as a RuntimeError ("DefaultCPUAllocator: can't
+    # allocate memory", "CUDA out of memory").
+    text = str(error)
+    return isinstance(error, RuntimeError) and (
+        "can't allocate memory" in text or "out of memory" in text
+    )
+
+
+def system_error_line(error: BaseException) -> str:
+    """One line for an environment failure: the path (where the error names one) and the cause."""
+    if isinstance(error, SystemRefusedError):
+        return str(error)
+    if isinstance(error, OSError):
+        cause = error.strerror or (os.strerror(error.errno) if error.errno else str(error))
+        path = error.filename
+        where = f"{os.fsdecode(path)}: " if path is not None else ""
+        return f"{where}{cause.lower() if cause else type(error).__name__}"
+    if isinstance(error, MemoryError):
+        return "out of memory: the machine could not allocate what the run needs"
+    return str(error).splitlines()[0] if str(error) else type(error).__name__
 
 
 def edit_distance(a: str, b: str) -> int:

@@ -1,7 +1,8 @@
 """The `tricklab` command: train, study, summary, lr-find, predict, data, schema, list.
 
-All user errors end here as one line on stderr and exit code 2; a diverged run
-exits 3 and an interrupted one 130 (DESIGN.md's contract).
+All user errors end here as one line on stderr and exit code 2; the machine's
+refusals (disk full, read-only, out of memory) as one line and exit code 4; a
+diverged run exits 3, an interrupted one 130 (Ctrl-C) or 143 (SIGTERM).
 """
 
 from __future__ import annotations
@@ -16,7 +17,15 @@ from typer.core import TyperGroup
 from typer.exceptions import TyperException
 
 from tricklab import __version__
-from tricklab.errors import EXIT_INTERRUPTED, EXIT_USER_ERROR, UserInputError
+from tricklab.errors import (
+    EXIT_INTERRUPTED,
+    EXIT_SYSTEM,
+    TricklabError,
+    UserInputError,
+    is_environment_failure,
+    system_error_line,
+)
+from tricklab.signals import stop_signals
 
 app = typer.Typer(
     name="tricklab",
@@ -349,21 +358,32 @@ def locate(name: Annotated[str, typer.Argument(help="Dataset name, e.g. fashion_
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the CLI and return its exit code (the console script's entry point)."""
-    try:
-        code = app(args=argv, standalone_mode=False)
-    except UserInputError as error:
-        print(f"error: {error}", file=sys.stderr)
-        code = EXIT_USER_ERROR
-    except typer.Abort:
-        print("interrupted", file=sys.stderr)
-        code = EXIT_INTERRUPTED
-    except TyperException as error:
-        print(f"error: {error.format_message()}", file=sys.stderr)
-        code = error.exit_code
-    except typer.Exit as exit_:
-        code = exit_.exit_code
-    return code if isinstance(code, int) else 0
+    """Run the CLI and return its exit code (the console script's entry point).
+
+    Ctrl-C and SIGTERM stop a run the same way (status `interrupted`, checkpoint
+    kept); the exit code says which: 130 or 143.
+    """
+    with stop_signals() as signals:
+        try:
+            code = app(args=argv, standalone_mode=False)
+        except TricklabError as error:
+            print(f"error: {error}", file=sys.stderr)
+            code = getattr(error, "exit_code", EXIT_SYSTEM)
+        except typer.Abort:
+            print("interrupted", file=sys.stderr)
+            code = EXIT_INTERRUPTED
+        except TyperException as error:
+            print(f"error: {error.format_message()}", file=sys.stderr)
+            code = error.exit_code
+        except typer.Exit as exit_:
+            code = exit_.exit_code
+        except (OSError, MemoryError, RuntimeError) as error:
+            if not is_environment_failure(error):
+                raise
+            print(f"error: {system_error_line(error)}", file=sys.stderr)
+            code = EXIT_SYSTEM
+    code = code if isinstance(code, int) else 0
+    return signals.exit_code if code == EXIT_INTERRUPTED and signals.received else code
 
 
 def run() -> None:
