@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+import struct
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from tricklab.data import DatasetSplits, datasets, load_dataset, read_idx
-from tricklab.data.sources import SOURCES, dataset_files
+from tricklab.cli.main import main
+from tricklab.data import DatasetSplits, Split, datasets, load_dataset, read_idx
+from tricklab.data.datasets import check_finite
+from tricklab.data.sources import FILES, SOURCES, dataset_files
 from tricklab.errors import UserInputError
 
 DEBIAN = Path("/usr/share/datasets/fashion-mnist")
@@ -208,3 +212,160 @@ def test_full_debian_dataset(
     for name, expected in SOURCES["fashion_mnist"].content_sha256.items():
         content = zlib.decompress((DEBIAN / f"{name}.gz").read_bytes(), wbits=31)
         assert hashlib.sha256(content).hexdigest() == expected
+
+
+def float_copy(
+    fixture_dir: Path, root: Path, edit: Callable[[dict[str, np.ndarray]], None] = lambda _: None
+) -> Path:
+    """Write the fixture into `root/fashion_mnist` with float32 images (IDX type 0x0D).
+
+    `edit` changes the float images (`train_images`, `test_images`) in place
+    before they are written, e.g. to put a NaN at a known sample and pixel.
+    """
+    arrays = {role: read_idx(path) for role, path in dataset_files(fixture_dir).items()}
+    for role in ("train_images", "test_images"):
+        arrays[role] = arrays[role].astype(np.float32)
+    edit(arrays)
+    folder = root / "fashion_mnist"
+    folder.mkdir(parents=True)
+    for role, array in arrays.items():
+        code = 0x0D if array.dtype == np.float32 else 0x08
+        header = struct.pack(f">HBB{array.ndim}I", 0, code, array.ndim, *array.shape)
+        (folder / FILES[role]).write_bytes(header + array.astype(array.dtype.newbyteorder(">")).tobytes())
+    return root
+
+
+def set_value(role: str, index: tuple[int, ...], value: float):
+    def edit(arrays: dict[str, np.ndarray]) -> None:
+        arrays[role][index] = value
+    return edit
+
+
+@pytest.mark.parametrize(("role", "index", "value", "options", "expected"), [
+    ("test_images", (17, 3, 4), np.nan, {"validation": 500},
+     "data: fashion_mnist test split: sample 17 holds NaN (inputs, position [3, 4]); "
+     "clean or drop it"),
+    # The training file's first 500 images are the validation split.
+    ("train_images", (100, 0, 27), np.inf, {"validation": 500},
+     "data: fashion_mnist val split: sample 100 holds inf (inputs, position [0, 27]); "
+     "clean or drop it"),
+    # Found before `standardize` spreads the bad pixel into every sample through the mean.
+    ("train_images", (700, 27, 0), -np.inf, {"validation": 500, "scale": "standardize"},
+     "data: fashion_mnist train split: sample 200 holds -inf (inputs, position [27, 0]); "
+     "clean or drop it"),
+])
+def test_non_finite_pixels_are_refused_naming_the_split_and_sample(
+    isolated: Path, fixture_dir: Path, monkeypatch: pytest.MonkeyPatch, role: str,
+    index: tuple[int, ...], value: float, options: dict, expected: str,
+) -> None:
+    monkeypatch.setenv("TRICKLAB_DATA", str(
+        float_copy(fixture_dir, isolated / "data", set_value(role, index, value))))
+    with pytest.raises(UserInputError) as caught:
+        load_dataset("fashion_mnist", **options)
+    assert str(caught.value) == expected
+
+
+def test_a_bad_image_of_a_dropped_class_is_not_in_any_split(
+    isolated: Path, fixture_dir: Path, monkeypatch: pytest.MonkeyPatch,
+    raw: dict[str, np.ndarray],
+) -> None:
+    labels = raw["test_labels"]
+    dropped = int(np.flatnonzero(labels != 0)[0])
+    kept_before = int((labels[:dropped] == 0).sum())
+    monkeypatch.setenv("TRICKLAB_DATA", str(
+        float_copy(fixture_dir, isolated / "data",
+                   set_value("test_images", (dropped, 1, 1), np.nan))))
+    data = load_dataset("fashion_mnist", validation=500, classes=[0])
+    assert len(data.test) == (labels == 0).sum()
+    # The same image inside the kept class: its index is counted within the split.
+    first_kept = int(np.flatnonzero(labels == 0)[kept_before])
+    shutil.rmtree(isolated / "data")
+    monkeypatch.setenv("TRICKLAB_DATA", str(
+        float_copy(fixture_dir, isolated / "data",
+                   set_value("test_images", (first_kept, 1, 1), np.nan))))
+    with pytest.raises(UserInputError, match=rf"test split: sample {kept_before} holds NaN"):
+        load_dataset("fashion_mnist", validation=500, classes=[0])
+
+
+def test_only_non_finite_values_are_refused_not_huge_ones(
+    isolated: Path, fixture_dir: Path, monkeypatch: pytest.MonkeyPatch,
+    raw: dict[str, np.ndarray],
+) -> None:
+    def huge(arrays: dict[str, np.ndarray]) -> None:
+        # Finite values whose float32 sum overflows: the one-pass sum alone would refuse them.
+        arrays["test_images"][:3] = 3e38
+
+    monkeypatch.setenv("TRICKLAB_DATA", str(float_copy(fixture_dir, isolated / "data", huge)))
+    data = load_dataset("fashion_mnist", validation=500, scale="none")
+    np.testing.assert_array_equal(data.train.x.numpy(), raw["train_images"][500:])
+    assert torch.isinf(data.test.x.sum()) and torch.isfinite(data.test.x).all()
+
+    def huge_and_nan(arrays: dict[str, np.ndarray]) -> None:
+        huge(arrays)
+        arrays["test_images"][5, 9, 8] = np.nan
+
+    shutil.rmtree(isolated / "data")
+    float_copy(fixture_dir, isolated / "data", huge_and_nan)
+    with pytest.raises(UserInputError, match=r"test split: sample 5 holds NaN .*\[9, 8\]"):
+        load_dataset("fashion_mnist", validation=500, scale="none")
+
+
+def test_user_registered_datasets_are_checked_too(
+    monkeypatch: pytest.MonkeyPatch, fixture_dir: Path,
+) -> None:
+    """Float targets too: a regression dataset whose test target 3 is NaN."""
+    images = torch.from_numpy(read_idx(fixture_dir / "t10k-images-idx3-ubyte.gz").copy())
+    x = images[:50].float().div_(255)
+    target = x.mean(dim=(1, 2))
+    target[3] = float("nan")
+    monkeypatch.setattr(datasets, "_entries", dict(datasets._entries))
+
+    @datasets.register("brightness", description="mean brightness of 50 fixture images")
+    def brightness() -> DatasetSplits:
+        return DatasetSplits(
+            name="brightness", train=Split(x[:30], target[:30]), val=None,
+            test=Split(x[30:], target[30:]), class_names=[], input_shape=(28, 28), scale="unit",
+        )
+
+    message = "data: brightness train split: sample 3 holds NaN (targets); clean or drop it"
+    with pytest.raises(UserInputError) as caught:
+        load_dataset("brightness")
+    assert str(caught.value) == message
+    with pytest.raises(UserInputError) as caught:
+        datasets.create("brightness")
+    assert str(caught.value) == message
+    # The inputs as targets (an autoencoder's) are checked once, as inputs.
+    x[10, 2, 2] = float("nan")
+    reconstruction = DatasetSplits(
+        name="brightness", train=Split(x, x), val=None, test=Split(x[:1], x[:1]),
+        class_names=[], input_shape=(28, 28), scale="unit",
+    )
+    with pytest.raises(UserInputError) as caught:
+        check_finite(reconstruction)
+    assert str(caught.value) == (
+        "data: brightness train split: sample 10 holds NaN (inputs, position [2, 2]); "
+        "clean or drop it"
+    )
+
+
+def test_train_with_nan_data_exits_2_before_creating_the_run(
+    isolated: Path, fixture_dir: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("TRICKLAB_DATA", str(
+        float_copy(fixture_dir, isolated / "data", set_value("train_images", (42, 14, 14), np.nan))))
+    recipe = isolated / "recipe.yaml"
+    recipe.write_text(
+        "name: nan-data\n"
+        "data: {dataset: fashion_mnist, validation: 500}\n"
+        "model: {layers: [flatten, {dense: {units: 10, activation: softmax}}]}\n"
+        "train: {optimizer: {name: sgd, learning_rate: 0.01}, epochs: 1}\n"
+    )
+    out = isolated / "runs" / "nan-data"
+    assert main(["train", str(recipe), "--out", str(out), "--quiet"]) == 2
+    captured = capsys.readouterr()
+    assert captured.err == (
+        "error: data: fashion_mnist val split: sample 42 holds NaN (inputs, position [14, 14]); "
+        "clean or drop it\n"
+    )
+    assert not out.exists() and not (isolated / "runs").exists()
