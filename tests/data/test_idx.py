@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import gzip
+import os
 import struct
+import tracemalloc
+import zlib
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from tricklab.data import read_idx
+from tricklab.data.idx import available_memory
 from tricklab.errors import UserInputError
 
 TYPE_CODES = {
@@ -64,6 +69,11 @@ def test_multi_member_gzip_is_one_stream(tmp_path: Path) -> None:
     data = idx_bytes(np.arange(100, dtype=np.uint8))
     path = tmp_path / "a.gz"
     path.write_bytes(gzip.compress(data[:40]) + gzip.compress(data[40:]))
+    np.testing.assert_array_equal(read_idx(path), np.arange(100, dtype=np.uint8))
+    # A member boundary inside the header, and zero padding between and after
+    # members (which gzip(1) tolerates).
+    path.write_bytes(gzip.compress(data[:6]) + gzip.compress(data[6:40]) + b"\0" * 3
+                     + gzip.compress(data[40:]) + b"\0" * 5)
     np.testing.assert_array_equal(read_idx(path), np.arange(100, dtype=np.uint8))
 
 
@@ -139,3 +149,84 @@ def test_garbage_after_gzip(tmp_path: Path) -> None:
 
 def test_missing_file(tmp_path: Path) -> None:
     assert "cannot be read" in error_of(tmp_path / "absent-idx1-ubyte.gz")
+
+
+TERABYTE_HEADER = struct.pack(">HBB3I", 0, 0x08, 3, 1_000_000, 1_000, 1_000)
+"""An IDX header promising 10^12 bytes of uint8 data."""
+HUGE = 64 << 20
+"""The size of the big files below: any reader that reads them whole shows it in memory."""
+
+
+def peak_memory(call: Callable[[], object]) -> int:
+    """Bytes Python allocated at the peak of `call()`, which must raise a UserInputError."""
+    tracemalloc.start()
+    try:
+        with pytest.raises(UserInputError):
+            call()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def sparse_file(path: Path, header: bytes, size: int) -> Path:
+    """`header` followed by zeros up to `size` bytes, without writing the zeros to disk."""
+    with path.open("wb") as file:
+        file.write(header)
+        file.truncate(size)
+    return path
+
+
+def gzip_with_zeros(path: Path, header: bytes, zeros: int) -> Path:
+    """`header` followed by `zeros` zero bytes, gzipped chunk by chunk (a few KB on disk)."""
+    compressor = zlib.compressobj(1, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    chunk = bytes(1 << 20)
+    parts = [compressor.compress(header)]
+    for start in range(0, zeros, len(chunk)):
+        parts.append(compressor.compress(chunk[: zeros - start]))
+    path.write_bytes(b"".join([*parts, compressor.flush()]))
+    return path
+
+
+@pytest.mark.parametrize(("header", "size", "expected"), [
+    (TERABYTE_HEADER, 20, "truncated, expected 1000000000000 bytes of data, found 4"),
+    (TERABYTE_HEADER, HUGE, f"truncated, expected 1000000000000 bytes of data, found {HUGE - 16}"),
+    (struct.pack(">HBB2I", 0, 0x0B, 2, 2, 3), HUGE,
+     f"too long, expected 12 bytes of data, found {HUGE - 12}"),
+], ids=["20-bytes-promising-1TB", "64MB-promising-1TB", "64MB-promising-12-bytes"])
+def test_raw_size_is_checked_against_the_header_before_reading(
+    tmp_path: Path, header: bytes, size: int, expected: str
+) -> None:
+    path = sparse_file(tmp_path / "train-images-idx3-ubyte", header, size)
+    assert peak_memory(lambda: read_idx(path)) < 1 << 20
+    assert expected in error_of(path)
+
+
+@pytest.mark.parametrize("zeros", [4, HUGE], ids=["20-bytes", "64MB"])
+def test_gzip_promising_more_than_the_memory_is_refused_before_decompressing(
+    tmp_path: Path, zeros: int
+) -> None:
+    path = gzip_with_zeros(tmp_path / "train-images-idx3-ubyte.gz", TERABYTE_HEADER, zeros)
+    # One chunk of compressed input at most, far below the 64 MB of data.
+    assert peak_memory(lambda: read_idx(path)) < 4 << 20
+    message = error_of(path)
+    assert "header promises 1000000000000 bytes of data [1000000, 1000, 1000]" in message
+    assert "bytes of memory available" in message
+
+
+def test_gzip_longer_than_promised_is_decompressed_only_a_little_past_the_promise(
+    tmp_path: Path,
+) -> None:
+    header = struct.pack(">HBB1I", 0, 0x08, 1, 1000)
+    bomb = gzip_with_zeros(tmp_path / "labels.gz", header, 1000 + HUGE)
+    # Only the promise and a bounded count past it: the 64 MB are never held.
+    assert peak_memory(lambda: read_idx(bomb)) < 4 << 20
+    assert "too long, expected 1000 bytes of data, found more than 16778217" in error_of(bomb)
+    # A few bytes too many are counted exactly.
+    small = gzip_with_zeros(tmp_path / "small.gz", header, 1003)
+    assert "too long, expected 1000 bytes of data, found 1003" in error_of(small)
+
+
+def test_available_memory_is_at_most_the_physical_memory() -> None:
+    memory = available_memory()
+    physical = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    assert memory is not None and 1 << 20 < memory <= physical
