@@ -90,11 +90,13 @@ def test_existing_run_is_never_overwritten_without_asking(fixture_data, tmp_path
 def test_missing_dataset_changes_nothing(isolated, tmp_path, monkeypatch):
     run = tmp_path / "run"
     run.mkdir()
-    (run / "keep.txt").write_text("mine")
+    (run / "recipe.yaml").write_text("name: earlier\ntrain: {}\n")
+    (run / "result.json").write_text('{"epochs_run": 1}')
+    before = snapshot(run)
     monkeypatch.setenv("TRICKLAB_DATA_URL", "http://127.0.0.1:9/")
     with pytest.raises(UserInputError, match="dataset 'fashion_mnist' not found"):
         train_recipe(recipe(), out=run, overwrite=True, progress="none")
-    assert snapshot(run) == {run.joinpath("keep.txt").relative_to(run): b"mine"}
+    assert snapshot(run) == before
 
 
 def test_resume_continues_to_more_epochs(fixture_data, tmp_path):

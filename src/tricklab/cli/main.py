@@ -20,6 +20,7 @@ from tricklab import __version__
 from tricklab.errors import (
     EXIT_INTERRUPTED,
     EXIT_SYSTEM,
+    EXIT_USER_ERROR,
     TricklabError,
     UserInputError,
     is_environment_failure,
@@ -57,6 +58,18 @@ study_app = typer.Typer(
 app.add_typer(study_app, name="study")
 
 RecipeArgument = Annotated[Path, typer.Argument(help="Recipe YAML file.", show_default=False)]
+MAX_STEPS = 1_000_000
+"""Bound of `--steps` (doctor, lr-find): a million steps is days of training already."""
+MAX_SAMPLES = 10_000
+"""Bound of `predict --mc-samples`."""
+
+
+def folder_option(value: str) -> Path:
+    """Parse an `--out` folder; an empty one (an unset shell variable) is a usage error."""
+    if not value.strip():
+        raise typer.BadParameter("an empty path; give the folder to write into, e.g. runs/x")
+    return Path(value)
+
 SetOption = Annotated[
     list[str] | None,
     typer.Option("--set", help="Override a field by dotted path, e.g. train.epochs=3 (repeats)."),
@@ -81,7 +94,8 @@ def _root(
 @app.command()
 def train(
     recipe: RecipeArgument,
-    out: Annotated[Path | None, typer.Option(help="Run directory (default: runs/<name>).")] = None,
+    out: Annotated[Path | None, typer.Option(
+        parser=folder_option, help="Run directory (default: runs/<name>).")] = None,
     set_: SetOption = None,
     resume: Annotated[bool, typer.Option(help="Continue the run in the run directory.")] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace a run already in the folder.")] = False,
@@ -112,10 +126,13 @@ def train(
 def doctor_command(
     recipe: RecipeArgument,
     out: Annotated[
-        Path | None, typer.Option(help="Output directory (default: runs/<name>-doctor).")
+        Path | None, typer.Option(parser=folder_option,
+                                  help="Output directory (default: runs/<name>-doctor).")
     ] = None,
     set_: SetOption = None,
-    steps: Annotated[int, typer.Option(min=1, help="Training steps with probes.")] = 300,
+    steps: Annotated[
+        int, typer.Option(min=1, max=MAX_STEPS, help="Training steps with probes.")
+    ] = 300,
     overwrite: Annotated[bool, typer.Option(help="Replace an earlier doctor run.")] = False,
     quiet: Annotated[bool, typer.Option(help="One plain line per epoch, no progress bar.")] = False,
 ) -> int:
@@ -163,10 +180,13 @@ def summary(recipe: RecipeArgument, set_: SetOption = None) -> int:
 def lr_find(
     recipe: RecipeArgument,
     out: Annotated[
-        Path | None, typer.Option(help="Output directory (default: runs/<name>-lr-find).")
+        Path | None, typer.Option(parser=folder_option,
+                                  help="Output directory (default: runs/<name>-lr-find).")
     ] = None,
     set_: SetOption = None,
-    steps: Annotated[int, typer.Option(min=2, help="Steps of the range test.")] = 300,
+    steps: Annotated[
+        int, typer.Option(min=2, max=MAX_STEPS, help="Steps of the range test.")
+    ] = 300,
     min_lr: Annotated[float, typer.Option(min=0, help="First learning rate.")] = 1e-6,
     max_lr: Annotated[float, typer.Option(min=0, help="Last learning rate.")] = 10.0,
     overwrite: Annotated[bool, typer.Option(help="Replace an earlier test.")] = False,
@@ -197,12 +217,15 @@ def predict_command(
                                             show_default=False)],
     mc_samples: Annotated[
         int | None,
-        typer.Option(min=1, help="Passes with dropout on, averaged (Monte Carlo dropout); "
+        typer.Option(min=1, max=MAX_SAMPLES,
+                     help="Passes with dropout on, averaged (Monte Carlo dropout); "
                                  "without it, one deterministic pass."),
     ] = None,
     split: Annotated[str, typer.Option(help="Data to predict: test, val or train.")] = "test",
     seed: Annotated[int, typer.Option(help="Seed of the dropout masks.")] = 0,
-    batch_size: Annotated[int, typer.Option(min=1, help="Samples per forward pass.")] = 1024,
+    batch_size: Annotated[
+        int, typer.Option(min=1, max=MAX_STEPS, help="Samples per forward pass.")
+    ] = 1024,
 ) -> int:
     """Predict with a finished run's model; show accuracy by confidence (MC dropout)."""
     from rich.console import Console
@@ -367,8 +390,9 @@ def main(argv: list[str] | None = None) -> int:
         try:
             code = app(args=argv, standalone_mode=False)
         except TricklabError as error:
-            print(f"error: {error}", file=sys.stderr)
             code = getattr(error, "exit_code", EXIT_SYSTEM)
+            kind = "interrupted" if code == EXIT_INTERRUPTED else "error"
+            print(f"{kind}: {error}", file=sys.stderr)
         except typer.Abort:
             print("interrupted", file=sys.stderr)
             code = EXIT_INTERRUPTED
@@ -378,10 +402,16 @@ def main(argv: list[str] | None = None) -> int:
         except typer.Exit as exit_:
             code = exit_.exit_code
         except (OSError, MemoryError, RuntimeError) as error:
-            if not is_environment_failure(error):
+            # The machine's refusal (exit 4), or a path that cannot be used as given
+            # (exit 2: a file where a folder is needed, a name too long); anything
+            # else is a bug and keeps its traceback.
+            if is_environment_failure(error):
+                code = EXIT_SYSTEM
+            elif isinstance(error, OSError) and error.filename is not None:
+                code = EXIT_USER_ERROR
+            else:
                 raise
             print(f"error: {system_error_line(error)}", file=sys.stderr)
-            code = EXIT_SYSTEM
     code = code if isinstance(code, int) else 0
     return signals.exit_code if code == EXIT_INTERRUPTED and signals.received else code
 

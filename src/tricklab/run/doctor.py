@@ -19,7 +19,7 @@ from tricklab.doctor import DoctorCallback, watch
 from tricklab.doctor.diagnosis import Diagnosis, diagnose
 from tricklab.recipe import Recipe
 from tricklab.report.doctor import plot_doctor
-from tricklab.run.rundir import RunDirectory
+from tricklab.run.rundir import RunDirectory, RunInterrupted
 from tricklab.run.runner import build, load_data
 from tricklab.train import Trainer
 from tricklab.train.progress import ProgressMode
@@ -90,14 +90,17 @@ def doctor_recipe(
     callbacks: list[Any] = []
     if train.schedule is not None:
         callbacks.append(LearningRateScheduler(train.schedule))
-    if overwrite:
-        run_dir.clear()
-    run_dir.write_recipe(recipe.to_dict())
-    with watch(model, every=max(1, steps // SAMPLES)) as probe:
-        trainer = Trainer(model, optimizer, loss=train.loss, metrics=train.metrics,
-                          callbacks=[*callbacks, DoctorCallback(probe)], seed=recipe.seed,
-                          progress=progress, precision=train.precision)
-        trainer.fit(splits.train.x[:count], splits.train.y[:count], epochs=epochs,
-                    batch_size=train.batch_size, shuffle=train.shuffle)
-        probes = probe.to_dict()
-    return DoctorOutcome(run_dir.path, write_doctor(run_dir.path, probes), trainer.global_step)
+    with run_dir.starting(overwrite, resume=False):
+        with watch(model, every=max(1, steps // SAMPLES)) as probe:
+            trainer = Trainer(model, optimizer, loss=train.loss, metrics=train.metrics,
+                              callbacks=[*callbacks, DoctorCallback(probe)], seed=recipe.seed,
+                              progress=progress, precision=train.precision)
+            fit = trainer.fit(splits.train.x[:count], splits.train.y[:count], epochs=epochs,
+                              batch_size=train.batch_size, shuffle=train.shuffle)
+            probes = probe.to_dict()
+        if fit.status == "interrupted":
+            raise RunInterrupted("the doctor was stopped before it had seen enough; "
+                                 "nothing was saved")
+        run_dir.write_recipe(recipe.to_dict())
+        diagnosis = write_doctor(run_dir.path, probes)
+    return DoctorOutcome(run_dir.path, diagnosis, trainer.global_step)

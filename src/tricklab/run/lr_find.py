@@ -46,14 +46,14 @@ def lr_find_recipe(
         splits = splits.as_reconstruction()
     model, optimizer = build(recipe)
     trainer = Trainer(model, optimizer, loss=recipe.train.loss, seed=recipe.seed, progress="none")
-    result = find_learning_rate(
-        trainer, splits.train.x, splits.train.y, recipe.train.batch_size, min_lr, max_lr, steps
-    )
-    if overwrite:
-        run_dir.clear()
-    run_dir.write_recipe(recipe.to_dict())
-    summary = {"name": recipe.name, "seed": recipe.seed, **asdict(result)}
-    atomic.write_json(run_dir.path / "lr_find.json", summary)
-    plot_lr_find(result.learning_rates, result.losses, result.smoothed, result.suggestion,
-                 run_dir.plots / "lr_find.png", recipe.name)
+    with run_dir.starting(overwrite, resume=False):
+        result = find_learning_rate(
+            trainer, splits.train.x, splits.train.y, recipe.train.batch_size, min_lr, max_lr,
+            steps,
+        )
+        run_dir.write_recipe(recipe.to_dict())
+        summary = {"name": recipe.name, "seed": recipe.seed, **asdict(result)}
+        atomic.write_json(run_dir.path / "lr_find.json", summary)
+        plot_lr_find(result.learning_rates, result.losses, result.smoothed, result.suggestion,
+                     run_dir.plots / "lr_find.png", recipe.name)
     return run_dir.path, summary

@@ -23,7 +23,7 @@ from tricklab.recipe.schema import PhaseSection
 from tricklab.report import plot_learning_curves
 from tricklab.report.reconstructions import plot_reconstructions
 from tricklab.run.pretrained import source_model
-from tricklab.run.rundir import RunDirectory
+from tricklab.run.rundir import RunDirectory, RunInterrupted
 from tricklab.train import FitResult, Trainer
 from tricklab.train.callbacks import Callback
 from tricklab.train.progress import ProgressMode
@@ -186,12 +186,57 @@ def _phase_optimizer(
     return make_optimizer(dict(phase.optimizer), parameters)
 
 
-def _same_run(stored: dict[str, Any], resolved: dict[str, Any]) -> bool:
-    # A resumed run may be asked to train for more epochs; everything else must match.
-    def strip(recipe: dict[str, Any]) -> dict[str, Any]:
-        return {**recipe, "train": {k: v for k, v in recipe["train"].items() if k != "epochs"}}
+def recipe_differences(stored: Any, resolved: Any, path: str = "") -> list[str]:
+    """Dotted paths where two resolved recipes differ, in document order."""
+    if isinstance(stored, dict) and isinstance(resolved, dict):
+        keys = [*stored, *(key for key in resolved if key not in stored)]
+        return [difference for key in keys for difference in recipe_differences(
+            stored.get(key), resolved.get(key), f"{path}.{key}" if path else str(key))]
+    if isinstance(stored, list) and isinstance(resolved, list) and len(stored) == len(resolved):
+        return [difference for index, (a, b) in enumerate(zip(stored, resolved, strict=True))
+                for difference in recipe_differences(a, b, f"{path}.{index}")]
+    return [] if stored == resolved else [path or "<top level>"]
 
-    return strip(stored) == strip(resolved)
+
+def check_resumable(run_dir: RunDirectory, recipe: Recipe) -> None:
+    """Refuse to resume with another recipe, or with fewer epochs than the run has trained.
+
+    A resumed run may be asked to train for more epochs; everything else must match.
+
+    Raises:
+        UserInputError: Naming the fields that differ, or the epochs.
+    """
+    differences = [path for path in recipe_differences(run_dir.stored_recipe(), recipe.to_dict())
+                   if path != "train.epochs"]
+    if differences:
+        shown = ", ".join(differences[:5]) + (" ..." if len(differences) > 5 else "")
+        raise UserInputError(
+            f"--resume: the recipe differs from the one stored in {run_dir.recipe_path} in "
+            f"{shown} (only train.epochs may change on resume)"
+        )
+    done = run_dir.epochs_done()
+    if recipe.train.epochs < done:
+        raise UserInputError(
+            f"--resume: train.epochs is {recipe.train.epochs}, but {run_dir.path} has already "
+            f"trained {done} epochs; give train.epochs {done} or more"
+        )
+
+
+class _FirstEpoch(Callback):
+    """Calls `start()` at the end of each epoch; `start` sets `reached` and acts only once.
+
+    The first finished epoch is when a run comes into being: its recipe is
+    written and a run it replaces is deleted.
+    """
+
+    checkpointed = False
+
+    def __init__(self) -> None:
+        self.start: Callable[[], None] = lambda: None
+        self.reached = False
+
+    def on_epoch_end(self, trainer: Trainer, epoch: int, logs: dict[str, float]) -> None:
+        self.start()
 
 
 def train_recipe(
@@ -206,8 +251,11 @@ def train_recipe(
 ) -> RunOutcome:
     """Train the network a resolved recipe describes and fill its run directory.
 
-    Nothing is written until the data is loaded and the model and optimizer are
-    built, so a bad recipe or a missing dataset leaves the disk untouched.
+    Everything that can be checked is checked before anything is written: the
+    folder, the data, the model against its data and loss. The run directory
+    appears with the first finished epoch; a run that fails or is interrupted
+    before that leaves the folder as it found it (with `overwrite`, the old run
+    is back in place).
 
     Args:
         recipe: A resolved recipe (`load_recipe` returns one).
@@ -224,16 +272,15 @@ def train_recipe(
             this run: `out`'s parent folder).
 
     Raises:
-        UserInputError: The folder holds another run, or the data cannot be had.
+        UserInputError: The folder holds another run or files that are not a run's,
+            the data cannot be had, or the model does not fit its data and loss.
+        RunInterrupted: Ctrl-C or SIGTERM before the first epoch ended.
     """
     run_dir = RunDirectory(out if out is not None else Path("runs") / recipe.name)
     run_dir.check_usable(resume, overwrite)
     resolved = recipe.to_dict()
-    if resume and not _same_run(run_dir.stored_recipe(), resolved):
-        raise UserInputError(
-            f"--resume: the recipe differs from the one stored in {run_dir.recipe_path} "
-            "(only train.epochs may change on resume)"
-        )
+    if resume:
+        check_resumable(run_dir, recipe)
     splits = load_data(recipe) if splits is None else shaped_for_model(splits, recipe)
     if recipe.train.target == "inputs":
         splits = splits.as_reconstruction()
@@ -242,7 +289,8 @@ def train_recipe(
     )
     train = recipe.train
     phases = training_phases(recipe)
-    observers = []
+    first_epoch = _FirstEpoch()
+    observers: list[Callback] = [first_epoch]
     probe = None
     if doctor:
         from tricklab.doctor import DoctorCallback, watch
@@ -263,22 +311,33 @@ def train_recipe(
         augment=Pipeline(recipe.data["augment"]) if recipe.data.get("augment") else None,
         precision=train.precision,
     )
-    if overwrite:
-        run_dir.clear()
-    run_dir.write_recipe(resolved)
-    validation = (splits.val.x, splits.val.y) if splits.val is not None else None
-    try:
-        fit = _fit_phases(trainer, recipe, phases, splits, validation, resume, observers)
-    finally:
-        if probe is not None:
-            probe.detach()
-    if probe is not None:
-        from tricklab.run.doctor import write_doctor
+    with run_dir.starting(overwrite, resume) as aside:
+        def started() -> None:
+            if not first_epoch.reached:
+                first_epoch.reached = True
+                run_dir.write_recipe(resolved)
+                if aside is not None:
+                    aside.discard()
 
-        write_doctor(run_dir.path, probe.to_dict())
-    result = run_result(recipe, model, trainer.device, splits, fit,
-                        lambda _name, split: trainer.evaluate(split.x, split.y, batch_size=1024))
-    write_run(run_dir, recipe, splits, fit, result, model, trainer.optimizer, trainer.predict)
+        first_epoch.start = started
+        validation = (splits.val.x, splits.val.y) if splits.val is not None else None
+        try:
+            fit = _fit_phases(trainer, recipe, phases, splits, validation, resume, observers)
+        finally:
+            if probe is not None:
+                probe.detach()
+        if fit.status == "interrupted" and not run_dir.has_progress():
+            raise RunInterrupted("stopped before the first epoch ended; nothing was saved")
+        started()
+        if probe is not None:
+            from tricklab.run.doctor import write_doctor
+
+            write_doctor(run_dir.path, probe.to_dict())
+        result = run_result(
+            recipe, model, trainer.device, splits, fit,
+            lambda _name, split: trainer.evaluate(split.x, split.y, batch_size=1024),
+        )
+        write_run(run_dir, recipe, splits, fit, result, model, trainer.optimizer, trainer.predict)
     return RunOutcome(run_dir.path, result, EXIT_CODES[fit.status])
 
 

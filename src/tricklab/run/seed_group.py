@@ -8,6 +8,7 @@ holds what `tricklab.run.runner.train_recipe` would have left for it.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -75,27 +76,30 @@ def train_seed_group(
         splits = splits.as_reconstruction()
     device = training_device(recipe)
     trainer = BatchedSeedsTrainer.from_recipe(recipe, [r.seed for r in recipes], device)
-    for run_dir, seed_recipe in zip(run_dirs, recipes, strict=True):
-        if overwrite:
-            run_dir.clear()
-        run_dir.write_recipe(seed_recipe.to_dict())
     train = recipe.train
-    fits = trainer.fit(
-        splits.train.x, splits.train.y, epochs=train.epochs, batch_size=train.batch_size,
-        validation_data=(splits.val.x, splits.val.y) if splits.val is not None else None,
-        shuffle=train.shuffle,
-    )
-    models, optimizers = trainer.unstack(), trainer.unstacked_optimizers()
-    scores: dict[str, list[dict[str, float]]] = {}
-    outcomes = []
-    for index, (seed_recipe, run_dir, fit) in enumerate(zip(recipes, run_dirs, fits, strict=True)):
-        seed = _GroupSeed(trainer, index, scores)
-        share = dataclasses.replace(fit, wall_time_s=fit.wall_time_s / len(recipes))
-        result = {**run_result(seed_recipe, models[index], device, splits, share, seed.evaluate),
-                  "batched_seeds": len(recipes)}
-        write_run(run_dir, seed_recipe, splits, fit, result, models[index], optimizers[index],
-                  seed.predict)
-        outcomes.append(RunOutcome(run_dir.path, result, EXIT_CODES[fit.status]))
+    with contextlib.ExitStack() as stack:
+        for run_dir in run_dirs:
+            stack.enter_context(run_dir.starting(overwrite, resume=False))
+        fits = trainer.fit(
+            splits.train.x, splits.train.y, epochs=train.epochs, batch_size=train.batch_size,
+            validation_data=(splits.val.x, splits.val.y) if splits.val is not None else None,
+            shuffle=train.shuffle,
+        )
+        models, optimizers = trainer.unstack(), trainer.unstacked_optimizers()
+        scores: dict[str, list[dict[str, float]]] = {}
+        outcomes = []
+        for index, (seed_recipe, run_dir, fit) in enumerate(
+            zip(recipes, run_dirs, fits, strict=True)
+        ):
+            seed = _GroupSeed(trainer, index, scores)
+            share = dataclasses.replace(fit, wall_time_s=fit.wall_time_s / len(recipes))
+            result = {**run_result(seed_recipe, models[index], device, splits, share,
+                                   seed.evaluate),
+                      "batched_seeds": len(recipes)}
+            run_dir.write_recipe(seed_recipe.to_dict())
+            write_run(run_dir, seed_recipe, splits, fit, result, models[index],
+                      optimizers[index], seed.predict)
+            outcomes.append(RunOutcome(run_dir.path, result, EXIT_CODES[fit.status]))
     return outcomes
 
 
