@@ -3,22 +3,39 @@
 Each checkpoint is one file written atomically with `torch.save` and read back
 with `torch.load(weights_only=True)`, which refuses to unpickle anything but
 tensors and plain Python containers. The newest `keep` files are kept, so a
-latest file that is corrupt (a full disk, a bad sector) falls back to the one
-before it with a warning.
+latest file that is corrupt (a full disk, a bad sector) or that does not fit
+the run resuming from it (another architecture written into the same folder,
+a damaged optimizer state) falls back to the one before it with a one-line
+warning; when none is left, training starts over, with a warning too.
+
+`check_model_state` and `check_optimizer_state` tell whether a saved state
+fits a model or an optimizer without touching either, so a misfit leaves the
+weights as they were instead of half restored.
 """
 
 from __future__ import annotations
 
 import re
 import warnings
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from tricklab import atomic
 
 _NAME = re.compile(r"^epoch_(\d{4,})\.pt$")
+# Names listed in a misfit's message before "and N more".
+_LISTED = 3
+# A cause quoted from an exception is cut to this many characters.
+_CAUSE_CHARS = 200
+_UNPICKLER = "WeightsUnpickler error:"
+
+
+class CheckpointMismatch(ValueError):
+    """A readable checkpoint that cannot restore this run; the message says why, in one line."""
 
 
 class CheckpointManager:
@@ -54,19 +71,189 @@ class CheckpointManager:
             old.unlink(missing_ok=True)
         return path
 
-    def load_latest(self) -> dict[str, Any] | None:
-        """Return the newest readable checkpoint, or `None` when there is none.
+    def load_latest(
+        self, accept: Callable[[dict[str, Any]], None] | None = None
+    ) -> dict[str, Any] | None:
+        """Return the newest checkpoint that is readable and that `accept` takes.
 
-        A file that cannot be read is skipped with a warning naming it.
+        Files are tried newest first. One that cannot be read, is not a mapping,
+        or that `accept` refuses is skipped with a one-line `RuntimeWarning`
+        naming it and the cause; when every file is skipped, the last warning
+        says that training starts over.
+
+        Args:
+            accept: Called with each readable checkpoint, newest first; it
+                restores the checkpoint into the run, or raises (best a
+                `CheckpointMismatch`) without having changed anything, to
+                have the previous file tried. Defaults to `None` (any readable
+                checkpoint is taken).
+
+        Returns:
+            The checkpoint taken, or `None` when there is none.
         """
-        for path in reversed(self.paths()):
+        paths = self.paths()
+        for index in range(len(paths) - 1, -1, -1):
+            path = paths[index]
+            next_step = (
+                "falling back to the previous one" if index
+                else "no earlier checkpoint is left: training starts over"
+            )
             try:
-                return torch.load(path, map_location="cpu", weights_only=True)
+                state = torch.load(path, map_location="cpu", weights_only=True)
             except Exception as error:  # any failure to read means "corrupt": try the previous one
-                warnings.warn(
-                    f"checkpoint {path} is unreadable ({type(error).__name__}: {error}); "
-                    "falling back to the previous one",
-                    RuntimeWarning,
-                    stacklevel=2,
-                )
+                _warn(f"checkpoint {path} is unreadable ({_cause(error)}); {next_step}")
+                continue
+            try:
+                if not isinstance(state, dict):
+                    raise CheckpointMismatch(
+                        f"it holds a {type(state).__name__}, not a checkpoint's mapping"
+                    )
+                if accept is not None:
+                    accept(state)
+            except Exception as error:  # whatever the content, a misfit is not a traceback
+                cause = str(error) if isinstance(error, CheckpointMismatch) else _cause(error)
+                _warn(f"checkpoint {path} does not fit this run ({cause}); {next_step}")
+                continue
+            return state
         return None
+
+
+def check_model_state(saved: object, model: nn.Module, where: str = "model") -> None:
+    """Check that `saved` would load into `model` with `load_state_dict`, without loading it.
+
+    The keys must be exactly the model's, and each value a tensor of the same
+    shape and kind of dtype (float, complex, integer or bool) as the model's.
+
+    Args:
+        saved: What the checkpoint holds for the model.
+        model: The model to restore.
+        where: The checkpoint's key, for messages. Defaults to `"model"`.
+
+    Raises:
+        CheckpointMismatch: Naming the missing or unexpected keys, or the first
+            tensor of another shape or type.
+    """
+    if not isinstance(saved, Mapping):
+        raise CheckpointMismatch(f"{where}: a {type(saved).__name__}, not a state dict")
+    own = model.state_dict()
+    missing = [key for key in own if key not in saved]
+    unexpected = [key for key in saved if key not in own]
+    if missing or unexpected:
+        parts = [f"{label} keys {_names(keys)}"
+                 for label, keys in (("missing", missing), ("unexpected", unexpected)) if keys]
+        raise CheckpointMismatch(f"{where}: {'; '.join(parts)}")
+    for key, tensor in own.items():
+        _check_tensor(saved[key], tensor, f"{where}.{key}")
+
+
+def check_optimizer_state(
+    saved: object, optimizer: torch.optim.Optimizer, where: str = "optimizer"
+) -> None:
+    """Check that `saved` would load into `optimizer` and fit its parameters, without loading it.
+
+    `Optimizer.load_state_dict` checks only the number of parameter groups and
+    their sizes; a moment of another shape would load and fail at the next
+    step. So each tensor of a parameter's state with at least one dimension
+    must have that parameter's shape (every optimizer of tricklab and of
+    PyTorch keeps element-wise states, plus scalar step counts).
+
+    Args:
+        saved: What the checkpoint holds for the optimizer.
+        optimizer: The optimizer to restore.
+        where: The checkpoint's key, for messages. Defaults to `"optimizer"`.
+
+    Raises:
+        CheckpointMismatch: Naming what does not fit.
+    """
+    if not isinstance(saved, Mapping) or not isinstance(saved.get("state"), Mapping) or (
+        not isinstance(saved.get("param_groups"), list)
+    ):
+        raise CheckpointMismatch(
+            f"{where}: not an optimizer's state dict (a mapping of 'state' and 'param_groups')"
+        )
+    groups = optimizer.param_groups
+    if len(saved["param_groups"]) != len(groups):
+        raise CheckpointMismatch(
+            f"{where}: {len(saved['param_groups'])} parameter groups in the checkpoint, "
+            f"{len(groups)} in the optimizer"
+        )
+    params: dict[Any, torch.Tensor] = {}
+    for number, (saved_group, group) in enumerate(zip(saved["param_groups"], groups, strict=True)):
+        ids = saved_group.get("params") if isinstance(saved_group, Mapping) else None
+        if not isinstance(ids, list) or len(ids) != len(group["params"]):
+            found = len(ids) if isinstance(ids, list) else "no list of"
+            raise CheckpointMismatch(
+                f"{where}: parameter group {number} has {found} parameters in the "
+                f"checkpoint, {len(group['params'])} in the optimizer"
+            )
+        params.update(zip(ids, group["params"], strict=True))
+    for key, entries in saved["state"].items():
+        if key not in params:
+            raise CheckpointMismatch(f"{where}: state of parameter {key!r}, which no group holds")
+        if not isinstance(entries, Mapping):
+            raise CheckpointMismatch(
+                f"{where}.state.{key}: a {type(entries).__name__}, not a mapping"
+            )
+        param = params[key]
+        for name, value in entries.items():
+            if isinstance(value, torch.Tensor) and value.ndim and value.shape != param.shape:
+                raise CheckpointMismatch(
+                    f"{where}.state.{key}.{name}: shape {list(value.shape)} in the checkpoint, "
+                    f"the parameter's is {list(param.shape)}"
+                )
+
+
+def check_tensor_like(saved: object, own: torch.Tensor, where: str) -> None:
+    """Check that `saved` is a tensor of `own`'s shape and dtype, e.g. a generator's state.
+
+    Raises:
+        CheckpointMismatch: Naming `where`.
+    """
+    _check_tensor(saved, own, where)
+    if saved.dtype != own.dtype:  # type: ignore[union-attr]
+        raise CheckpointMismatch(
+            f"{where}: dtype {saved.dtype} in the checkpoint, {own.dtype} expected"  # type: ignore[union-attr]
+        )
+
+
+def _check_tensor(saved: object, own: torch.Tensor, where: str) -> None:
+    if not isinstance(saved, torch.Tensor):
+        raise CheckpointMismatch(f"{where}: a {type(saved).__name__}, not a tensor")
+    if saved.shape != own.shape:
+        raise CheckpointMismatch(
+            f"{where}: shape {list(saved.shape)} in the checkpoint, {list(own.shape)} in the run"
+        )
+    if _kind(saved.dtype) != _kind(own.dtype):
+        raise CheckpointMismatch(
+            f"{where}: dtype {saved.dtype} in the checkpoint, {own.dtype} in the run"
+        )
+
+
+def _kind(dtype: torch.dtype) -> str:
+    """Float, complex, bool or integer: a float64 weight fits a float32 one, an integer does not."""
+    if dtype.is_complex:
+        return "complex"
+    if dtype.is_floating_point:
+        return "float"
+    return "bool" if dtype == torch.bool else "integer"
+
+
+def _names(keys: list[str]) -> str:
+    shown = ", ".join(keys[:_LISTED])
+    return shown + (f" and {len(keys) - _LISTED} more" if len(keys) > _LISTED else "")
+
+
+def _cause(error: BaseException) -> str:
+    """`Type: first sentence of the message`, short: a warning stays one line."""
+    text = str(error)
+    # torch's safe unpickler wraps what it refused in paragraphs of advice.
+    text = text.split(_UNPICKLER, 1)[-1]
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    sentence = lines[0].split(". ")[0].rstrip(".") if lines else ""
+    text = f"{type(error).__name__}: {sentence}" if sentence else type(error).__name__
+    return text if len(text) <= _CAUSE_CHARS else text[: _CAUSE_CHARS - 3] + "..."
+
+
+def _warn(message: str) -> None:
+    # stacklevel 3: the warning points at whoever asked for the checkpoint.
+    warnings.warn(message, RuntimeWarning, stacklevel=3)

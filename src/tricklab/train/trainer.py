@@ -33,7 +33,13 @@ from torch import nn
 
 from tricklab.train.callbacks import Callback, EarlyStopping
 from tricklab.train.callbacks import callbacks as callback_registry
-from tricklab.train.checkpoint import CheckpointManager
+from tricklab.train.checkpoint import (
+    CheckpointManager,
+    CheckpointMismatch,
+    check_model_state,
+    check_optimizer_state,
+    check_tensor_like,
+)
 from tricklab.train.feature_cache import cache_frozen_bottom
 from tricklab.train.losses import Loss, losses
 from tricklab.train.metrics import EpochMetrics, Metric
@@ -482,29 +488,127 @@ class Trainer:
         return [callback for callback in self.callbacks if callback.checkpointed]
 
     def _restore(self) -> int | None:
-        """Load the newest checkpoint; return its epoch, or `None` when there is none.
+        """Restore the newest checkpoint that fits this run; return its epoch, or `None`.
 
+        A newest checkpoint that is unreadable or does not fit (another model's
+        keys or shapes, another optimizer's parameters, damaged contents) is
+        skipped with a warning for the one before it (see
+        `CheckpointManager.load_latest`); `None` means training starts over.
         Optimizer and callback states are restored only into the phase that saved
         them: another phase's optimizer may train other parameters.
         """
-        state = self.checkpoints.load_latest() if self.checkpoints is not None else None
-        if state is None:
+        if self.checkpoints is None:
             return None
-        self.model.load_state_dict(state["model"])
-        if state.get("phase", 0) == self.phase:
-            self.optimizer.load_state_dict(state["optimizer"])
-            for callback, saved in zip(self._checkpointed(), state["callbacks"], strict=True):
+        state = self.checkpoints.load_latest(self._restore_from)
+        return None if state is None else state["epoch"]
+
+    def _restore_from(self, state: dict[str, Any]) -> None:
+        """Restore `state`, or raise `CheckpointMismatch` leaving the run untouched.
+
+        Everything is checked before anything is restored. Of the restoring
+        itself only the callbacks' and the loss scaler's `load_state_dict` can
+        still refuse (what their states hold is their own business), so they go
+        first, then the optimizer, whose own load checks before it changes
+        anything; on a failure they are put back, before the model's weights are
+        touched.
+        """
+        same_phase = self._check_checkpoint(state)
+        checkpointed = self._checkpointed() if same_phase else []
+        scaler = self._scaler if "grad_scaler" in state else None
+        before = [callback.state_dict() for callback in checkpointed]
+        scaler_before = scaler.state_dict() if scaler is not None else None
+        loading = ""
+        try:
+            saved_states = state["callbacks"] if same_phase else []
+            for callback, saved in zip(checkpointed, saved_states, strict=True):
+                loading = f"callback {type(callback).__name__}"
                 callback.load_state_dict(saved)
+            if scaler is not None:
+                loading = "float16 loss scaler"
+                scaler.load_state_dict(state["grad_scaler"])
+            if same_phase:
+                # Last: the optimizer's own load checks before it changes anything.
+                loading = "optimizer"
+                self.optimizer.load_state_dict(state["optimizer"])
+        except Exception as error:
+            for callback, saved in zip(checkpointed, before, strict=True):
+                callback.load_state_dict(saved)
+            if scaler is not None:
+                scaler.load_state_dict(scaler_before)
+            first = str(error).splitlines()[0] if str(error) else ""
+            raise CheckpointMismatch(
+                f"the state of the {loading} does not load ({type(error).__name__}: {first})"
+            ) from None
+        self.model.load_state_dict(state["model"])
         self.history = {key: list(values) for key, values in state["history"].items()}
         torch.set_rng_state(state["rng"]["global"])
         if "cuda" in state["rng"] and self.device.type == "cuda":
             torch.cuda.set_rng_state(state["rng"]["cuda"], self.device)
-        if self._scaler is not None and "grad_scaler" in state:
-            self._scaler.load_state_dict(state["grad_scaler"])
         self.generator.set_state(state["rng"]["shuffle"])
         self.stop_training = state["stop_training"]
         self.global_step = state["global_step"]
-        return state["epoch"]
+
+    def _check_checkpoint(self, state: dict[str, Any]) -> bool:
+        """Check that `state` fits this run without changing it; return whether it is this phase's.
+
+        Raises:
+            CheckpointMismatch: Naming the first thing that does not fit.
+        """
+        if state.get("format", CHECKPOINT_FORMAT) != CHECKPOINT_FORMAT:
+            raise CheckpointMismatch(
+                f"format {state.get('format')!r}, this version reads {CHECKPOINT_FORMAT}"
+            )
+        types: dict[str, type] = {
+            "epoch": int, "phase": int, "stop_training": bool, "global_step": int,
+            "model": dict, "history": dict, "rng": dict,
+        }
+        for key, kind in types.items():
+            if key == "phase" and key not in state:
+                continue  # checkpoints from before phases existed: phase 0
+            if key not in state:
+                raise CheckpointMismatch(f"no '{key}' entry")
+            value = state[key]
+            if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+                raise CheckpointMismatch(f"{key}: a {type(value).__name__}, not {kind.__name__}")
+        if state["epoch"] < 0 or state["global_step"] < 0:
+            raise CheckpointMismatch(
+                f"negative epoch {state['epoch']} or step {state['global_step']}"
+            )
+        check_model_state(state["model"], self.model)
+        history = state["history"]
+        if not all(isinstance(key, str) and isinstance(values, list)
+                   for key, values in history.items()):
+            raise CheckpointMismatch("history: not a mapping of names to lists")
+        rng = state["rng"]
+        check_tensor_like(rng.get("global"), torch.get_rng_state(), "rng.global")
+        check_tensor_like(rng.get("shuffle"), self.generator.get_state(), "rng.shuffle")
+        if "cuda" in rng and self.device.type == "cuda":
+            check_tensor_like(rng["cuda"], torch.cuda.get_rng_state(self.device), "rng.cuda")
+        scaler = state.get("grad_scaler")
+        if self._scaler is not None and scaler is not None and (
+            not isinstance(scaler, dict) or set(scaler) != set(self._scaler.state_dict())
+        ):
+            raise CheckpointMismatch("grad_scaler: not the state of a float16 loss scaler")
+        same_phase = state.get("phase", 0) == self.phase
+        if same_phase:
+            check_optimizer_state(state.get("optimizer"), self.optimizer)
+            checkpointed = self._checkpointed()
+            saved = state.get("callbacks")
+            if not isinstance(saved, list) or len(saved) != len(checkpointed):
+                count = len(saved) if isinstance(saved, list) else "no list of"
+                raise CheckpointMismatch(
+                    f"callbacks: {count} callback states in the checkpoint, "
+                    f"{len(checkpointed)} callbacks to restore in the run"
+                )
+            # What a callback's state holds is its own business: `_restore_from`
+            # tries its `load_state_dict` and puts the callbacks back on failure.
+            for callback, entry in zip(checkpointed, saved, strict=True):
+                if not isinstance(entry, dict):
+                    raise CheckpointMismatch(
+                        f"callbacks: the state of {type(callback).__name__} is a "
+                        f"{type(entry).__name__}, not a mapping"
+                    )
+        return same_phase
 
 
 def _overrides(callback: Callback, hook: str) -> bool:
