@@ -7,6 +7,7 @@ study validates recipes but never reads data.
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ import yaml
 
 from tricklab.errors import UserInputError
 from tricklab.recipe import recipe_from_dict
-from tricklab.recipe.study import PlannedRun, load_study
+from tricklab.recipe.study import MAX_SEEDS, PlannedRun, load_study
 
 from ..conftest import REPOSITORY
 
@@ -41,7 +42,8 @@ def _base(**changes: Any) -> dict[str, Any]:
                 {"dense": {"units": 10, "activation": "softmax"}},
             ],
         },
-        "train": {"optimizer": {"name": "sgd", "learning_rate": 0.01}, "epochs": 3},
+        "train": {"optimizer": {"name": "sgd", "learning_rate": 0.01}, "epochs": 3,
+                  "metrics": ["accuracy"]},
     }
     base.update(changes)
     return base
@@ -195,7 +197,8 @@ def test_a_variant_recipe_replaces_the_base(tmp_path):
     _write(recipes, _base(name="adam-one", model={
         "input_shape": [28, 28],
         "layers": ["flatten", {"dense": {"units": 10, "activation": "softmax"}}],
-    }, train={"optimizer": {"name": "adam", "learning_rate": 0.002}, "epochs": 2}), "adam.yaml")
+    }, train={"optimizer": {"name": "adam", "learning_rate": 0.002}, "epochs": 2,
+             "metrics": ["accuracy"]}), "adam.yaml")
     _write(recipes, _base(name="base"), "base.yaml")
     path = _write(tmp_path / "studies", _document(base="../recipes/base.yaml", variants={
         "plain": {},
@@ -220,7 +223,7 @@ def test_a_variant_recipe_replaces_the_base(tmp_path):
 
 
 def test_a_base_recipe_file_is_read_relative_to_the_study_file(tmp_path):
-    _write(tmp_path / "recipes", _base(train={"optimizer": "nadam", "epochs": 4}), "r.yaml")
+    _write(tmp_path / "recipes", _base(train={"optimizer": "nadam", "epochs": 4, "metrics": ["accuracy"]}), "r.yaml")
     path = _write(tmp_path / "studies" / "deeper", _document(base="../../recipes/r.yaml"))
     recipe = load_study(path).spec["variants"]["a"]["recipe"]
     assert recipe["train"]["optimizer"]["name"] == "nadam"
@@ -267,7 +270,7 @@ def test_a_set_value_is_not_shared_between_variants(tmp_path):
 
 
 def test_budget_epochs_sets_every_variants_epochs(tmp_path):
-    _write(tmp_path / "r", _base(train={"optimizer": "sgd", "epochs": 20}), "own.yaml")
+    _write(tmp_path / "r", _base(train={"optimizer": "sgd", "epochs": 20, "metrics": ["accuracy"]}), "own.yaml")
     study = _load(tmp_path, budget={"epochs": 6}, variants={
         "a": {}, "own": {"recipe": "r/own.yaml"}, "longer": {"set": {"train.epochs": 50}},
     })
@@ -303,11 +306,15 @@ def test_seeds_argument_replaces_the_seed_list(tmp_path):
     assert load_study(_write(tmp_path, default)).spec["seeds"] == [0, 1, 2, 3, 4]
 
 
-def test_seeds_argument_below_one_is_a_user_error(tmp_path):
+@pytest.mark.parametrize("seeds", [0, -3, MAX_SEEDS + 1, 1_000_000_000])
+def test_seeds_argument_has_the_bounds_of_the_files_seeds(tmp_path, seeds):
     path = _write(tmp_path, _document())
+    started = time.perf_counter()
     with pytest.raises(UserInputError) as raised:
-        load_study(path, seeds=0)
-    assert str(raised.value) == "--seeds: 0 is not a number of seeds (1 or more)"
+        load_study(path, seeds=seeds)
+    assert str(raised.value) == f"--seeds: {seeds} is not a number of seeds from 1 to 1000"
+    assert time.perf_counter() - started < 1.0  # refused at once, no seed list is built
+    assert _load(tmp_path, cli_seeds=MAX_SEEDS).spec["seeds"] == list(range(MAX_SEEDS))
 
 
 def test_resolved_spec_holds_what_the_report_needs(tmp_path):
@@ -653,12 +660,100 @@ def test_negative_seeds_are_refused(tmp_path):
     assert message == f"{path}: seeds: seeds should be 0 or more (got [0, -1])"
 
 
+def test_an_explicit_seed_list_holds_at_most_max_seeds(tmp_path):
+    path, message = _error(tmp_path, seeds=list(range(20_000)))
+    assert message.startswith(
+        f"{path}: seeds: a list of seeds should hold at most 1000 seeds, not 20000 (got [0, 1, "
+    )
+    assert _load(tmp_path, seeds=list(range(MAX_SEEDS))).spec["seeds"] == list(range(MAX_SEEDS))
+
+
+@pytest.mark.parametrize(("seeds", "words"), [
+    ([3, 1, 3], "the seeds of a list should all differ; 3 is there twice"),
+    ([0, 2**63], "seeds should be below 2**63, as a recipe's seed is"),
+], ids=["repeated", "too-large"])
+def test_seed_lists_a_run_could_not_use_are_refused(tmp_path, seeds, words):
+    path, message = _error(tmp_path, seeds=seeds)
+    assert message == f"{path}: seeds: {words} (got {seeds})"
+
+
+# --- names the study compares, checked against what its runs report ------------------------
+
+NO_METRICS = {"set": {"train.metrics": []}}
+NO_VALIDATION = {"set": {"data.validation": 0}}
+
+
+@pytest.mark.parametrize(("changes", "message"), [
+    ({"metric": "test_acuracy"},
+     "metric: 'test_acuracy' is not reported by any run; did you mean 'test_accuracy'? Accepted: "
+     "train_loss, train_accuracy, val_loss, val_accuracy, test_loss, test_accuracy"),
+    ({"metric": "test_accuracy", "base": _base(train={"optimizer": "sgd"})},
+     "metric: 'test_accuracy' is not reported by any run, as train.metrics does not list "
+     "accuracy; accepted: train_loss, val_loss, test_loss"),
+    ({"metric": "accuracy"},
+     "metric: 'accuracy' is not reported by any run; did you mean 'val_accuracy'? Accepted: "
+     "train_loss, train_accuracy, val_loss, val_accuracy, test_loss, test_accuracy"),
+    ({"variants": {"a": {}, "b": NO_METRICS}},
+     "metric: 'test_accuracy' is not reported by the runs of variant 'b', as its train.metrics "
+     "does not list accuracy; accepted: train_loss, val_loss, test_loss"),
+    ({"metric": "val_accuracy", "variants": {"a": {}, "b": NO_VALIDATION}},
+     "metric: 'val_accuracy' is not reported by the runs of variant 'b'; did you mean "
+     "'train_accuracy'? Accepted: train_loss, train_accuracy, test_loss, test_accuracy"),
+    ({"target": {"metric": "val_acuracy", "value": 0.8}},
+     "target.metric: 'val_acuracy' is not logged per epoch by any run; did you mean "
+     "'val_accuracy'? Accepted: loss, accuracy, val_loss, val_accuracy"),
+    ({"target": {"metric": "test_accuracy", "value": 0.8}},
+     "target.metric: 'test_accuracy' is not logged per epoch by any run; did you mean "
+     "'val_accuracy'? Accepted: loss, accuracy, val_loss, val_accuracy"),
+    ({"metric": "test_loss", "target": {"value": 0.8}, "variants": {"a": {}, "b": NO_METRICS}},
+     "target.metric: 'val_accuracy' is not logged per epoch by the runs of variant 'b', as its "
+     "train.metrics does not list accuracy; accepted: loss, val_loss"),
+    ({"lr_search": {"grid": [0.1, 0.01], "metric": "test_accuracy"}},
+     "lr_search.metric: 'test_accuracy' is not a validation metric reported by any run; did "
+     "you mean 'val_accuracy'? Accepted: val_loss, val_accuracy"),
+    ({"lr_search": {"grid": [0.1, 0.01], "metric": "test_accuracy"},
+      "base": _base(train={"optimizer": "sgd"}), "metric": "test_loss"},
+     "lr_search.metric: 'test_accuracy' is not a validation metric reported by any run; "
+     "accepted: val_loss"),
+    ({"lr_search": {"grid": [0.1, 0.01], "metric": "val_acuracy"}},
+     "lr_search.metric: 'val_acuracy' is not a validation metric reported by any run; did you "
+     "mean 'val_accuracy'? Accepted: val_loss, val_accuracy"),
+], ids=["metric-typo", "metric-unlisted", "metric-history-key", "metric-a-variant-lacks", "metric-no-validation",
+        "target-typo", "target-final-metric", "target-a-variant-lacks", "search-on-test",
+        "search-on-test-unlisted", "search-typo"])
+def test_a_name_some_run_would_not_produce_is_refused_at_load(tmp_path, changes, message):
+    started = time.perf_counter()
+    path, error = _error(tmp_path, **changes)
+    assert error == f"{path}: {message}"
+    assert time.perf_counter() - started < 2.0  # nothing trained
+    assert sorted(item.name for item in tmp_path.iterdir()) == ["study.yaml"]
+
+
+def test_names_only_the_runs_that_use_them_must_produce(tmp_path):
+    # A variant left out of the search need not report the search's metric; the
+    # study's metric and target only need what every variant has.
+    study = _load(tmp_path, metric="test_loss", target={"metric": "val_loss", "value": 0.5},
+                  variants={"a": {}, "b": NO_METRICS},
+                  lr_search={"grid": [0.1, 0.01], "metric": "val_accuracy", "variants": ["a"]})
+    assert study.searched() == ["a"]
+    path, message = _error(tmp_path, metric="test_loss", variants={"a": {}, "b": NO_METRICS},
+                           lr_search={"grid": [0.1, 0.01], "metric": "val_accuracy"})
+    assert message == (
+        f"{path}: lr_search.metric: 'val_accuracy' is not a validation metric reported by the "
+        "runs of variant 'b', as its train.metrics does not list accuracy; accepted: val_loss")
+    regularized = {"set": {"model.layers.1.dense.kernel_regularizer": {"l2": {"l2": 0.01}}}}
+    study = _load(tmp_path, target={"metric": "regularization_loss", "value": 0.1},
+                  variants={"a": regularized})
+    assert study.spec["target"]["metric"] == "regularization_loss"
+
+
 @pytest.mark.parametrize(
     ("quick", "budget", "expected"),
     [(True, None, [4, 1]), (False, 3, [3]), (False, 9, [4, 5]), (False, 6, [4, 2])],
 )
 def test_quick_and_budget_cut_or_lengthen_phases_in_order(tmp_path, quick, budget, expected):
-    base = _base(train={"optimizer": "sgd", "phases": [{"epochs": 4}, {"epochs": 2}]})
+    base = _base(train={"optimizer": "sgd", "phases": [{"epochs": 4}, {"epochs": 2}],
+                        "metrics": ["accuracy"]})
     document = _document(base=base, quick={"seeds": 1, "epochs": 5})
     if budget:
         document["budget"] = {"epochs": budget}

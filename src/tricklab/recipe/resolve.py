@@ -11,10 +11,11 @@ from typing import Any
 
 from tricklab.data import INPUT_SHAPES, datasets
 from tricklab.data.augment import augmentations
-from tricklab.errors import UserInputError
+from tricklab.errors import UserInputError, did_you_mean
 from tricklab.nn import resolve_layers
 from tricklab.optim import optimizers
 from tricklab.optim.schedules import schedules
+from tricklab.recipe.reported import has_validation, logged_keys, unlisted_metric
 from tricklab.recipe.schema import PhaseSection, Recipe
 from tricklab.registry import Registry
 from tricklab.train.callbacks import callbacks
@@ -105,19 +106,6 @@ def resolve(recipe: Recipe) -> Recipe:
             _resolve_phase(phase, index, train.optimizer, recipe.model.reuse is not None)
             for index, phase in enumerate(train.phases)
         ]
-    if data.get("validation", 0) == 0:
-        watchers = {f"train.callbacks.{i}": entry for i, entry in enumerate(resolved_callbacks)}
-        watchers["train.schedule"] = schedule or {}
-        for index, phase in enumerate(phases or []):
-            watchers[f"train.phases.{index}.schedule"] = phase.schedule or {}
-        for path, entry in watchers.items():
-            for name, config in entry.items():
-                monitor = str(config.get("monitor", ""))
-                if monitor.startswith("val_"):
-                    raise UserInputError(
-                        f"{path}.{name}.monitor: '{monitor}' needs a validation set, "
-                        "but data.validation is 0"
-                    )
     input_shape = recipe.model.input_shape or list(INPUT_SHAPES[data["dataset"]](data))
     layers = resolve_layers(recipe.model.layers, "model.layers") if recipe.model.layers else []
     if recipe.model.reuse is not None:
@@ -136,4 +124,52 @@ def resolve(recipe: Recipe) -> Recipe:
             "phases": phases,
         }
     )
-    return recipe.model_copy(update={"data": data, "model": model, "train": train})
+    resolved = recipe.model_copy(update={"data": data, "model": model, "train": train})
+    check_monitors(resolved)
+    return resolved
+
+
+def check_monitors(recipe: Recipe) -> None:
+    """Check that every callback's and schedule's `monitor` is a key the run logs per epoch.
+
+    Without this, a typo such as `val_acuracy` trains a whole epoch before the
+    callback finds nothing to watch.
+
+    Args:
+        recipe: A resolved recipe.
+
+    Raises:
+        UserInputError: Naming the monitor's dotted path, e.g.
+            `train.callbacks.0.early_stopping.monitor: 'val_acuracy' is not logged by this
+            run; did you mean 'val_accuracy'? Logged: loss, accuracy, val_loss, val_accuracy`.
+    """
+    train = recipe.train
+    watchers = {f"train.callbacks.{i}": entry for i, entry in enumerate(train.callbacks)}
+    watchers["train.schedule"] = train.schedule or {}
+    for index, phase in enumerate(train.phases or []):
+        watchers[f"train.phases.{index}.schedule"] = phase.schedule or {}
+    logged = logged_keys(recipe)
+    for path, entry in watchers.items():
+        for name, config in entry.items():
+            if not isinstance(config, dict) or "monitor" not in config:
+                continue
+            monitor = str(config["monitor"])
+            if monitor in logged:
+                continue
+            where = f"{path}.{name}.monitor"
+            # A validation key of a run without validation: say what is missing, not "typo".
+            if monitor.startswith("val_") and monitor[4:] in logged and not has_validation(recipe):
+                raise UserInputError(
+                    f"{where}: '{monitor}' needs a validation set, but data.validation is 0"
+                )
+            unlisted = unlisted_metric(monitor, recipe, logged)
+            suggestion = (
+                f", as train.metrics does not list {unlisted}" if unlisted
+                else did_you_mean(monitor, logged)
+            )
+            listing = f" Logged: {', '.join(logged)}" if suggestion.endswith("?") else (
+                f"; logged: {', '.join(logged)}"
+            )
+            raise UserInputError(
+                f"{where}: '{monitor}' is not logged by this run{suggestion}{listing}"
+            )

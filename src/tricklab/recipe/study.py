@@ -40,12 +40,16 @@ from pydantic import Field
 from pydantic_core import PydanticCustomError
 
 from tricklab.config import format_validation_error
-from tricklab.errors import UserInputError
+from tricklab.errors import UserInputError, did_you_mean
 from tricklab.recipe.load import apply_override, read_yaml, recipe_from_dict
-from tricklab.recipe.schema import _Section
+from tricklab.recipe.reported import logged_keys, result_metric_names, unlisted_metric
+from tricklab.recipe.schema import Recipe, _Section
 from tricklab.study.statistics import higher_is_better
 
 MAX_SEEDS = 1000
+"""The most seeds a study may have: its `seeds` number, its seed list's length and `--seeds`."""
+SEED_LIMIT = 2**63
+"""Seeds are below this, as a recipe's `seed` is (`tricklab.recipe.schema.Recipe`)."""
 Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=60)]
 
 
@@ -78,8 +82,9 @@ class LearningRateSearch(_Section):
     Args:
         grid: Learning rates to try, at least two, all > 0.
         seeds: How many of the study's seeds the search uses. Defaults to `2`.
-        metric: Validation metric that chooses the rate (a `history` key). Defaults
-            to `"val_accuracy"`.
+        metric: Validation metric that chooses the rate, as the runs' final metrics
+            (`result.json`) name it: a `val_` one such as `val_loss`. Defaults to
+            `"val_accuracy"`.
         variants: Variants to search. Defaults to `None` (every variant).
     """
 
@@ -133,8 +138,10 @@ class StudySpec(_Section):
         base: A recipe file (relative to the study file) or an inline recipe.
         variants: Named variants, in report order; at least one.
         baseline: The variant the others are compared with. Defaults to the first.
-        seeds: How many seeds (0, 1, ...) or an explicit list. Defaults to `5`.
-        metric: Final metric compared across variants. Defaults to `"test_accuracy"`.
+        seeds: How many seeds (0, 1, ...), from 1 to `MAX_SEEDS`, or an explicit list
+            of at most `MAX_SEEDS` distinct seeds. Defaults to `5`.
+        metric: Final metric compared across variants, one every run reports (a
+            `result.json` metric such as `test_loss`). Defaults to `"test_accuracy"`.
         target: Level for time-to-target. Defaults to `None`.
         budget: Training budget for every variant. Defaults to `None` (the recipes' own).
         lr_search: Learning-rate search. Defaults to `None` (none).
@@ -165,8 +172,20 @@ class StudySpec(_Section):
             )
         if isinstance(seeds, list) and not seeds:
             raise PydanticCustomError("seeds", "a list of seeds should not be empty")
+        if isinstance(seeds, list) and len(seeds) > MAX_SEEDS:
+            raise PydanticCustomError(
+                "seeds", f"a list of seeds should hold at most {MAX_SEEDS} seeds, not {len(seeds)}"
+            )
         if isinstance(seeds, list) and any(seed < 0 for seed in seeds):
             raise PydanticCustomError("seeds", "seeds should be 0 or more")
+        if isinstance(seeds, list) and any(seed >= SEED_LIMIT for seed in seeds):
+            raise PydanticCustomError("seeds", "seeds should be below 2**63, as a recipe's seed is")
+        if isinstance(seeds, list) and len(set(seeds)) < len(seeds):
+            # Runs are named by seed (`a/seed-3`): a repeated seed would be one run counted twice.
+            repeated = next(seed for seed in seeds if seeds.count(seed) > 1)
+            raise PydanticCustomError(
+                "seeds", f"the seeds of a list should all differ; {repeated} is there twice"
+            )
         return seeds
 
     @pydantic.field_validator("lr_search")
@@ -270,13 +289,20 @@ def load_study(path: str | Path, seeds: int | None = None, quick: bool = False) 
 
     Args:
         path: The study YAML file.
-        seeds: Number of seeds, replacing the file's. Defaults to `None` (the file's).
+        seeds: Number of seeds, replacing the file's, from 1 to `MAX_SEEDS`. Defaults
+            to `None` (the file's).
         quick: Shrink seeds and epochs as the file's `quick:` says. Defaults to `False`.
 
     Raises:
-        UserInputError: Naming the file and the field at fault.
+        UserInputError: Naming the file and the field at fault, among them a
+            `metric`, `target.metric` or `lr_search.metric` that some variant's runs
+            would not produce (see `tricklab.recipe.reported`).
     """
     path = Path(path)
+    if seeds is not None and not 1 <= seeds <= MAX_SEEDS:
+        raise UserInputError(
+            f"--seeds: {seeds} is not a number of seeds from 1 to {MAX_SEEDS}"
+        )
     document = read_yaml(path)
     try:
         spec = StudySpec.model_validate(document)
@@ -286,8 +312,6 @@ def load_study(path: str | Path, seeds: int | None = None, quick: bool = False) 
     base = _base_document(spec.base, path)
     seed_list = list(range(spec.seeds)) if isinstance(spec.seeds, int) else list(spec.seeds)
     if seeds is not None:
-        if seeds < 1:
-            raise UserInputError(f"--seeds: {seeds} is not a number of seeds (1 or more)")
         seed_list = list(range(seeds))
     if quick:
         seed_list = seed_list[: spec.quick.seeds]
@@ -339,7 +363,77 @@ def load_study(path: str | Path, seeds: int | None = None, quick: bool = False) 
             f"{path}: lr_search: choosing a learning rate needs a validation split; "
             "set data.validation in the base recipe (e.g. 5000)"
         )
+    _check_metric_names(study, searched)
     return study
+
+
+def _check_metric_names(study: Study, searched: list[str]) -> None:
+    """Check the names the study compares against what every run of it reports.
+
+    `metric` and `lr_search.metric` are read from each run's final metrics
+    (`result.json`), `target.metric` from its per-epoch history; a name no run
+    produces would otherwise be found missing only after every run has trained.
+
+    Raises:
+        UserInputError: Naming the study file, the field, the name, the closest
+            accepted name (or the metric to list) and every accepted one.
+    """
+    spec = study.spec
+    recipes = {
+        name: Recipe.model_validate(variant["recipe"]) for name, variant in spec["variants"].items()
+    }
+    finals = {name: result_metric_names(recipe) for name, recipe in recipes.items()}
+    _check_named(study.source, "metric", spec["metric"], recipes, finals, "reported")
+    if spec["target"] is not None:
+        history = {name: logged_keys(recipe) for name, recipe in recipes.items()}
+        _check_named(study.source, "target.metric", spec["target"]["metric"], recipes, history,
+                     "logged per epoch")
+    if spec["lr_search"] is not None:
+        # The rate is chosen on validation scores only: choosing it on the test set
+        # would leak the test set into the comparison it is kept for.
+        validation = {
+            name: [key for key in finals[name] if key.startswith("val_")] for name in searched
+        }
+        _check_named(study.source, "lr_search.metric", spec["lr_search"]["metric"], recipes,
+                     validation, "a validation metric reported")
+
+
+def _check_named(
+    source: str,
+    field: str,
+    value: str,
+    recipes: dict[str, Recipe],
+    accepted: dict[str, list[str]],
+    what: str,
+) -> None:
+    """Refuse `value` unless every variant's list in `accepted` holds it.
+
+    Args:
+        source: The study file, for the message.
+        field: The field's dotted path in the study file.
+        value: The name the study gives.
+        recipes: Each variant's resolved recipe.
+        accepted: Each variant that must produce `value`, with the names it does produce.
+        what: How the runs produce such names, e.g. `"reported"`.
+    """
+    missing = [name for name, names in accepted.items() if value not in names]
+    if not missing:
+        return
+    lists = list(accepted.values())
+    common = [name for name in lists[0] if all(name in names for names in lists[1:])]
+    every = len(missing) == len(accepted)
+    who = "any run" if every else f"the runs of variant '{missing[0]}'"
+    unlisted = unlisted_metric(value, recipes[missing[0]], accepted[missing[0]])
+    if unlisted:
+        whose = "" if every else "its "
+        suggestion = f", as {whose}train.metrics does not list {unlisted}"
+    else:
+        suggestion = did_you_mean(value, common)
+    listing = ", ".join(common) or "none"
+    listing = f" Accepted: {listing}" if suggestion.endswith("?") else f"; accepted: {listing}"
+    raise UserInputError(
+        f"{source}: {field}: '{value}' is not {what} by {who}{suggestion}{listing}"
+    )
 
 
 def _set_epochs(train: dict[str, Any], epochs: int, at_most: bool = False) -> None:
