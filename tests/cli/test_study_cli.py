@@ -74,6 +74,44 @@ def test_a_bad_study_file_is_one_line_and_exit_2(cli_env, tmp_path, text, messag
     assert not (tmp_path / "study").exists()
 
 
+ACCEPTED_FINAL = ("train_loss, train_accuracy, val_loss, val_accuracy, test_loss, "
+                  "test_accuracy")
+
+
+@pytest.mark.parametrize(("changes", "options", "message"), [
+    ({"metric": "test_acuracy"}, [],
+     "{path}: metric: 'test_acuracy' is not reported by any run; did you mean 'test_accuracy'? "
+     f"Accepted: {ACCEPTED_FINAL}"),
+    ({"target": {"metric": "val_acuracy", "value": 0.8}}, [],
+     "{path}: target.metric: 'val_acuracy' is not logged per epoch by any run; did you mean "
+     "'val_accuracy'? Accepted: loss, accuracy, val_loss, val_accuracy"),
+    ({"lr_search": {"grid": [0.1, 0.01], "metric": "test_accuracy"}}, [],
+     "{path}: lr_search.metric: 'test_accuracy' is not a validation metric reported by any "
+     "run; did you mean 'val_accuracy'? Accepted: val_loss, val_accuracy"),
+    ({}, ["--seeds", "1000000000"], "--seeds: 1000000000 is not a number of seeds from 1 to 1000"),
+    ({"seeds": list(range(20_000))}, [],
+     "{path}: seeds: a list of seeds should hold at most 1000 seeds, not 20000 (got [0, 1, "),
+], ids=["metric", "target-metric", "lr-search-metric", "seeds-option", "seed-list"])
+def test_a_study_that_could_not_be_compared_is_refused_before_anything_runs(
+    fixture_data, tmp_path, capsys, changes, options, message
+):
+    from tricklab.cli.main import main
+
+    path = write_study(tmp_path)
+    spec = yaml.safe_load(Path(path).read_text())
+    Path(path).write_text(yaml.safe_dump({**spec, **changes}))
+    out = tmp_path / "study"
+    started = time.perf_counter()
+    code = main(["study", path, "--out", str(out), "--quiet", "--workers", "1", *options])
+    elapsed = time.perf_counter() - started
+    error = capsys.readouterr().err
+    assert code == 2
+    assert error.startswith(f"error: {message.format(path=path)}")
+    assert error.count("\n") == 1 and "Traceback" not in error
+    assert not out.exists()
+    assert elapsed < 2.0  # refused while loading the file: not one of the runs trained
+
+
 def test_show_refuses_a_foreign_store_and_leaves_it_alone(cli_env, tmp_path):
     (tmp_path / "study").mkdir()
     foreign = tmp_path / "study" / "study.db"
