@@ -1,6 +1,8 @@
+import time
+
 import pytest
 
-from tricklab.errors import did_you_mean, edit_distance, unknown_name_message
+from tricklab.errors import did_you_mean, edit_distance, shown_value, unknown_name_message
 
 OPTIMIZERS = ["adagrad", "adam", "adamax", "adamw", "ftrl", "nadam", "rmsprop", "sgd"]
 
@@ -33,3 +35,40 @@ def test_unknown_name_message_is_one_line_with_the_known_names():
     assert unknown_name_message("x", "optimizer", "zzz", ["sgd"]) == (
         "x: unknown optimizer 'zzz'; known: sgd"
     )
+
+
+def test_unknown_name_message_shows_a_long_or_multiline_value_short_on_one_line():
+    started = time.perf_counter()
+    message = unknown_name_message("train.optimizer.name", "optimizer", "adam" * 5000, OPTIMIZERS)
+    assert time.perf_counter() - started < 0.1  # no letter-by-letter comparison of 20,000
+    assert message == (
+        "train.optimizer.name: unknown optimizer "
+        f"'{'adam' * 9}a...am{'adam' * 9}'; known: " + ", ".join(OPTIMIZERS)
+    )
+    assert unknown_name_message("x", "optimizer", "ad\nma", OPTIMIZERS).startswith(
+        "x: unknown optimizer 'ad\\nma'; did you mean 'adamax'?"
+    )
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        ("adma", "'adma'"),
+        ("a\nb", "'a\\nb'"),
+        ("x" * 1000, "'" + "x" * 37 + "..." + "x" * 38 + "'"),
+        (list(range(1000)), "[0, 1, 2, 3, 4, 5, 6, 7, ...]"),
+        ({"a": {"b": {"c": {"d": 1}}}}, "{'a': {'b': {'c': {...}}}}"),
+        (3.5, "3.5"),
+    ],
+)
+def test_shown_value_is_one_short_line(value, shown):
+    assert shown_value(value) == shown
+    assert len(shown_value(value)) <= 80
+
+
+def test_shown_value_escapes_a_multiline_repr():
+    class Table:
+        def __repr__(self) -> str:
+            return "row 1\nrow 2"
+
+    assert shown_value(Table()) == "row 1\\nrow 2"

@@ -16,7 +16,7 @@ from typing import Any, get_type_hints
 
 import pydantic
 
-from tricklab.errors import UserInputError
+from tricklab.errors import UserInputError, shown_value
 
 
 @functools.cache
@@ -61,11 +61,10 @@ def format_validation_error(
     """
     problems = error.errors(include_url=False)
     first = problems[0]
-    location = ".".join(str(part) for part in (prefix, *first["loc"]) if part != "")
+    location = _dotted(prefix, first["loc"])
     if first["type"] == "extra_forbidden":
-        message = f"unknown key '{first['loc'][-1]}'"
-        parent = ".".join(str(part) for part in (prefix, *first["loc"][:-1]) if part != "")
-        location = parent or "<top level>"
+        message = f"unknown key {shown_value(str(first['loc'][-1]))}"
+        location = _dotted(prefix, first["loc"][:-1]) or "<top level>"
         if accepted:
             message += f"; accepted keys: {', '.join(accepted)}"
     elif first["type"] == "missing":
@@ -75,9 +74,18 @@ def format_validation_error(
         field, _, message = first["msg"].removeprefix("Value error, ").partition(": ")
         location = f"{location}.{field}" if location else field
     else:
-        message = f"{first['msg'][0].lower()}{first['msg'][1:]} (got {first.get('input')!r})"
+        got = shown_value(first.get("input"))
+        message = f"{first['msg'][0].lower()}{first['msg'][1:]} (got {got})"
     more = f" (and {len(problems) - 1} more problem(s))" if len(problems) > 1 else ""
     return f"{location or '<top level>'}: {message}{more}"
+
+
+def _dotted(prefix: str, location: tuple[Any, ...]) -> str:
+    """`prefix` and pydantic's location joined by dots; a user's long or odd key is shortened."""
+    parts = [str(part) for part in location]
+    shown = [part if part.isprintable() and len(part) <= 40 else shown_value(part, 40)
+             for part in parts]
+    return ".".join(part for part in (prefix, *shown) if part != "")
 
 
 def _names_a_field(problem: dict[str, Any]) -> bool:
@@ -110,7 +118,7 @@ def validate_config(
         config = {}
     if not isinstance(config, dict):
         raise UserInputError(
-            f"{path}: expected a mapping of keyword arguments, got {config!r}"
+            f"{path}: expected a mapping of keyword arguments, got {shown_value(config)}"
         )
     model = signature_model(factory, tuple(skip))
     try:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import difflib
 import errno
 import os
+import reprlib
 from collections.abc import Iterable
 
 EXIT_OK = 0
@@ -110,13 +111,38 @@ def did_you_mean(value: str, known: Iterable[str]) -> str:
     a name counts as close within a third of its length, and at least 2 edits.
     """
     value = str(value)
-    scored = [
-        (edit_distance(value.lower(), name.lower()),
-         -difflib.SequenceMatcher(None, value, name).ratio(), name)
-        for name in known
-    ]
-    close = [entry for entry in scored if entry[0] <= max(2, len(entry[2]) // 3)]
-    return f"; did you mean '{min(close)[2]}'?" if close else ""
+    scored = []
+    for name in known:
+        within = max(2, len(name) // 3)
+        # The distance is at least the difference in length: skipping those names is
+        # exact, and a megabyte-long value is never compared letter by letter.
+        if abs(len(value) - len(name)) > within:
+            continue
+        distance = edit_distance(value.lower(), name.lower())
+        if distance <= within:
+            scored.append((distance, -difflib.SequenceMatcher(None, value, name).ratio(), name))
+    return f"; did you mean '{min(scored)[2]}'?" if scored else ""
+
+
+SHOWN_CHARACTERS = 80
+"""The most characters of a user's value that a one-line message shows."""
+
+
+def shown_value(value: object, limit: int = SHOWN_CHARACTERS) -> str:
+    """A user's value as a one-line message shows it: its repr, at most `limit` characters.
+
+    Longer values end in `...`; a character that would break the line (a newline
+    in a custom object's repr) is escaped, so the message stays one line.
+    """
+    # Bounded while it is built: a huge value never becomes a huge string first.
+    short = reprlib.Repr()
+    short.maxstring = short.maxother = limit
+    short.maxlist = short.maxtuple = short.maxset = short.maxdict = 8
+    short.maxlevel = 3
+    text = short.repr(value)
+    if len(text) > limit:
+        text = text[: limit - 3] + "..."
+    return "".join(char if char.isprintable() else ascii(char)[1:-1] for char in text)
 
 
 def unknown_name_message(path: str, family: str, value: object, known: Iterable[str]) -> str:
@@ -124,4 +150,4 @@ def unknown_name_message(path: str, family: str, value: object, known: Iterable[
     known = sorted(known)
     suggestion = did_you_mean(str(value), known)
     listing = f" Known: {', '.join(known)}" if suggestion else f"; known: {', '.join(known)}"
-    return f"{path}: unknown {family} '{value}'{suggestion}{listing}"
+    return f"{path}: unknown {family} {shown_value(str(value))}{suggestion}{listing}"

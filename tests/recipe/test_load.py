@@ -1,8 +1,10 @@
 import re
 
+import pydantic
 import pytest
 import yaml
 
+from tricklab.config import format_validation_error
 from tricklab.data import INPUT_SHAPES, datasets
 from tricklab.errors import UserInputError
 from tricklab.recipe import load_recipe, recipe_from_dict
@@ -140,6 +142,11 @@ def test_set_overrides_by_dotted_path_with_yaml_types(tmp_path):
         ("model.layers.x=3", "'x' is not a list index"),
         ("train.epochs=0", "train.epochs: input should be greater than 0"),
         ("train.nope=1", "train: unknown key 'nope'"),
+        # digits that `int` refuses: another script's, or more than 4,300 of them
+        ("model.layers.\u00b2=3", "--set model.layers.\u00b2: '\u00b2' is not a list index (0..1)"),
+        ("model.layers." + "9" * 5000 + ".dense.units=3",
+         "index 99999999999999999... is out of range; the list has 2 items"),
+        ("a\nb", "--set: expected PATH=VALUE such as train.epochs=3, got 'a\\nb'"),
     ],
 )
 def test_bad_overrides_are_clear_errors(tmp_path, override, message):
@@ -170,3 +177,47 @@ def test_json_schema_lists_registered_names():
     optimizer = schema["$defs"]["TrainSection"]["properties"]["optimizer"]["oneOf"]
     assert {o["properties"]["name"]["const"] for o in optimizer[1:]} >= {"sgd", "adam"}
     assert schema["additionalProperties"] is False
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"colo\nur": 1},
+         "<top level>: unknown key 'colo\\nur'; accepted keys: data, model, name, preset, seed, "
+         "train"),
+        ({"model": {"layers": [{"dense": list(range(100_000))}]}},
+         "model.layers.0.dense: expected a mapping of keyword arguments, got "
+         "[0, 1, 2, 3, 4, 5, 6, 7, ...]"),
+        ({"train": {"optimizer": "sgd", "epochs": "ten\nthousand" * 1000}},
+         "train.epochs: input should be a valid integer, unable to parse string as an integer "
+         "(got 'ten\\nthousandten\\nthousandten\\nthousa...en\\nthousandten\\nthousandten"
+         "\\nthousand')"),
+        ({"data": {"dataset": "fashion\nmnist"}},
+         "data.dataset: unknown dataset 'fashion\\nmnist'; did you mean 'fashion_mnist'? Known: "
+         "adding_problem, fashion_mnist, mnist"),
+    ],
+)
+def test_a_users_value_is_shown_short_and_on_one_line(change, message):
+    with pytest.raises(UserInputError) as caught:
+        recipe_from_dict(minimal(**change))
+    assert str(caught.value) == message
+
+
+def test_a_long_key_in_a_location_is_shortened():
+    class Counts(pydantic.BaseModel):
+        counts: dict[str, int]
+
+    with pytest.raises(pydantic.ValidationError) as caught:
+        Counts.model_validate({"counts": {"k" * 10_000: "many"}})
+    assert format_validation_error(caught.value, "study") == (
+        "study.counts.'kkkkkkkkkkkkkkkkk...kkkkkkkkkkkkkkkkkk': input should be a valid integer, "
+        "unable to parse string as an integer (got 'many')"
+    )
+
+
+def test_a_file_name_too_long_for_the_system_is_not_found(tmp_path):
+    with pytest.raises(UserInputError) as caught:
+        load_recipe(tmp_path / ("a" * 5000 + ".yaml"))
+    message = str(caught.value)
+    assert message.startswith("recipe file not found: '") and message.endswith("aaa.yaml'")
+    assert len(message) < 330

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -9,9 +10,11 @@ import pytest
 import torch
 import yaml
 
+from tricklab.cli.main import main
 from tricklab.errors import UserInputError
-from tricklab.recipe import recipe_from_dict
+from tricklab.recipe import load_recipe, recipe_from_dict
 from tricklab.run import train_recipe
+from tricklab.run.pretrained import MAX_REUSE_CHAIN, check_reuse_chain
 from tricklab.transfer import load_model
 
 SOURCE = {
@@ -101,3 +104,82 @@ def test_input_shapes_must_agree(fixture_data, tmp_path):
     mismatched["model"]["input_shape"] = [784]
     with pytest.raises(UserInputError, match=r"takes inputs of shape \[28, 28\].*are \[784\]"):
         train_recipe(recipe_from_dict(mismatched), out=tmp_path / "t", progress="none")
+
+
+# --- cycles and chains of recipes that reuse one another ---------------------------------
+
+
+def reusing(name: str, source: str) -> dict:
+    """A recipe named `name` whose `model.reuse.from` is `source`."""
+    return {**target(source), "name": name}
+
+
+def test_a_recipe_that_reuses_itself_is_refused_before_anything_runs(
+        fixture_data, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    write(tmp_path / "a.yaml", reusing("a", "a.yaml"))
+    with pytest.raises(UserInputError) as raised:
+        train_recipe(load_recipe("a.yaml"), out=tmp_path / "runs" / "a", progress="none")
+    assert str(raised.value) == "model.reuse.from: a cycle of reused recipes: a.yaml -> a.yaml"
+    assert not (tmp_path / "runs").exists()
+
+
+def test_recipes_that_reuse_each_other_are_compared_by_resolved_path(
+        fixture_data, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    write(tmp_path / "a.yaml", reusing("a", "b.yaml"))
+    write(tmp_path / "b.yaml", reusing("b", "./a.yaml"))
+    write(tmp_path / "t.yaml", reusing("t", "a.yaml"))
+    with pytest.raises(UserInputError) as raised:
+        train_recipe(load_recipe("t.yaml"), out=tmp_path / "runs" / "t", progress="none")
+    assert str(raised.value) == (
+        "model.reuse.from: a cycle of reused recipes: a.yaml -> b.yaml -> ./a.yaml"
+    )
+    assert not (tmp_path / "runs").exists()
+
+
+def test_train_refuses_two_recipes_that_reuse_each_other_in_one_line(
+        fixture_data, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    write(tmp_path / "a.yaml", reusing("a", "b.yaml"))
+    write(tmp_path / "b.yaml", reusing("b", "a.yaml"))
+    assert main(["train", "a.yaml"]) == 2
+    assert capsys.readouterr().err == (
+        "error: model.reuse.from: a cycle of reused recipes: b.yaml -> a.yaml -> b.yaml\n"
+    )
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_chain_of_reused_recipes_is_bounded(fixture_data, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    chain = [f"r{index}.yaml" for index in range(MAX_REUSE_CHAIN + 2)]  # r0 reuses 17 recipes
+    for name, source in itertools.pairwise(chain):
+        write(tmp_path / name, reusing(Path(name).stem, source))
+    write(tmp_path / chain[-1], {**SOURCE, "name": Path(chain[-1]).stem})
+    check_reuse_chain("r2.yaml")  # 16 recipes: allowed, and nothing trains
+    assert not (tmp_path / "runs").exists()
+    with pytest.raises(UserInputError) as raised:
+        train_recipe(load_recipe("r0.yaml"), out=tmp_path / "runs" / "r0", progress="none")
+    assert str(raised.value) == (
+        "model.reuse.from: a chain of more than 16 reused recipes (r1.yaml -> r2.yaml -> ... "
+        "-> r17.yaml); at most 16 recipes may each reuse the next"
+    )
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_garbled_result_of_a_pretraining_run_is_a_clear_error(
+        fixture_data, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    write(tmp_path / "source.yaml", SOURCE)
+    train_recipe(load_recipe("source.yaml"), out=tmp_path / "runs" / "source", progress="none")
+    result = tmp_path / "runs" / "source" / "result.json"
+    result.write_text('{"status": "compl', encoding="utf-8")  # cut off by a full disk
+    with pytest.raises(UserInputError) as raised:
+        train_recipe(recipe_from_dict(target("source.yaml")), out=tmp_path / "runs" / "target",
+                     progress="none")
+    assert str(raised.value) == (
+        f"{result}: not a run's result (a JSON object with a "
+        "status); the file was left as it is"
+    )
+    assert result.read_text(encoding="utf-8") == '{"status": "compl'
+    assert not (tmp_path / "runs" / "target").exists()

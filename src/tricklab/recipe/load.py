@@ -7,6 +7,8 @@ dotted field, what was found and what would be accepted.
 from __future__ import annotations
 
 import copy
+import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -14,38 +16,55 @@ import pydantic
 import yaml
 
 from tricklab.config import format_validation_error
-from tricklab.errors import UserInputError
+from tricklab.errors import UserInputError, shown_value
 from tricklab.recipe.presets import apply_preset
 from tricklab.recipe.resolve import resolve
 from tricklab.recipe.schema import ModelSection, PhaseSection, Recipe, ReuseSection, TrainSection
+from tricklab.recipe.yaml_input import parse_yaml, read_yaml_file, shown_path
 
 
 def read_yaml(path: str | Path) -> Any:
-    """Parse a YAML file with `yaml.safe_load` (no Python objects are ever constructed)."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserInputError(f"recipe file not found: {path}")
-    try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
-        raise UserInputError(f"{path}: invalid YAML{where}: {problem}") from None
-    except UnicodeDecodeError:
-        raise UserInputError(f"{path}: not a UTF-8 text file") from None
+    """Parse a YAML file safely and within bounds (see `tricklab.recipe.yaml_input`).
+
+    No Python object is ever constructed; a file over 1 MiB, nested over 64
+    levels, over 100,000 nodes with its aliases expanded, or with a key written
+    twice in a mapping is refused.
+
+    Raises:
+        UserInputError: Naming the file (and the line) at fault.
+    """
+    # `os.path.isfile`, not `Path.is_file`: a name too long for the system is not found,
+    # where `Path.is_file` raises.
+    if not os.path.isfile(path):
+        raise UserInputError(f"recipe file not found: {shown_path(path)}")
+    return read_yaml_file(path)
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
-    """Split `a.b.0.c=value` into its path and its YAML-typed value (`3` int, `[1]` list)."""
+    """Split `a.b.0.c=value` into its path and its YAML-typed value (`3` int, `[1]` list).
+
+    The value is read as YAML within the bounds a recipe file has; text that is
+    not YAML (`[1,`) stays a string.
+
+    Raises:
+        UserInputError: When there is no `PATH=`, or the value crosses a bound.
+    """
     path, equals, value = text.partition("=")
     if not equals or not path.strip():
-        raise UserInputError(f"--set: expected PATH=VALUE such as train.epochs=3, got '{text}'")
+        raise UserInputError(
+            f"--set: expected PATH=VALUE such as train.epochs=3, got {shown_value(text)}"
+        )
+    dotted = path.strip()
     try:
-        parsed = yaml.safe_load(value) if value.strip() else ""
+        parsed = parse_yaml(value, f"--set {_shown_path(dotted)}") if value.strip() else ""
     except yaml.YAMLError:
         parsed = value
-    return path.strip().split("."), parsed
+    return dotted.split("."), parsed
+
+
+def _shown_path(dotted: str) -> str:
+    """A `--set` path as messages show it: as typed, unless too long or not printable."""
+    return dotted if dotted.isprintable() and len(dotted) <= 80 else shown_value(dotted)
 
 
 def apply_override(document: dict[str, Any], path: list[str], value: Any) -> None:
@@ -55,14 +74,16 @@ def apply_override(document: dict[str, Any], path: list[str], value: Any) -> Non
     into: an optimizer `sgd` becomes `{name: sgd}` and a layer `flatten`
     becomes `{flatten: {}}`.
     """
-    dotted = ".".join(path)
+    dotted = _shown_path(".".join(path))
     node: Any = document
     for depth, key in enumerate(path[:-1]):
         child_key: Any = key
         if isinstance(node, list):
-            child_key = _list_index(node, key, ".".join(path[: depth + 1]))
+            child_key = _list_index(node, key, _shown_path(".".join(path[: depth + 1])))
         elif not isinstance(node, dict):
-            raise UserInputError(f"--set {dotted}: '{'.'.join(path[:depth])}' is not a mapping")
+            raise UserInputError(
+                f"--set {dotted}: {shown_value('.'.join(path[:depth]))} is not a mapping"
+            )
         child = node[child_key] if isinstance(node, list) else node.get(child_key)
         if child is None:
             child = {}
@@ -76,16 +97,20 @@ def apply_override(document: dict[str, Any], path: list[str], value: Any) -> Non
     elif isinstance(node, dict):
         node[last] = value
     else:
-        raise UserInputError(f"--set {dotted}: '{'.'.join(path[:-1])}' is not a mapping")
+        raise UserInputError(f"--set {dotted}: {shown_value('.'.join(path[:-1]))} is not a mapping")
 
 
 def _list_index(items: list[Any], key: str, dotted: str) -> int:
-    if not key.lstrip("-").isdigit():
-        raise UserInputError(f"--set {dotted}: '{key}' is not a list index (0..{len(items) - 1})")
-    index = int(key)
-    if not -len(items) <= index < len(items):
+    # ASCII digits only: `int` refuses other Unicode digits ('²') and over 4,300 digits.
+    if not re.fullmatch(r"-?[0-9]+", key):
         raise UserInputError(
-            f"--set {dotted}: index {index} is out of range; the list has {len(items)} items"
+            f"--set {dotted}: {shown_value(key)} is not a list index (0..{len(items) - 1})"
+        )
+    index = int(key) if len(key) <= 18 else None
+    if index is None or not -len(items) <= index < len(items):
+        shown = key if len(key) <= 20 else f"{key[:17]}..."
+        raise UserInputError(
+            f"--set {dotted}: index {shown} is out of range; the list has {len(items)} items"
         )
     return index
 
@@ -139,7 +164,9 @@ def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
     """
     document = read_yaml(path)
     if not isinstance(document, dict):
-        raise UserInputError(f"{path}: a recipe is a mapping with name, model and train")
+        raise UserInputError(
+            f"{shown_path(path)}: a recipe is a mapping with name, model and train"
+        )
     for override in overrides:
         apply_override(document, *parse_override(override))
-    return recipe_from_dict(document, str(path))
+    return recipe_from_dict(document, shown_path(path))

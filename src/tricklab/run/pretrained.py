@@ -16,11 +16,15 @@ from typing import Any
 
 from tricklab.errors import UserInputError
 from tricklab.recipe import load_recipe
+from tricklab.recipe.yaml_input import shown_path
 from tricklab.run.rundir import RunDirectory
 from tricklab.train.progress import ProgressMode
 from tricklab.transfer.reuse import model_directory
 
 RECIPE_SUFFIXES = (".yaml", ".yml")
+
+MAX_REUSE_CHAIN = 16
+"""The most recipes a `model.reuse.from` may lead through, each reusing the next."""
 
 
 def is_recipe(source: str) -> bool:
@@ -42,13 +46,16 @@ def source_model(source: str, root: Path, progress: ProgressMode = "auto") -> Pa
     """
     if not is_recipe(source):
         return model_directory(source)
+    # The whole chain is checked before anything trains: a cycle would recurse forever.
+    check_reuse_chain(source)
     recipe = load_recipe(source)
     run_dir = RunDirectory(root / recipe.name)
     resolved = recipe.to_dict()
     if run_dir.holds_run():
         if not run_dir.recipe_path.is_file() or run_dir.stored_recipe() != resolved:
             raise UserInputError(
-                f"model.reuse.from: {run_dir.path} holds a run of another version of {source}; "
+                f"model.reuse.from: {run_dir.path} holds a run of another version of "
+                f"{shown_path(source)}; "
                 "move it away (or point model.reuse.from at that run directory to reuse it)"
             )
         if _finished(run_dir):
@@ -56,20 +63,64 @@ def source_model(source: str, root: Path, progress: ProgressMode = "auto") -> Pa
     # Imported here: the runner imports this module to build reusing models.
     from tricklab.run.runner import train_recipe
 
-    print(f"pretraining {source} into {run_dir.path}", file=sys.stderr, flush=True)
+    print(f"pretraining {shown_path(source)} into {run_dir.path}", file=sys.stderr, flush=True)
     outcome = train_recipe(recipe, out=run_dir.path, resume=run_dir.holds_run(), progress=progress)
     if not _finished(run_dir):
         raise UserInputError(
-            f"model.reuse.from: pretraining {source} ended with status "
+            f"model.reuse.from: pretraining {shown_path(source)} ended with status "
             f"'{outcome.result['status']}' in {run_dir.path}, so there is no model to reuse"
         )
     return model_directory(run_dir.path)
 
 
+def check_reuse_chain(source: str) -> None:
+    """Follow `model.reuse.from` from recipe to recipe; refuse a cycle or too long a chain.
+
+    Each recipe is read with `load_recipe` (nothing is trained or written) until
+    a source is a run or model directory, or a recipe reuses nothing. Recipes are
+    compared by resolved path; messages show the paths as the recipes give them.
+
+    Args:
+        source: A `model.reuse.from` value.
+
+    Raises:
+        UserInputError: `model.reuse.from: a cycle of reused recipes: a.yaml ->
+            b.yaml -> a.yaml`, a chain of more than `MAX_REUSE_CHAIN` recipes, or a
+            recipe of the chain that is missing or invalid (its own message).
+    """
+    chain: list[str] = []
+    seen: set[Path] = set()
+    while is_recipe(source):
+        # Read first: a path that cannot be resolved (a NUL byte) is then already refused.
+        reuse = load_recipe(source).model.reuse
+        chain.append(shown_path(source))
+        resolved = Path(source).resolve()
+        if resolved in seen:
+            raise UserInputError(
+                f"model.reuse.from: a cycle of reused recipes: {' -> '.join(chain)}"
+            )
+        if len(chain) > MAX_REUSE_CHAIN:
+            raise UserInputError(
+                f"model.reuse.from: a chain of more than {MAX_REUSE_CHAIN} reused recipes "
+                f"({chain[0]} -> {chain[1]} -> ... -> {chain[-1]}); at most "
+                f"{MAX_REUSE_CHAIN} recipes may each reuse the next"
+            )
+        seen.add(resolved)
+        if reuse is None:
+            return
+        source = reuse.from_
+
+
 def _finished(run_dir: RunDirectory) -> bool:
     if not run_dir.result_path.is_file():
         return False
-    status = json.loads(run_dir.result_path.read_text(encoding="utf-8")).get("status")
+    try:
+        status = json.loads(run_dir.result_path.read_text(encoding="utf-8")).get("status")
+    except (ValueError, AttributeError):  # not JSON, not UTF-8, or not an object
+        raise UserInputError(
+            f"{run_dir.result_path}: not a run's result (a JSON object with a status); "
+            "the file was left as it is"
+        ) from None
     return status in ("completed", "stopped_early")
 
 
