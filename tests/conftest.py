@@ -77,3 +77,32 @@ def interruptible() -> None:
     KeyboardInterrupt: the default disposition is restored in the child.
     """
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path):
+    """A factory of tmpfs mounts under `tmp_path`: `small_disk(size, read_only=False)` -> folder.
+
+    A real small (or read-only) filesystem, for tests of a full disk and of a
+    read-only folder; skipped, saying why, where tmpfs cannot be mounted (not root).
+    """
+    import subprocess
+
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs for a full or read-only disk needs root")
+    mounted: list[Path] = []
+
+    def mount(size: str, read_only: bool = False) -> Path:
+        folder = tmp_path / f"disk{len(mounted)}"
+        folder.mkdir()
+        options = f"size={size}" + (",ro" if read_only else "")
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)],
+                              capture_output=True, text=True)
+        if done.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+        mounted.append(folder)
+        return folder
+
+    yield mount
+    for folder in reversed(mounted):
+        subprocess.run(["umount", "-l", str(folder)], check=False)

@@ -43,10 +43,30 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "w") -> Iterator[IO[An
             file.flush()
             os.fsync(file.fileno())
         os.replace(temporary, target)
-    except BaseException:
+    except BaseException as error:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temporary)
+        cause = _os_error_within(error)
+        if cause is not None and cause.filename is None:
+            # A failed write names no file: the message must say which one.
+            raise OSError(cause.errno, cause.strerror, os.fspath(target)) from None
+        if cause is not None and cause is not error:
+            # A writer such as torch.save reports a full disk as its own RuntimeError
+            # ("unexpected pos ..."); the OSError underneath says what happened.
+            raise cause from None
         raise
+
+
+def _os_error_within(error: BaseException) -> OSError | None:
+    """The first `OSError` in `error`'s chain of causes (itself included), if any."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        if isinstance(current, OSError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
 
 
 def write_text(path: str | os.PathLike[str], text: str) -> None:

@@ -307,3 +307,59 @@ def test_an_input_shape_that_does_not_fit_the_data_is_named(fixture_data, tmp_pa
                                              r"the data's samples of shape \[28, 28\]"):
         train_recipe(bad, out=tmp_path / "run", progress="none")
     assert not (tmp_path / "run").exists()
+
+
+def test_resume_refuses_fewer_epochs_than_the_run_has_trained(fixture_data, tmp_path):
+    run = tmp_path / "run"
+    train_recipe(recipe(train__epochs=2), out=run, progress="none")
+    before = snapshot(run)
+    with pytest.raises(UserInputError) as error:
+        train_recipe(recipe(train__epochs=1), out=run, resume=True, progress="none")
+    assert str(error.value) == (
+        f"--resume: train.epochs is 1, but {run} has already trained 2 epochs; "
+        "give train.epochs 2 or more"
+    )
+    assert snapshot(run) == before
+
+
+def test_resume_names_the_fields_that_differ(fixture_data, tmp_path):
+    run = tmp_path / "run"
+    train_recipe(recipe(train__epochs=1), out=run, progress="none")
+    changed = recipe(seed=9, train__batch_size=64, train__epochs=3)
+    with pytest.raises(UserInputError) as error:
+        train_recipe(changed, out=run, resume=True, progress="none")
+    assert str(error.value) == (
+        f"--resume: the recipe differs from the one stored in {run / 'recipe.yaml'} in seed, "
+        "train.batch_size (only train.epochs may change on resume)"
+    )
+
+
+@pytest.mark.parametrize("stored", ["name: [unclosed\n", "- a list\n", "\x00\xff binary"])
+def test_resume_with_a_garbled_stored_recipe_is_one_line(fixture_data, tmp_path, stored):
+    run = tmp_path / "run"
+    train_recipe(recipe(train__epochs=1), out=run, progress="none")
+    (run / "recipe.yaml").write_bytes(stored.encode("latin-1"))
+    before = snapshot(run)
+    with pytest.raises(UserInputError, match=f"^{run / 'recipe.yaml'}: ") as error:
+        train_recipe(recipe(train__epochs=2), out=run, resume=True, progress="none")
+    assert "\n" not in str(error.value)
+    assert snapshot(run) == before
+
+
+def test_a_run_that_fails_in_its_first_epoch_puts_the_old_run_back(fixture_data, small_disk):
+    # A real full disk: the new, larger model's first checkpoint does not fit.
+    disk = small_disk("3m")
+    run = disk / "run"
+    small = {"layers": ["flatten", {"dense": {"units": 8}}, {"dense": {"units": 10}}]}
+    train_recipe(recipe(model=small, train__epochs=1), out=run, progress="none")
+    before = snapshot(run)
+    large = {"layers": ["flatten", {"dense": {"units": 2000}}, {"dense": {"units": 10}}]}
+    with pytest.raises(OSError, match="No space left on device"):
+        train_recipe(recipe(model=large, train__epochs=1), out=run, overwrite=True,
+                     progress="none")
+    assert snapshot(run) == before
+    assert sorted(p.name for p in disk.iterdir()) == ["run"]
+    # Without --overwrite, in a new folder: nothing is left behind.
+    with pytest.raises(OSError, match="No space left on device"):
+        train_recipe(recipe(model=large, train__epochs=1), out=disk / "new", progress="none")
+    assert sorted(p.name for p in disk.iterdir()) == ["run"]

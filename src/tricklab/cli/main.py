@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
+import warnings
 from pathlib import Path
 from typing import Annotated
 
@@ -380,13 +381,19 @@ def locate(name: Annotated[str, typer.Argument(help="Dataset name, e.g. fashion_
     return 0
 
 
+def _show_warning(message: Warning | str, category: type[Warning], *_: object) -> None:
+    # One line, as every message of the CLI: no file, line number or source line.
+    print(f"warning: {message}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI and return its exit code (the console script's entry point).
 
     Ctrl-C and SIGTERM stop a run the same way (status `interrupted`, checkpoint
     kept); the exit code says which: 130 or 143.
     """
-    with stop_signals() as signals:
+    with stop_signals() as signals, warnings.catch_warnings():
+        warnings.showwarning = _show_warning
         try:
             code = app(args=argv, standalone_mode=False)
         except TricklabError as error:

@@ -32,14 +32,14 @@ def protected(path: Path) -> str | None:
     """
     resolved = path.resolve()
     here = Path.cwd().resolve()
+    if resolved == Path(resolved.anchor):
+        return "it is the filesystem root"
+    if resolved == Path.home().resolve():
+        return "it is the home folder"
     if resolved == here:
         return "it is the current directory"
     if resolved in here.parents:
         return "it holds the current directory"
-    if resolved == Path.home().resolve():
-        return "it is the home folder"
-    if resolved == Path(resolved.anchor):
-        return "it is the filesystem root"
     return None
 
 

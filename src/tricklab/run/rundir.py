@@ -17,6 +17,7 @@ import contextlib
 import csv
 import io
 import json
+import os
 import re
 import shutil
 from collections.abc import Iterator
@@ -26,7 +27,7 @@ from typing import Any
 import yaml
 
 from tricklab import atomic
-from tricklab.errors import TricklabError, UserInputError
+from tricklab.errors import SystemRefusedError, TricklabError, UserInputError
 from tricklab.run.replace import SetAside, check_replaceable, foreign_entries, recover
 
 RUN_ENTRIES = (
@@ -100,9 +101,17 @@ class RunDirectory:
                 that are not a run's, holds a run and neither `resume` nor `overwrite`
                 is set, or `resume` is set and there is nothing to resume.
         """
-        for folder in (self.path, *self.path.parents):
+        folders = (self.path, *self.path.absolute().parents)
+        for folder in folders:
             if folder.exists() and not folder.is_dir():
                 raise UserInputError(f"--out: {folder} exists and is not a directory")
+        # The nearest existing folder is where the run's folder will be made: found
+        # read-only now rather than after an epoch of training.
+        nearest = next(folder for folder in folders if folder.is_dir())
+        if not os.access(nearest, os.W_OK | os.X_OK):
+            raise SystemRefusedError(
+                f"--out: {nearest}: cannot write there (a read-only filesystem or no permission)"
+            )
         if resume and overwrite:
             raise UserInputError("--resume and --overwrite exclude each other; choose one")
         recover(self.path, self.has_progress())

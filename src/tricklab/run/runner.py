@@ -223,10 +223,10 @@ def check_resumable(run_dir: RunDirectory, recipe: Recipe) -> None:
 
 
 class _FirstEpoch(Callback):
-    """Calls `start()` at the end of each epoch; `start` sets `reached` and acts only once.
+    """Calls `start()` at the end of each epoch, where the runner marks `reached`.
 
     The first finished epoch is when a run comes into being: its recipe is
-    written and a run it replaces is deleted.
+    written, and once its checkpoint is there, a run it replaces is deleted.
     """
 
     checkpointed = False
@@ -316,8 +316,9 @@ def train_recipe(
             if not first_epoch.reached:
                 first_epoch.reached = True
                 run_dir.write_recipe(resolved)
-                if aside is not None:
-                    aside.discard()
+            # The old run goes once the new one has a checkpoint (or a result) of its own.
+            if aside is not None and run_dir.has_progress():
+                aside.discard()
 
         first_epoch.start = started
         validation = (splits.val.x, splits.val.y) if splits.val is not None else None

@@ -1,0 +1,34 @@
+"""SIGTERM handled as Ctrl-C, the exit code saying which, and a second signal absorbed."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import pytest
+
+from tricklab.signals import stop_signals
+
+
+@pytest.mark.parametrize(("first", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_the_first_signal_interrupts_and_later_ones_are_absorbed(first, code, capsys):
+    before = signal.getsignal(signal.SIGTERM)
+    with stop_signals() as received:
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), first)
+            signal.sigtimedwait([], 0)  # a point where Python runs the handler
+        os.kill(os.getpid(), signal.SIGINT)
+        os.kill(os.getpid(), signal.SIGTERM)
+    assert received.received == [first, signal.SIGINT, signal.SIGTERM]
+    assert received.exit_code == code
+    assert capsys.readouterr().err.count("already stopping") == 1
+    assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_an_ignored_sigint_stays_ignored():
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with stop_signals():
+            assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, previous)
