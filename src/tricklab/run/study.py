@@ -1,12 +1,31 @@
 """Run a study: variants × seeds as ordinary run directories, recorded in the study store.
 
 The driver plans every run, writes it to `study.db` as `pending`, and hands
-runs to a backend: a local pool of processes (one torch thread each, sized to
-the cores) or Ray tasks. Each result is written to the store the moment it
-arrives, so a killed driver loses no finished run; running the same command
-again skips finished runs and resumes interrupted ones from their checkpoints.
-A run that diverges is recorded as `diverged` and the study goes on; a run
-that crashes is retried once, then recorded as `failed` with its error.
+runs to a backend: a local pool of processes (one torch thread each, as many
+as the cores or `workers`, never more than the runs to do) or Ray tasks. Each
+result is written to the store the moment it arrives, so a killed driver loses
+no finished run; running the same command again skips finished runs and
+resumes interrupted ones from their checkpoints. A run that diverges is
+recorded as `diverged` and the study goes on; a run that crashes is retried
+once, then recorded as `failed` with its error.
+
+One driver works on a study folder at a time (`StudyLock`); a second command
+on the same folder is refused, naming the first one's PID.
+
+A run's `attempts` count the starts held against it: its crashes, and the
+start under way or finished. A start that ends through no fault of the run is
+not counted: the machine refused (full disk, read-only folder, no memory), the
+study was stopped (Ctrl-C, SIGTERM, a killed driver), or its batched group
+crashed and it then needs its own retry. So `attempts` never exceeds
+`MAX_ATTEMPTS`. When the machine refuses a run, the run goes back to
+`pending` with its error and the study starts nothing more: the runs under
+way finish, the report is written where it can be, and the command ends with
+one line naming the path and the cause, and exit code 4. Freed space, the same
+command trains what is left.
+
+A Ctrl-C or SIGTERM reaching the driver, even alone (`kill PID`, a
+scheduler), stops the runs in the workers as a Ctrl-C in a terminal does: each
+keeps its checkpoint and records `interrupted`; the report is still written.
 
 Seeds of a variant can train together as one batched model
 (`tricklab.train.batched`), one job in one worker, each still leaving its own
@@ -19,7 +38,6 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-import shutil
 import time
 import traceback
 from collections.abc import Callable, Iterator
@@ -28,7 +46,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from tricklab.errors import EXIT_INTERRUPTED, EXIT_OK, UserInputError
+from tricklab.errors import (
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_TERMINATED,
+    SystemRefusedError,
+    UserInputError,
+    is_environment_failure,
+)
 from tricklab.recipe.study import PlannedRun, Study, load_study
 from tricklab.run.study_backends import (
     PRETRAINED,
@@ -37,9 +62,12 @@ from tricklab.run.study_backends import (
     RayBackend,
     call_interruptibly,
     init_worker,
+    interrupt_workers,
     plan_seed_groups,
     preload,
+    refusal,
 )
+from tricklab.run.study_folder import STORE_NAME, StudyLock, open_store
 from tricklab.run.study_progress import StudyProgress
 from tricklab.study.statistics import higher_is_better
 from tricklab.study.store import LearningRateChoice, RunRecord, StudyStore
@@ -47,8 +75,6 @@ from tricklab.study.store import LearningRateChoice, RunRecord, StudyStore
 Backend = Literal["local", "ray"]
 MAX_ATTEMPTS = 2
 """A crashed run is started at most this often: once, and one retry."""
-
-STORE_NAME = "study.db"
 
 
 @dataclass
@@ -73,46 +99,6 @@ def default_study_dir(study: Study) -> Path:
     return Path("runs") / (f"{study.name}-quick" if study.spec["quick"] else study.name)
 
 
-def open_store(study: Study, study_dir: Path, force_new: bool = False) -> StudyStore:
-    """Open the study's store, or create it; refuse a store made from another spec.
-
-    Args:
-        study: The validated study.
-        study_dir: The study directory.
-        force_new: Discard a study made from another spec (its store and runs) and
-            start anew. Defaults to `False`.
-
-    Raises:
-        UserInputError: The store is corrupt or foreign, holds another spec without
-            `force_new`, or the folder holds something that is not a study.
-    """
-    path = study_dir / STORE_NAME
-    if path.exists():
-        store = StudyStore.open(path)
-        if store.fingerprint == study.fingerprint:
-            store.update_spec(study.spec)
-            return store
-        store.close()
-        if not force_new:
-            raise UserInputError(
-                f"{study.source}: the study differs from the one stored in {path} "
-                "(variants, budget, metric or search changed); pass --force-new to discard "
-                "it and start over, or --out DIR to run it elsewhere"
-            )
-        for leftover in (path, path.with_name(f"{STORE_NAME}-wal"),
-                         path.with_name(f"{STORE_NAME}-shm")):
-            leftover.unlink(missing_ok=True)
-        shutil.rmtree(study_dir / "runs", ignore_errors=True)
-    elif study_dir.is_dir() and any(study_dir.iterdir()) and not force_new:
-        raise UserInputError(
-            f"--out: {study_dir} is not empty and holds no {STORE_NAME}; choose another "
-            "folder or pass --force-new to use it anyway"
-        )
-    elif study_dir.exists() and not study_dir.is_dir():
-        raise UserInputError(f"--out: {study_dir} exists and is not a directory")
-    return StudyStore.create(path, study.spec, study.fingerprint)
-
-
 def _can_resume(folder: Path) -> bool:
     checkpoints = folder / "checkpoints"
     return (folder / "recipe.yaml").is_file() and checkpoints.is_dir() and any(
@@ -125,14 +111,28 @@ def _error_line(error: BaseException) -> str:
     return " ".join(line.strip() for line in lines)[:500]
 
 
+def _is_interruption(error: BaseException) -> bool:
+    """A Ctrl-C or SIGTERM stopped the job (before its first epoch, or before it began)."""
+    return isinstance(error, KeyboardInterrupt) or getattr(error, "exit_code", None) in (
+        EXIT_INTERRUPTED, EXIT_TERMINATED)
+
+
 def _execute(
     runs: list[PlannedRun], store: StudyStore, study_dir: Path, backend: Any,
     progress: StudyProgress, label: str, doctor: bool = False, batch_seeds: bool | None = False,
-) -> None:
+) -> SystemRefusedError | None:
     """Train every unfinished run of `runs`, retrying crashes once, recording as results arrive.
 
     With `batch_seeds` not `False`, seeds that can train together do so first
     (see `_seed_groups`); runs of a group that crashes fall back to separate runs.
+
+    Returns:
+        The machine's first refusal (see `run_study`), after which no run was
+        started; `None` when there was none.
+
+    Raises:
+        KeyboardInterrupt: The driver was stopped; the runs under way were stopped
+            too and their outcomes recorded.
     """
     records = {record.run_id: record for record in store.runs(phase=None)}
     todo = [run for run in runs if not records[run.run_id].finished]
@@ -142,9 +142,12 @@ def _execute(
     grouped = {planned.run_id: len(group) for group in groups for planned in group}
     batch = [*groups, *((planned,) for planned in todo if planned.run_id not in grouped)]
     fell_back: set[str] = set()
+    refused: SystemRefusedError | None = None
 
     def jobs(pending: list[tuple[PlannedRun, ...]]) -> Iterator[Job]:
         for job_runs in pending:
+            if refused is not None:  # the machine refused a run: the next would fare no better
+                return
             for planned in job_runs:
                 store.mark_started(planned.run_id)
                 starts[planned.run_id] = time.perf_counter()
@@ -154,32 +157,53 @@ def _execute(
             resume = len(job_runs) == 1 and _can_resume(study_dir / job_runs[0].run_dir)
             yield job_runs, str(study_dir), resume, doctor
 
+    def record(planned: PlannedRun, result: dict | None, error: BaseException | None) -> bool:
+        """Record how a run's start ended; return whether to start it again now."""
+        nonlocal refused
+        run_id, again = planned.run_id, False
+        if error is None:
+            assert result is not None
+            # A run stopped by Ctrl-C resumes from its checkpoint with its attempts unspent.
+            store.record_result(run_id, result, refund=result.get("status") == "interrupted")
+        elif _is_interruption(error):
+            store.set_status(run_id, "interrupted", refund=True)
+        elif is_environment_failure(error):
+            refused = refused or refusal(error, study_dir / planned.run_dir)
+            store.set_status(run_id, "pending", _error_line(error), refund=True)
+        elif run_id in grouped:
+            # Batching is an optimization: its crash sends the run to train on its
+            # own, with the retry a separate run has (see below).
+            store.set_status(run_id, "pending", f"batched seeds: {_error_line(error)}")
+            fell_back.add(run_id)
+            again = True
+        else:
+            # A run that fell back from its group crashed on its own: the group's start
+            # is not held against it, so it keeps its retry and attempts stay in bounds.
+            refund = run_id in fell_back
+            fell_back.discard(run_id)
+            attempts = store.run(run_id).attempts - refund
+            status = "pending" if attempts < MAX_ATTEMPTS else "failed"
+            store.set_status(run_id, status, _error_line(error), refund=refund)
+            again = status == "pending"
+        # A group's runs share its time: each is shown with its share, as recorded.
+        seconds = time.perf_counter() - starts.get(run_id, time.perf_counter())
+        progress.ended(store.run(run_id), seconds / grouped.get(run_id, 1))
+        return again
+
     try:
-        while batch:
-            retry: list[PlannedRun] = []
-            for planned, result, error in backend.run(jobs(batch)):
-                if error is None:
-                    store.record_result(planned.run_id, result)
-                elif planned.run_id in grouped:
-                    # Batching is an optimization: its crash sends the run to train on its
-                    # own, with the retry a separate run has.
-                    store.set_status(planned.run_id, "pending",
-                                     f"batched seeds: {_error_line(error)}")
-                    fell_back.add(planned.run_id)
-                    retry.append(planned)
-                else:
-                    attempts = store.run(planned.run_id).attempts
-                    allowed = MAX_ATTEMPTS + (planned.run_id in fell_back)
-                    status = "pending" if attempts < allowed else "failed"
-                    store.set_status(planned.run_id, status, _error_line(error))
-                    if status == "pending":
-                        retry.append(planned)
-                # A group's runs share its time: each is shown with its share, as recorded.
-                seconds = time.perf_counter() - starts[planned.run_id]
-                progress.ended(store.run(planned.run_id), seconds / grouped.get(planned.run_id, 1))
+        while batch and refused is None:
+            retry = [planned for planned, result, error in backend.run(jobs(batch))
+                     if record(planned, result, error)]
             batch, grouped = [(planned,) for planned in retry], {}
+    except KeyboardInterrupt:
+        # Ctrl-C or SIGTERM in the driver, perhaps in the driver alone (`kill PID`, a
+        # scheduler): the runs in the workers stop too, and how each ended is recorded.
+        for outcome in backend.stop():
+            record(*outcome)
+        raise
     finally:
         progress.close()
+    return refused
 
 
 def _seed_groups(
@@ -285,7 +309,13 @@ def _pretrain(recipes: list[dict[str, Any]], study_dir: Path) -> None:
         return
     spawn = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(1, mp_context=spawn, initializer=init_worker) as pool:
-        pool.submit(call_interruptibly, pretrain_sources, recipes, study_dir / PRETRAINED).result()
+        pretraining = pool.submit(call_interruptibly, pretrain_sources, recipes,
+                                  study_dir / PRETRAINED)
+        try:
+            pretraining.result()
+        except KeyboardInterrupt:
+            interrupt_workers(pool)  # a driver stopped alone: leaving, the pool waits for it
+            raise
 
 
 def run_study(
@@ -343,47 +373,138 @@ def run_study(
     }
     search_runs = _search_runs(study)
     study_dir = Path(out) if out is not None else default_study_dir(study)
-    count = workers or os.cpu_count() or 1
-    if backend == "local":
-        preload(main_runs.values())
-        runner: Any = LocalBackend(count)
-    else:
-        runner = RayBackend(count, address)
-    status_progress = StudyProgress(progress)
+    planned_ids = {run.run_id for run in (*main_runs.values(), *search_runs)}
+    with StudyLock(study_dir):
+        try:
+            store = open_store(study, study_dir, force_new)
+            try:
+                store.interrupt_running()  # left by a driver that is gone: we hold the lock
+                count = _workers(store, planned_ids, search_runs, workers)
+            finally:
+                store.close()  # opened again once the workers are forked (see LocalBackend)
+            if backend == "local":
+                preload(main_runs.values())
+                runner: Any = LocalBackend(count)
+            else:
+                runner = RayBackend(count, address)
+            try:
+                store = StudyStore.open(study_dir / STORE_NAME)
+            except BaseException:
+                runner.close()
+                raise
+            try:
+                stopped, refused = _train(
+                    study, store, study_dir, runner, StudyProgress(progress), main_runs,
+                    search_runs, doctor, batch_seeds,
+                )
+                counts: dict[str, int] = {}
+                for record in store.runs(phase=None):
+                    counts[record.status] = counts.get(record.status, 0) + 1
+            finally:
+                store.close()
+        except SystemRefusedError as error:  # the store could not be made or written
+            stopped, refused, counts = False, error, {}
+        written = None
+        if report is not None and (study_dir / STORE_NAME).exists():
+            try:
+                written = report(study_dir)
+            except Exception as error:
+                report_refused = refusal(error, study_dir / "report.html")
+                if report_refused is None:
+                    raise
+                refused = refused or report_refused
+        if refused is not None and not stopped:
+            raise _stopped_by_the_machine(refused, study_dir, planned_ids)
     exit_code = EXIT_OK
-    try:
-        store = open_store(study, study_dir, force_new)
-    except BaseException:
-        runner.close()
-        raise
+    if stopped or counts.get("interrupted") or counts.get("running"):
+        exit_code = EXIT_INTERRUPTED
+    return StudyOutcome(study_dir, counts, written, exit_code)
+
+
+def _workers(
+    store: StudyStore, planned_ids: set[str], search_runs: list[PlannedRun], wanted: int | None
+) -> int:
+    """Worker processes to start: as many as wanted (the cores by default), at most the runs to do.
+
+    The search and the main runs train one phase after the other, so the larger
+    phase bounds what can run at once; at least one worker, for the calls the
+    study makes in a worker (`plan_seed_groups`).
+    """
+    finished = {record.run_id for record in store.runs(phase=None) if record.finished}
+    search_ids = {run.run_id for run in search_runs}
+    to_do = max(len(search_ids - finished), len(planned_ids - search_ids - finished))
+    return max(1, min(wanted or os.cpu_count() or 1, to_do))
+
+
+def _train(
+    study: Study, store: StudyStore, study_dir: Path, runner: Any, progress: StudyProgress,
+    main_runs: dict[tuple[str, int], PlannedRun], search_runs: list[PlannedRun],
+    doctor: bool, batch_seeds: bool | None,
+) -> tuple[bool, SystemRefusedError | None]:
+    """Pretrain, search learning rates, train the main runs; close the backend.
+
+    Returns:
+        Whether the driver was stopped (Ctrl-C, SIGTERM), and the machine's
+        refusal that ended the study early, if any.
+    """
+    refused: SystemRefusedError | None = None
     try:
         _pretrain([run.recipe for run in (*main_runs.values(), *search_runs)], study_dir)
         if search_runs:
             _add(store, search_runs)
-            _execute(search_runs, store, study_dir, runner, status_progress,
-                     "learning-rate search", batch_seeds=batch_seeds)
-            for variant, rate in _choose_rates(study, store).items():
-                for seed in study.spec["seeds"]:
-                    main_runs[variant, seed] = study.plan(variant, seed, rate)
-        planned = list(main_runs.values())
-        _add(store, planned)
-        _reuse_search_runs(planned, store)
-        # The doctor probes each run's own model, which a batched group does not have.
-        _execute(planned, store, study_dir, runner, status_progress, study.name, doctor,
-                 batch_seeds=False if doctor else batch_seeds)
+            refused = _execute(search_runs, store, study_dir, runner, progress,
+                               "learning-rate search", batch_seeds=batch_seeds)
+            if refused is None:
+                for variant, rate in _choose_rates(study, store).items():
+                    for seed in study.spec["seeds"]:
+                        main_runs[variant, seed] = study.plan(variant, seed, rate)
+        if refused is None:
+            planned = list(main_runs.values())
+            _add(store, planned)
+            _reuse_search_runs(planned, store)
+            # The doctor probes each run's own model, which a batched group does not have.
+            refused = _execute(planned, store, study_dir, runner, progress, study.name, doctor,
+                               batch_seeds=False if doctor else batch_seeds)
     except KeyboardInterrupt:
-        exit_code = EXIT_INTERRUPTED
+        return True, None
+    except SystemRefusedError as error:
+        # The store (or a pretrained model) could not be written: what the runs under way
+        # return could not be recorded either, so they are stopped and resume next time.
+        for _ in runner.stop():
+            pass
+        return False, error
     finally:
         runner.close()
-    counts: dict[str, int] = {}
-    for record in store.runs(phase=None):
-        counts[record.status] = counts.get(record.status, 0) + 1
-    if counts.get("interrupted") or counts.get("running"):
-        exit_code = EXIT_INTERRUPTED
-    store.close()
-    written = report(study_dir) if report is not None else None
-    return StudyOutcome(study_dir, counts, written, exit_code)
+    return False, refused
 
 
-__all__ = ["StudyOutcome", "default_study_dir", "open_store",
-           "run_study"]
+def _remedy(cause: str) -> str:
+    """What to do about a refusal, from its one-line message."""
+    cause = cause.lower()
+    if "no space" in cause or "quota" in cause:
+        return "free space"
+    if any(word in cause for word in ("read-only", "permission", "not permitted")):
+        return "make the folder writable"
+    if "memory" in cause:
+        return "free memory (or pass fewer --workers)"
+    if "too many open files" in cause:
+        return "raise the limit of open files (ulimit -n)"
+    return "fix the cause"
+
+
+def _stopped_by_the_machine(
+    refused: SystemRefusedError, study_dir: Path, planned_ids: set[str]
+) -> SystemRefusedError:
+    """The study's one-line ending when the machine refused: the path, the cause, what is left."""
+    try:
+        with StudyStore.open(study_dir / STORE_NAME) as store:
+            finished = {record.run_id for record in store.runs(phase=None) if record.finished}
+    except (UserInputError, SystemRefusedError):  # no store: every run is still to do
+        finished = set()
+    left = len(planned_ids - finished)
+    line = str(refused)
+    what = f"{left} run(s) left pending" if left else "the report is not written"
+    return SystemRefusedError(f"{line}; {what}: {_remedy(line)} and run the same command again")
+
+
+__all__ = ["MAX_ATTEMPTS", "StudyOutcome", "default_study_dir", "open_store", "run_study"]

@@ -5,11 +5,20 @@ train as one batched model; the study directory; whether to resume, whether
 to probe it) and yields each run's outcome as it finishes: its `result.json`
 content, or the error it raised. Retrying and recording are the driver's
 (`tricklab.run.study`), the same for both backends.
+
+A job that the machine refused (disk full, read-only, out of memory) raises a
+`SystemRefusedError` naming the path and the cause, whatever layer hit it
+first (torch reports a full disk as a `RuntimeError` raised while handling the
+`OSError`), so the driver can tell it from a crash of the run. `stop()`
+interrupts the runs under way as a Ctrl-C in a terminal would, for a driver
+that alone was stopped (`kill PID`, a scheduler's SIGTERM).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import signal
 import sys
 from collections.abc import Callable, Iterator
@@ -19,7 +28,12 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tricklab.errors import UserInputError
+from tricklab.errors import (
+    SystemRefusedError,
+    UserInputError,
+    is_environment_failure,
+    system_error_line,
+)
 from tricklab.recipe.study import PlannedRun
 
 if TYPE_CHECKING:
@@ -88,11 +102,46 @@ def execute_job(
 
     Returns:
         Each run's `result.json` content, in order.
+
+    Raises:
+        SystemRefusedError: The machine refused (see `refusal`); the message names
+            the path, or the (first) run's folder where the error names none.
     """
-    if len(runs) == 1:
-        return [execute_run(study_dir, runs[0].run_dir, runs[0].recipe, resume, doctor)]
-    return execute_seed_group(study_dir, [run.run_dir for run in runs],
-                              [run.recipe for run in runs])
+    try:
+        if len(runs) == 1:
+            return [execute_run(study_dir, runs[0].run_dir, runs[0].recipe, resume, doctor)]
+        return execute_seed_group(study_dir, [run.run_dir for run in runs],
+                                  [run.recipe for run in runs])
+    except Exception as error:
+        refused = refusal(error, Path(study_dir) / runs[0].run_dir)
+        if refused is None or refused is error:
+            raise
+        raise refused from error
+
+
+def refusal(error: BaseException, where: Path | None = None) -> SystemRefusedError | None:
+    """The machine's refusal behind `error` as a `SystemRefusedError`; `None` for other errors.
+
+    Looks through the errors `error` was raised from or while handling: torch,
+    for one, reports a full disk as a `RuntimeError` raised while handling the
+    `OSError`. The result pickles whole (a worker sends it to its driver).
+
+    Args:
+        error: What a job raised.
+        where: The path to name when the error names none. Defaults to `None`.
+    """
+    seen: set[int] = set()
+    cause: BaseException | None = error
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, SystemRefusedError):
+            return cause
+        if is_environment_failure(cause):
+            line = system_error_line(cause)
+            named = isinstance(cause, OSError) and cause.filename is not None
+            return SystemRefusedError(line if named or where is None else f"{where}: {line}")
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return None
 
 
 def plan_seed_groups(runs: list[PlannedRun], batch_seeds: bool | None) -> list[list[str]]:
@@ -173,11 +222,14 @@ _in_job = False
 def _on_interrupt(signum: int, frame: Any) -> None:
     # Between jobs a worker waits on its pool's queue, where a KeyboardInterrupt would
     # kill it mid-protocol with a traceback on the terminal. It remembers the Ctrl-C
-    # instead and starts no further job; within a job the Ctrl-C interrupts training
-    # as usual (a checkpoint, status `interrupted`).
+    # instead and starts no further job; within a job the first Ctrl-C interrupts
+    # training as usual (a checkpoint, status `interrupted`). A later one (a second
+    # Ctrl-C, or the driver's SIGINT after the terminal's) is only remembered: raised
+    # in the middle of saving the checkpoint, it would lose it.
     global _interrupted
+    first = not _interrupted
     _interrupted = True
-    if _in_job:
+    if _in_job and first:
         raise KeyboardInterrupt
 
 
@@ -202,6 +254,7 @@ def call_interruptibly(function: Callable[..., Any], *args: Any) -> Any:
         KeyboardInterrupt: At once when a Ctrl-C reached the worker before the
             call: the study is stopping, and its remaining runs wait for the next
             command.
+        SystemRefusedError: The machine refused what `function` asked (see `refusal`).
     """
     global _in_job
     _in_job = True  # before the check: a Ctrl-C landing in between still raises
@@ -209,8 +262,28 @@ def call_interruptibly(function: Callable[..., Any], *args: Any) -> Any:
         if _interrupted:
             raise KeyboardInterrupt
         return function(*args)
+    except Exception as error:
+        refused = refusal(error)
+        if refused is None or refused is error:
+            raise
+        raise refused from error
     finally:
         _in_job = False
+
+
+def interrupt_workers(pool: ProcessPoolExecutor) -> None:
+    """Send SIGINT to every worker process of `pool`, as a Ctrl-C in a terminal does.
+
+    For a driver stopped on its own (`kill PID`, a scheduler's SIGTERM): its
+    workers' runs then stop at their next batch, keep a checkpoint and record
+    `interrupted`, instead of training to the end while the driver waits.
+    """
+    # The executor keeps its processes in `_processes` (pid -> process) in every
+    # Python it supports; it has no public way to signal them.
+    processes = dict(getattr(pool, "_processes", None) or {})
+    for pid in processes:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGINT)
 
 
 Outcome = tuple[PlannedRun, dict[str, Any] | None, BaseException | None]
@@ -223,11 +296,13 @@ class LocalBackend:
     """A pool of worker processes, one torch thread each.
 
     Args:
-        workers: Processes; at most one run per process at a time.
+        workers: Processes, all started at once (the driver sizes them to the
+            runs it has to do); at most one run per process at a time.
     """
 
     def __init__(self, workers: int) -> None:
         self.workers = workers
+        self._running: dict[Future, tuple[PlannedRun, ...]] = {}
         self._pool = self._new_pool()
 
     def _new_pool(self) -> ProcessPoolExecutor:
@@ -244,8 +319,13 @@ class LocalBackend:
         return pool
 
     def run(self, jobs: Iterator[Job]) -> Iterator[Outcome]:
-        """Run jobs keeping every worker busy; yield each run's outcome."""
-        running: dict[Future, tuple[PlannedRun, ...]] = {}
+        """Run jobs keeping every worker busy; yield each run's outcome.
+
+        Raises:
+            KeyboardInterrupt: A job was interrupted in its worker (a Ctrl-C): the
+                study stops; `stop()` gathers the jobs still running.
+        """
+        running = self._running
         # Jobs are drawn only when a worker is free, so a run is marked started when it starts.
         while True:
             while len(running) < self.workers and (job := next(jobs, None)) is not None:
@@ -262,6 +342,27 @@ class LocalBackend:
                     self._pool = self._new_pool()
                     yield from ((planned, None, error) for planned in runs)
                 except Exception as error:  # the runs' own crash: the driver records it
+                    yield from ((planned, None, error) for planned in runs)
+                else:
+                    yield from ((planned, result, None)
+                                for planned, result in zip(runs, results, strict=True))
+
+    def stop(self) -> Iterator[Outcome]:
+        """Interrupt the jobs under way and yield each run's outcome once its job has stopped.
+
+        Every worker gets a SIGINT, as from a Ctrl-C in a terminal (a worker that
+        had one already ignores it): a run stops at its next batch and returns
+        its result (`interrupted`, with its checkpoint); a job that had not begun
+        raises `KeyboardInterrupt`, yielded as its error.
+        """
+        interrupt_workers(self._pool)
+        while self._running:
+            done, _ = wait(self._running, return_when=FIRST_COMPLETED)
+            for future in done:
+                runs = self._running.pop(future)
+                try:
+                    results = future.result()
+                except BaseException as error:  # a job's KeyboardInterrupt included
                     yield from ((planned, None, error) for planned in runs)
                 else:
                     yield from ((planned, result, None)
@@ -310,10 +411,12 @@ class RayBackend:
                                      f"({error})") from None
         self._task = ray.remote(num_cpus=1, max_retries=0)(execute_job)
         self.workers = max(1, int(ray.cluster_resources().get("CPU", workers)))
+        self._running: dict[Any, tuple[PlannedRun, ...]] = {}
 
     def run(self, jobs: Iterator[Job]) -> Iterator[Outcome]:
         """Submit every job as a task; yield each run's outcome as its task finishes."""
-        references = {self._task.remote(*job): job[0] for job in jobs}
+        references = self._running
+        references.update({self._task.remote(*job): job[0] for job in jobs})
         while references:
             done, _ = self._ray.wait(list(references), num_returns=1)
             runs = references.pop(done[0])
@@ -331,6 +434,18 @@ class RayBackend:
         """Call `function(*args)` as a task and return its value (or raise its error)."""
         task = self._ray.remote(num_cpus=1, max_retries=0)(function)
         return self._ray.get(task.remote(*args))
+
+    def stop(self) -> Iterator[Outcome]:
+        """Cancel the tasks under way (`ray.cancel`: a `KeyboardInterrupt` in each); yield nothing.
+
+        The driver does not wait for them: their runs stay `running` in the store,
+        and the next command resumes them from their checkpoints.
+        """
+        for reference in self._running:
+            with contextlib.suppress(Exception):
+                self._ray.cancel(reference)
+        self._running.clear()
+        return iter(())
 
     def close(self) -> None:
         """Leave the cluster running; Ray tears a local one down when the driver exits."""

@@ -253,6 +253,35 @@ def _searches(
     return searches
 
 
+def _checked_spec(store: StudyStore) -> dict[str, Any]:
+    """The store's spec, with the parts read here checked to be what tricklab writes.
+
+    Raises:
+        UserInputError: Naming the file and the part that is not.
+    """
+    spec = store.spec
+    variants = spec.get("variants")
+    target = spec.get("target")
+    checks = (
+        ("variants", variants, isinstance(variants, dict) and all(
+            value is None or isinstance(value, dict) for value in variants.values()),
+         "an object of variants"),
+        ("baseline", spec.get("baseline"), isinstance(spec.get("baseline"), str),
+         "a variant name"),
+        ("metric", spec.get("metric"), isinstance(spec.get("metric"), str), "a metric name"),
+        ("target", target, not target or (
+            isinstance(target, dict) and isinstance(target.get("metric"), str)
+            and _finite(target.get("value")) is not None), "a metric and a value"),
+        ("lr_search", spec.get("lr_search"),
+         spec.get("lr_search") is None or isinstance(spec.get("lr_search"), dict),
+         "an object or null"),
+    )
+    for key, value, good, expected in checks:
+        if not good:
+            raise store.damaged(f"meta 'spec' {key}", value, expected)
+    return spec
+
+
 def load_results(store: StudyStore, resamples: int = 10_000) -> StudyResults:
     """Read a study store and analyse its final metric across seeds.
 
@@ -262,8 +291,11 @@ def load_results(store: StudyStore, resamples: int = 10_000) -> StudyResults:
 
     Returns:
         The grouped, analysed results; partial while runs are unfinished.
+
+    Raises:
+        UserInputError: The store holds a spec or a row tricklab did not write.
     """
-    spec = store.spec
+    spec = _checked_spec(store)
     runs = store.runs("main")
     search_runs = store.runs("lr_search")
     # Runs of a variant the spec no longer lists still belong to the study: list them last.

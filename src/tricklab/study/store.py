@@ -11,23 +11,34 @@ SQLite is opened in WAL mode with a busy timeout, and every write is one
 each waits its turn instead of failing with "database is locked". A file that
 is not a tricklab study store (another program's database, a truncated or
 corrupt file) is refused with a clear error, after being read only, so it is
-left exactly as it was.
+left exactly as it was; so is a row that does not read back as tricklab wrote
+it (a column that is not JSON, a NULL where a value belongs, an unknown
+status), naming the file and the run. When the machine refuses a write (disk
+full, read-only, out of memory) the error is a `SystemRefusedError` naming
+`study.db` and the cause, and the transaction leaves nothing half-written.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
+import re
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
-from tricklab.errors import UserInputError
+from tricklab.errors import (
+    SystemRefusedError,
+    UserInputError,
+    is_environment_failure,
+    system_error_line,
+)
 
 FORMAT = "tricklab-study"
 VERSION = 1
@@ -36,6 +47,21 @@ BUSY_TIMEOUT_MS = 60_000
 
 FINISHED = ("completed", "stopped_early", "diverged", "failed")
 """Statuses a re-run leaves alone; `pending`, `running` and `interrupted` runs are (re)started."""
+
+STATUSES = ("pending", "running", "interrupted", *FINISHED)
+"""Every status a run can have."""
+
+PHASES = ("main", "lr_search")
+
+# SQLite's primary result codes that mean the machine refused (sqlite3.h), and the
+# cause in the words `os.strerror` uses, so a message reads the same whoever failed.
+_SQLITE_REFUSALS = {
+    7: "out of memory",  # SQLITE_NOMEM
+    8: "read-only file system or no permission to write",  # SQLITE_READONLY
+    10: "input/output error",  # SQLITE_IOERR
+    13: "no space left on device",  # SQLITE_FULL
+    14: "cannot open the file (no permission, or no space for its journal)",  # SQLITE_CANTOPEN
+}
 
 _SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -170,12 +196,38 @@ class StudyStore:
         # sees `study.db` without its tables (it would take it for a foreign file).
         building = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         try:
-            cls._build(building, spec, fingerprint)
-            os.replace(building, path)
+            with _refusals(path):
+                cls._build(building, spec, fingerprint)
+                os.replace(building, path)
         except BaseException:
-            building.unlink(missing_ok=True)
+            for leftover in (building, building.with_name(f"{building.name}-journal")):
+                leftover.unlink(missing_ok=True)
             raise
-        return cls(path, cls._connect(path))
+        with _refusals(path):
+            return cls(path, cls._connect(path))
+
+    @staticmethod
+    def remove_stale_temporaries(path: str | Path) -> list[Path]:
+        """Delete the temporary stores that drivers killed inside `create` left beside `path`.
+
+        A store is built as `.study.db.<pid>.tmp` (with its `-journal`); a file
+        whose process is gone is a leftover, never to be renamed into place.
+        Files of a live process are left alone: it may be building its store.
+
+        Returns:
+            The files deleted.
+        """
+        path = Path(path)
+        pattern = re.compile(rf"^\.{re.escape(path.name)}\.(\d+)\.tmp(-journal)?$")
+        removed = []
+        if not path.parent.is_dir():
+            return removed
+        for entry in path.parent.iterdir():
+            match = pattern.match(entry.name)
+            if match and not _process_alive(int(match.group(1))) and entry.is_file():
+                entry.unlink(missing_ok=True)
+                removed.append(entry)
+        return removed
 
     @staticmethod
     def _build(path: Path, spec: dict[str, Any], fingerprint: str) -> None:
@@ -222,7 +274,8 @@ class StudyStore:
                 if not was_there:
                     companion.unlink(missing_ok=True)
             raise
-        return cls(path, cls._connect(path))
+        with _refusals(path):
+            return cls(path, cls._connect(path))
 
     @staticmethod
     def _check(path: Path) -> None:
@@ -283,13 +336,18 @@ class StudyStore:
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         connection = self._connection
-        connection.execute("BEGIN IMMEDIATE")
-        try:
-            yield connection
-        except BaseException:
-            connection.execute("ROLLBACK")
-            raise
-        connection.execute("COMMIT")
+        with _refusals(self.path):
+            connection.execute("BEGIN IMMEDIATE")
+            try:
+                yield connection
+                connection.execute("COMMIT")
+            except BaseException:
+                # SQLite has already rolled back a transaction that hit a full disk; a
+                # failing ROLLBACK must not hide the error that says why.
+                if connection.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        connection.execute("ROLLBACK")
+                raise
 
     def close(self) -> None:
         """Close the connection."""
@@ -303,12 +361,38 @@ class StudyStore:
 
     def _meta(self, key: str) -> str:
         row = self._connection.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        if row is None or not isinstance(row[0], str):
+            raise self.damaged(f"meta {key!r}", None if row is None else row[0], "text")
         return row[0]
+
+    def damaged(self, where: str, value: Any, expected: str) -> UserInputError:
+        """The one-line error for a value tricklab did not write: file, row, value, expected."""
+        shown = "missing" if value is None else f"{value!r}"
+        if len(shown) > 60:
+            shown = f"{shown[:57]}..."
+        return UserInputError(
+            f"study store: {self.path}: {where} is {shown}, not {expected}; the store was "
+            "changed outside tricklab; the file was left untouched"
+        )
+
+    def _json(self, where: str, text: Any, kind: type, expected: str) -> Any:
+        """`text` parsed as JSON of `kind`, or a `UserInputError` naming the file and the row."""
+        try:
+            value = json.loads(text)
+        except (TypeError, ValueError):
+            raise self.damaged(where, text, expected) from None
+        if not isinstance(value, kind):
+            raise self.damaged(where, text, expected)
+        return value
 
     @property
     def spec(self) -> dict[str, Any]:
-        """The resolved study spec the store was created with."""
-        return json.loads(self._meta("spec"))
+        """The resolved study spec the store was created with.
+
+        Raises:
+            UserInputError: The stored spec is not a JSON object.
+        """
+        return self._json("meta 'spec'", self._meta("spec"), dict, "a JSON object")
 
     @property
     def fingerprint(self) -> str:
@@ -351,22 +435,56 @@ class StudyStore:
                 "SELECT attempts FROM runs WHERE run_id = ?", (run_id,)
             ).fetchone()[0]
 
-    def set_status(self, run_id: str, status: str, error: str | None = None) -> None:
-        """Set a run's status (and its last error, when there is one) without touching results."""
+    def set_status(
+        self, run_id: str, status: str, error: str | None = None, refund: bool = False
+    ) -> None:
+        """Set a run's status (and its last error, when there is one) without touching results.
+
+        Args:
+            run_id: The run.
+            status: Its new status.
+            error: Its last error; `None` keeps the one recorded. Defaults to `None`.
+            refund: Uncount the start that just ended: it was not the run's fault (the
+                machine refused, the study was stopped, its batched group crashed).
+                Defaults to `False`.
+        """
         with self._write() as connection:
             connection.execute(
-                "UPDATE runs SET status = ?, error = coalesce(?, error), updated_at = ?"
-                " WHERE run_id = ?",
-                (status, error, time.time(), run_id),
+                "UPDATE runs SET status = ?, error = coalesce(?, error), updated_at = ?,"
+                " attempts = max(attempts - ?, 0) WHERE run_id = ?",
+                (status, error, time.time(), int(refund), run_id),
             )
+
+    def interrupt_running(self) -> int:
+        """Record the runs still `running` as `interrupted`, their start uncounted; return how many.
+
+        Called by a driver that holds the study's lock: a run left `running` was
+        started by a driver that is gone (killed, or stopped before it heard
+        back), so it resumes from its checkpoints, its attempts unspent.
+        """
+        with self._write() as connection:
+            before = connection.total_changes
+            connection.execute(
+                "UPDATE runs SET status = 'interrupted', attempts = max(attempts - 1, 0),"
+                " updated_at = ? WHERE status = 'running'",
+                (time.time(),),
+            )
+            return connection.total_changes - before
 
     def set_run_dir(self, run_id: str, run_dir: str) -> None:
         """Point a run at another directory (a main run reusing an identical search run)."""
         with self._write() as connection:
             connection.execute("UPDATE runs SET run_dir = ? WHERE run_id = ?", (run_dir, run_id))
 
-    def record_result(self, run_id: str, result: dict[str, Any]) -> None:
-        """Store a run's `result.json` content: status, metrics, timing and per-epoch history."""
+    def record_result(self, run_id: str, result: dict[str, Any], refund: bool = False) -> None:
+        """Store a run's `result.json` content: status, metrics, timing and per-epoch history.
+
+        Args:
+            run_id: The run.
+            result: The content of its `result.json`.
+            refund: Uncount the start that ended here (an `interrupted` run resumes
+                with its attempts unspent). Defaults to `False`.
+        """
         history = result.get("history") or {}
         rows = [
             (run_id, epoch, key, _finite(value))
@@ -377,9 +495,9 @@ class StudyStore:
         with self._write() as connection:
             connection.execute(
                 "UPDATE runs SET status = ?, metrics = ?, epochs_run = ?, wall_time_s = ?,"
-                " updated_at = ? WHERE run_id = ?",
+                " updated_at = ?, attempts = max(attempts - ?, 0) WHERE run_id = ?",
                 (result["status"], json.dumps(metrics), result.get("epochs_run"),
-                 result.get("wall_time_s"), time.time(), run_id),
+                 result.get("wall_time_s"), time.time(), int(refund), run_id),
             )
             connection.execute("DELETE FROM history WHERE run_id = ?", (run_id,))
             connection.executemany(
@@ -393,9 +511,10 @@ class StudyStore:
             f"SELECT {_RUN_COLUMNS} FROM runs {where} ORDER BY rowid", arguments
         ).fetchall()
         histories: dict[str, dict[str, list[float | None]]] = {}
-        for run_id, key, value in self._connection.execute(
-            "SELECT run_id, key, value FROM history ORDER BY run_id, key, epoch"
+        for run_id, epoch, key, value in self._connection.execute(
+            "SELECT run_id, epoch, key, value FROM history ORDER BY run_id, key, epoch"
         ):
+            self._check_history(run_id, epoch, key, value)
             histories.setdefault(run_id, {}).setdefault(key, []).append(value)
         return [self._record(row, histories.get(row[0], {})) for row in rows]
 
@@ -407,20 +526,65 @@ class StudyStore:
         if row is None:
             return None
         history: dict[str, list[float | None]] = {}
-        for key, value in self._connection.execute(
-            "SELECT key, value FROM history WHERE run_id = ? ORDER BY key, epoch", (run_id,)
+        for epoch, key, value in self._connection.execute(
+            "SELECT epoch, key, value FROM history WHERE run_id = ? ORDER BY key, epoch",
+            (run_id,),
         ):
+            self._check_history(run_id, epoch, key, value)
             history.setdefault(key, []).append(value)
         return self._record(row, history)
 
-    @staticmethod
-    def _record(row: tuple, history: dict[str, list[float | None]]) -> RunRecord:
+    def _check_history(self, run_id: Any, epoch: Any, key: Any, value: Any) -> None:
+        where = f"run {run_id!r}: history"
+        if not _is_int(epoch) or epoch < 1:
+            raise self.damaged(f"{where} epoch", epoch, "an epoch number (1 or more)")
+        if not isinstance(key, str):
+            raise self.damaged(f"{where} key", key, "a metric name")
+        if value is not None and not _is_number(value):
+            raise self.damaged(f"{where} {key!r} at epoch {epoch}", value, "a number or NULL")
+
+    def _record(self, row: tuple, history: dict[str, list[float | None]]) -> RunRecord:
+        """A `runs` row as a `RunRecord`, every column checked to be what tricklab writes.
+
+        Raises:
+            UserInputError: Naming the file, the run and the column that is not.
+        """
         (run_id, variant, seed, phase, learning_rate, status, attempts, run_dir, recipe,
          metrics, epochs_run, wall_time_s, error) = row
+        if not isinstance(run_id, str) or not run_id:
+            raise self.damaged("a run's run_id", run_id, "a run id")
+        where = f"run {run_id!r}:"
+        checks = (
+            ("variant", variant, isinstance(variant, str) and variant != "", "a variant name"),
+            ("seed", seed, _is_int(seed), "an integer"),
+            ("phase", phase, phase in PHASES, f"one of {', '.join(PHASES)}"),
+            ("learning_rate", learning_rate, learning_rate is None or _is_number(learning_rate),
+             "a number or NULL"),
+            ("status", status, status in STATUSES, f"one of {', '.join(STATUSES)}"),
+            ("attempts", attempts, _is_int(attempts) and attempts >= 0,
+             "a count (0 or more)"),
+            ("run_dir", run_dir, _is_run_dir(run_dir), "a folder inside the study"),
+            ("epochs_run", epochs_run, epochs_run is None or (_is_int(epochs_run)
+                                                              and epochs_run >= 0),
+             "a count or NULL"),
+            ("wall_time_s", wall_time_s, wall_time_s is None or _is_number(wall_time_s),
+             "a number or NULL"),
+            ("error", error, error is None or isinstance(error, str), "text or NULL"),
+        )
+        for column, value, good, expected in checks:
+            if not good:
+                raise self.damaged(f"{where} {column}", value, expected)
+        parsed_recipe = self._json(f"{where} recipe", recipe, dict, "a recipe as a JSON object")
+        parsed_metrics: dict[str, Any] = {}
+        if metrics is not None:
+            expected = "a JSON object of metric names and numbers (or null)"
+            parsed_metrics = self._json(f"{where} metrics", metrics, dict, expected)
+            if not all(value is None or _is_number(value) for value in parsed_metrics.values()):
+                raise self.damaged(f"{where} metrics", metrics, expected)
         return RunRecord(
             run_id=run_id, variant=variant, seed=seed, phase=phase, learning_rate=learning_rate,
-            status=status, attempts=attempts, run_dir=run_dir, recipe=json.loads(recipe),
-            metrics=json.loads(metrics) if metrics else {}, history=history,
+            status=status, attempts=attempts, run_dir=run_dir, recipe=parsed_recipe,
+            metrics=parsed_metrics, history=history,
             epochs_run=epochs_run, wall_time_s=wall_time_s, error=error,
         )
 
@@ -435,12 +599,76 @@ class StudyStore:
             )
 
     def learning_rate_choices(self) -> dict[str, LearningRateChoice]:
-        """The chosen rate of every searched variant, by variant name."""
-        return {
-            variant: LearningRateChoice(
-                variant, rate, metric, {r: s for r, s in json.loads(scores)}
-            )
-            for variant, rate, metric, scores in self._connection.execute(
-                "SELECT variant, learning_rate, metric, scores FROM lr_choices ORDER BY rowid"
-            )
-        }
+        """The chosen rate of every searched variant, by variant name.
+
+        Raises:
+            UserInputError: A row that is not what tricklab writes, naming the file and variant.
+        """
+        choices = {}
+        for variant, rate, metric, scores in self._connection.execute(
+            "SELECT variant, learning_rate, metric, scores FROM lr_choices ORDER BY rowid"
+        ):
+            where = f"learning-rate choice {variant!r}:"
+            if not isinstance(variant, str):
+                raise self.damaged("a learning-rate choice's variant", variant, "a variant name")
+            if not _is_number(rate):
+                raise self.damaged(f"{where} learning_rate", rate, "a number")
+            if not isinstance(metric, str):
+                raise self.damaged(f"{where} metric", metric, "a metric name")
+            expected = "a JSON list of [rate, score] pairs"
+            pairs = self._json(f"{where} scores", scores, list, expected)
+            if not all(isinstance(pair, list) and len(pair) == 2 and _is_number(pair[0])
+                       and (pair[1] is None or _is_number(pair[1])) for pair in pairs):
+                raise self.damaged(f"{where} scores", scores, expected)
+            choices[variant] = LearningRateChoice(variant, rate, metric, dict(pairs))
+        return choices
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _is_run_dir(value: Any) -> bool:
+    """A relative folder that stays inside the study (tricklab trains and reads there)."""
+    if not isinstance(value, str) or not value or "\\" in value:
+        return False
+    path = PurePosixPath(value)
+    return not path.is_absolute() and ".." not in path.parts
+
+
+def _process_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True  # another user's process (or a number no process has): leave its file
+    return True
+
+
+@contextmanager
+def _refusals(path: Path) -> Iterator[None]:
+    """Turn the machine's refusals while writing the store at `path` into `SystemRefusedError`.
+
+    SQLite reports a full disk or a read-only file with its own codes, not an
+    `OSError`; either way the message names the store and the cause.
+    """
+    try:
+        yield
+    except sqlite3.OperationalError as error:
+        code = getattr(error, "sqlite_errorcode", None)
+        cause = _SQLITE_REFUSALS.get(code & 0xFF) if isinstance(code, int) else None
+        if cause is None:
+            raise
+        raise SystemRefusedError(f"{path}: {cause}") from error
+    except OSError as error:
+        if isinstance(error, SystemRefusedError) or not is_environment_failure(error):
+            raise
+        line = system_error_line(error)
+        raise SystemRefusedError(line if error.filename else f"{path}: {line}") from error
