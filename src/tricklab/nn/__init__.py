@@ -4,6 +4,9 @@ Five registries, `initializers`, `activations`, `layers`, `regularizers` and
 `constraints`, map recipe names to factories with Keras names and defaults;
 `build_model(input_shape, layers)` turns a recipe's layer list into a
 `Sequential`, and `format_summary` prints it as Keras's `model.summary()` does.
+`estimate_footprint(input_shape, layers)` says what a model costs in memory
+without allocating it; `build_model` refuses a model that cannot fit, and
+`check_training_fits` refuses training that cannot.
 A trainer adds `model.regularization_loss()` to the loss when
 `model.has_regularizers` and calls `model.apply_constraints()` after each
 optimizer step when `model.has_constraints`.
@@ -40,6 +43,15 @@ from tricklab.nn.builder import (
     summarize,
 )
 from tricklab.nn.constraints import Constraint, constraints
+from tricklab.nn.footprint import (
+    DoesNotFitError,
+    Footprint,
+    LayerFootprint,
+    available_memory,
+    check_training_fits,
+    estimate_footprint,
+    footprint_of,
+)
 from tricklab.nn.initializers import Initializer, compute_fans, initializers
 from tricklab.nn.model import Sequential
 from tricklab.nn.regularizers import Regularizer, regularizers
@@ -49,18 +61,25 @@ del (_convolutional, _dropout, _embedding, _layer_module, _normalization, _pooli
 
 __all__ = [
     "Constraint",
+    "DoesNotFitError",
+    "Footprint",
     "Initializer",
     "Layer",
+    "LayerFootprint",
     "LayerSummary",
     "ParamCounts",
     "Regularizer",
     "Sequential",
     "activations",
+    "available_memory",
     "build_layers",
     "build_model",
+    "check_training_fits",
     "compute_fans",
     "constraints",
     "count_params",
+    "estimate_footprint",
+    "footprint_of",
     "format_summary",
     "initializers",
     "layers",

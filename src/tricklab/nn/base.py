@@ -79,9 +79,13 @@ class Layer(Configurable, nn.Module):
         output_activation: `"softmax"` or `"sigmoid"` when the layer's last
             operation is that squashing function, which `forward_logits` skips.
         built: Whether `build` has run.
+        recipe_path: Where `build_layers` found the layer, relative to the layer
+            holding its list, e.g. `layers.0.dense` inside a residual block (a
+            memory estimate names sublayers by it); `None` for a layer built otherwise.
     """
 
     output_activation: str | None = None
+    recipe_path: str | None = None
 
     def __init__(self) -> None:
         super().__init__()

@@ -17,7 +17,9 @@ inside it is then reported at the full path, e.g.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -92,6 +94,9 @@ def build_model(
 
     Raises:
         UserInputError: When the input shape or a layer is invalid, naming its path.
+        DoesNotFitError: When the model's weights plus one sample's forward pass
+            exceed the memory available, naming the input shape or the layer with
+            the largest share (see `build_layers`).
     """
     parent = path.rpartition(".")[0]
     shape = as_shape(input_shape, f"{parent}.input_shape" if parent else "input_shape")
@@ -104,6 +109,10 @@ def build_layers(
     """Build each layer of a recipe's layer list in order, the first for `input_shape`.
 
     A layer whose entry says `trainable: false` is frozen (Keras `layer.trainable = False`).
+    Before anything is allocated, the list is built on the `meta` device to
+    measure it, and refused when its weights plus one sample's forward pass
+    exceed the memory available (`tricklab.nn.footprint`; the layers of a
+    residual block are checked with the block).
 
     Args:
         input_shape: Per-sample shape entering the first layer.
@@ -112,7 +121,44 @@ def build_layers(
 
     Raises:
         UserInputError: When a layer is invalid for its input shape, naming its path.
+        DoesNotFitError: When the model cannot fit in memory, naming the input
+            shape or the layer with the largest share (a `UserInputError`).
     """
+    if _memory_checked.get():
+        return _build_each(input_shape, layers, path)
+    # footprint builds its estimate with this module, so it is imported here, not above.
+    from tricklab.nn.footprint import estimate_footprint
+
+    with unchecked_build():
+        # Refused before a single weight is allocated (see `tricklab.nn.footprint`).
+        # Outputs only, no meta forward pass: cheaper, and enough for one sample.
+        estimate_footprint(input_shape, layers, path, trace=False).check_build_fits()
+        return _build_each(input_shape, layers, path)
+
+
+@contextmanager
+def unchecked_build() -> Iterator[None]:
+    """Within it, `build_layers` builds without estimating the memory first.
+
+    For code that has checked already: `build_layers` itself around the real
+    build (a residual block's own layer list is part of the checked whole), and
+    the meta-device estimate of `tricklab.nn.footprint`, which allocates nothing.
+    """
+    token = _memory_checked.set(True)
+    try:
+        yield
+    finally:
+        _memory_checked.reset(token)
+
+
+_memory_checked: ContextVar[bool] = ContextVar("tricklab_memory_checked", default=False)
+"""Whether the layer list being built was already checked against the memory available."""
+
+
+def _build_each(
+    input_shape: Shape, layers: Sequence[str | dict[str, Any]], path: str
+) -> list[Layer]:
+    """`build_layers` without the memory check."""
     shape, modules = tuple(input_shape), []
     for index, spec in enumerate(resolve_layers(layers, path)):
         ((name, config),) = spec.items()
@@ -129,6 +175,8 @@ def build_layers(
         # unfreeze the frozen sublayers of a block built just above.
         if not trainable:
             module.trainable = False
+        # Lets a footprint name a layer inside a block: `model.layers.3.residual.layers.0.dense`.
+        module.recipe_path = f"{path}.{index}.{name}"
         modules.append(module)
     return modules
 

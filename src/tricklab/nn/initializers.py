@@ -55,9 +55,16 @@ class Initializer(Configurable, ABC):
     def __call__(self, tensor: torch.Tensor) -> torch.Tensor:
         """Fill `tensor` in place without recording gradients and return it.
 
+        A tensor on the `meta` device is returned as it is.
+
         Args:
             tensor: The weight to fill, in PyTorch layout.
         """
+        if tensor.is_meta:
+            # A meta tensor (a memory estimate, `tricklab.nn.footprint`) has a shape
+            # and no values: nothing to draw, and a data-dependent fill (a QR
+            # factorisation, `.item()`) could not run on it.
+            return tensor
         with torch.no_grad():
             return self._fill(tensor)
 

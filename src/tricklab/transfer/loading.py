@@ -20,6 +20,7 @@ import tricklab
 from tricklab.errors import UserInputError
 from tricklab.nn.base import Layer
 from tricklab.nn.builder import build_model
+from tricklab.nn.footprint import DoesNotFitError
 from tricklab.nn.model import Sequential
 from tricklab.optim import optimizers
 from tricklab.transfer.persistence import (
@@ -68,6 +69,8 @@ def load_model(
             refused, never opened as one); if the stored tensors do not match the
             architecture (listing the first missing, unexpected or differently shaped
             ones); or if `optimizer=True` and no optimizer was saved.
+        DoesNotFitError: When the architecture's weights cannot fit in the memory
+            available (a `UserInputError` naming the layer), before any is allocated.
     """
     directory = Path(directory)
     spec_path = directory / MODEL_FILE
@@ -75,7 +78,12 @@ def load_model(
     if not isinstance(spec.get("input_shape"), list) or not isinstance(spec.get("layers"), list):
         raise UserInputError(f"{spec_path}: 'input_shape' and 'layers' must both be lists")
     try:
+        # Refused before a weight is allocated when it cannot fit (an edited `units`).
         model = build_model(spec["input_shape"], spec["layers"], path="layers")
+    except DoesNotFitError as error:
+        raise DoesNotFitError(
+            f"{spec_path}: {error}", error.path, error.required, error.available
+        ) from None
     except UserInputError as error:
         raise UserInputError(f"{spec_path}: {error}") from None
     state = _read_tensors(directory / WEIGHTS_FILE)
