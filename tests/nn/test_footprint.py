@@ -15,10 +15,13 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+from typing import Annotated
 
 import pytest
 import torch
 import yaml
+from pydantic import Field
+from torch import nn
 
 from tricklab.cli.main import main
 from tricklab.errors import UserInputError
@@ -33,8 +36,10 @@ from tricklab.nn import (
     layers,
     summarize,
 )
+from tricklab.nn.base import Layer, Shape
 from tricklab.nn.footprint import MEMORY_LIMIT_VARIABLE, format_bytes, memory_limit
 from tricklab.recipe import load_recipe
+from tricklab.registry import Info
 from tricklab.transfer import load_model, reuse_layers, save_model
 
 from ..conftest import REPOSITORY, TINY_RECIPE
@@ -151,6 +156,33 @@ def test_the_estimate_leaves_the_random_stream_as_it_was() -> None:
     estimate_footprint(recipe.model.input_shape, recipe.model.layers)
     check_training_fits(recipe.model.input_shape, recipe.model.layers, 32, "cpu")
     assert torch.equal(torch.rand(5), expected)
+
+
+class ValueScaled(Layer):
+    """A layer whose build reads a value of its weight, which a meta tensor does not have."""
+
+    def __init__(self, units: Annotated[int, Field(gt=0)] = 3) -> None:
+        super().__init__()
+        self.units = units
+
+    def build(self, input_shape: Shape) -> None:
+        weight = torch.randn(self.units, input_shape[-1])
+        self.weight = nn.Parameter(weight / float(weight.abs().max()))
+        super().build(input_shape)
+
+    def compute_output_shape(self, input_shape: Shape) -> Shape:
+        return (*input_shape[:-1], self.units)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x @ self.weight.T
+
+
+def test_a_layer_that_needs_values_to_build_is_built_unchecked(monkeypatch) -> None:
+    info = Info("value_scaled", ValueScaled, "Scaled by its largest weight.", "", "")
+    monkeypatch.setitem(layers._entries, "value_scaled", info)
+    model = build_model([4], [{"value_scaled": {"units": 3}}, {"dense": {"units": 2}}])
+    assert model[0].weight.abs().max().item() == 1.0
+    check_training_fits([4], [{"value_scaled": {"units": 3}}], 32, "cpu")
 
 
 def test_build_model_refuses_a_billion_units_before_allocating() -> None:

@@ -130,9 +130,16 @@ def build_layers(
     from tricklab.nn.footprint import estimate_footprint
 
     with unchecked_build():
-        # Refused before a single weight is allocated (see `tricklab.nn.footprint`).
-        # Outputs only, no meta forward pass: cheaper, and enough for one sample.
-        estimate_footprint(input_shape, layers, path, trace=False).check_build_fits()
+        try:
+            # Outputs only, no meta forward pass: cheaper, and enough for one sample.
+            footprint = estimate_footprint(input_shape, layers, path, trace=False)
+        except META_FAILURES:
+            # A layer whose build needs real values cannot be measured on the meta
+            # device; it is built as before, unchecked, rather than refused.
+            footprint = None
+        if footprint is not None:
+            # Refused before a single weight is allocated.
+            footprint.check_build_fits()
         return _build_each(input_shape, layers, path)
 
 
@@ -150,6 +157,9 @@ def unchecked_build() -> Iterator[None]:
     finally:
         _memory_checked.reset(token)
 
+
+META_FAILURES = (RuntimeError, TypeError)
+"""What code that needs real values raises on meta tensors (`.item()`, `.numpy()`, `nonzero`)."""
 
 _memory_checked: ContextVar[bool] = ContextVar("tricklab_memory_checked", default=False)
 """Whether the layer list being built was already checked against the memory available."""

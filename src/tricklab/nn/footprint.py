@@ -55,7 +55,7 @@ from torch import nn
 from tricklab.errors import UserInputError
 from tricklab.nn.base import Layer, Shape, as_shape, is_image, output_shape_of
 from tricklab.nn.base import layers as layer_registry
-from tricklab.nn.builder import build_layers, unchecked_build
+from tricklab.nn.builder import META_FAILURES, build_layers, unchecked_build
 from tricklab.nn.model import Sequential
 
 TRAINING_STATE_FACTOR = 4
@@ -466,8 +466,8 @@ def _trace_activations(
 
     Each tensor a module returns or autograd saves for the backward pass while
     the module runs is added, once, to the module's owner (a view counts as the
-    tensor it views). Returns whether the pass ran: data-dependent code
-    (`.item()`, a value-sized output) cannot run on meta tensors.
+    tensor it views). Returns whether the pass ran: code that needs real
+    values (`.item()`, a value-sized output) cannot run on meta tensors.
     """
     state = {
         name: torch.empty_like(tensor, device="meta").requires_grad_(tensor.requires_grad)
@@ -514,7 +514,7 @@ def _trace_activations(
     try:
         with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
             torch.func.functional_call(model, state, (batch,))
-    except (RuntimeError, NotImplementedError):
+    except META_FAILURES:
         for node in owner.values():
             node.activation_values = node.activation_bytes = 0
             node.output_shape = None
@@ -579,7 +579,10 @@ def check_training_fits(
     """
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise UserInputError(f"{batch_path}: expected a positive integer (got {batch_size!r})")
-    model, input_path = _meta_model(input_shape, layers, path)
+    try:
+        model, input_path = _meta_model(input_shape, layers, path)
+    except META_FAILURES:
+        return  # a layer that needs real values to build cannot be measured (as build_layers)
     # The absurd is refused from the weights and outputs alone, before the meta
     # forward pass (whose first use in a process imports parts of torch).
     for trace in (False, True):
