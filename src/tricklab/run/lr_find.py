@@ -9,8 +9,9 @@ from typing import Any
 from tricklab import atomic
 from tricklab.recipe import Recipe
 from tricklab.report import plot_lr_find
+from tricklab.run.preflight import check_fits
 from tricklab.run.rundir import RunDirectory
-from tricklab.run.runner import build, load_data
+from tricklab.run.runner import build, check_before_data, load_data
 from tricklab.train import Trainer
 from tricklab.train.lr_finder import find_learning_rate
 
@@ -41,10 +42,12 @@ def lr_find_recipe(
     """
     run_dir = RunDirectory(out if out is not None else Path("runs") / f"{recipe.name}-lr-find")
     run_dir.check_usable(resume=False, overwrite=overwrite)
+    check_before_data(recipe)
     splits = load_data(recipe)
     if recipe.train.target == "inputs":
         splits = splits.as_reconstruction()
     model, optimizer = build(recipe)
+    check_fits(recipe, model, splits)
     trainer = Trainer(model, optimizer, loss=recipe.train.loss, seed=recipe.seed, progress="none")
     with run_dir.starting(overwrite, resume=False):
         result = find_learning_rate(

@@ -17,12 +17,14 @@ from tricklab.data import DatasetSplits, Split, load_dataset
 from tricklab.data.augment import Pipeline
 from tricklab.errors import EXIT_DIVERGED, EXIT_INTERRUPTED, EXIT_OK, UserInputError
 from tricklab.nn import Sequential, build_model
+from tricklab.nn.footprint import check_training_fits
 from tricklab.optim import make_optimizer
 from tricklab.recipe import Recipe
 from tricklab.recipe.schema import PhaseSection
 from tricklab.report import plot_learning_curves
 from tricklab.report.reconstructions import plot_reconstructions
-from tricklab.run.pretrained import source_model
+from tricklab.run.preflight import check_fits
+from tricklab.run.pretrained import check_reuse_chain, is_recipe, source_model
 from tricklab.run.rundir import RunDirectory, RunInterrupted
 from tricklab.train import FitResult, Trainer
 from tricklab.train.callbacks import Callback
@@ -88,6 +90,21 @@ def shaped_for_model(splits: DatasetSplits, recipe: Recipe) -> DatasetSplits:
     return dataclasses.replace(
         splits, train=view(splits.train), val=view(splits.val), test=view(splits.test)
     )
+
+
+def check_before_data(recipe: Recipe) -> None:
+    """What the recipe alone can tell, before any data is loaded: reuse chains, memory.
+
+    Raises:
+        UserInputError: A cycle of reused recipes, or a model whose training cannot
+            fit in the memory of the device it would train on.
+    """
+    reuse = recipe.model.reuse
+    if reuse is not None and is_recipe(reuse.from_):
+        check_reuse_chain(reuse.from_)
+    if reuse is None:  # reused layers are checked when the source model is loaded
+        check_training_fits(recipe.model.input_shape, recipe.model.layers,
+                            recipe.train.batch_size, training_device(recipe))
 
 
 def build(
@@ -281,12 +298,14 @@ def train_recipe(
     resolved = recipe.to_dict()
     if resume:
         check_resumable(run_dir, recipe)
+    check_before_data(recipe)
     splits = load_data(recipe) if splits is None else shaped_for_model(splits, recipe)
     if recipe.train.target == "inputs":
         splits = splits.as_reconstruction()
     model, optimizer = build(
         recipe, pretrained if pretrained is not None else run_dir.path.parent, progress
     )
+    check_fits(recipe, model, splits)
     train = recipe.train
     phases = training_phases(recipe)
     first_epoch = _FirstEpoch()
