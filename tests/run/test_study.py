@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 import json
+import os
+import re
+import subprocess
+import sys
+import threading
 from pathlib import Path
 
 import pytest
 import yaml
 
-from tricklab.errors import UserInputError
-from tricklab.run.study import run_study
+from tricklab.errors import SystemRefusedError, UserInputError
+from tricklab.run.study import MAX_ATTEMPTS, run_study
+from tricklab.run.study_folder import StudyLock
 from tricklab.study.store import StudyStore
 
 from ..conftest import TINY_RECIPE as BASE
+from ..study.test_store import fill, small_disk
 
 
 def write_study(folder: Path, **changes: object) -> Path:
@@ -166,6 +173,12 @@ def test_a_folder_holding_something_else_is_refused(fixture_data, tmp_path):
     with pytest.raises(UserInputError, match=r"not empty and holds no study\.db"):
         run_study(write_study(tmp_path), out=tmp_path / "study", progress="none")
     assert [p.name for p in (tmp_path / "study").iterdir()] == ["notes.txt"]
+    # --force-new replaces only what tricklab made.
+    with pytest.raises(UserInputError, match=r"--force-new: .*study is not a tricklab study "
+                                             r"\(it holds notes\.txt\)"):
+        run_study(write_study(tmp_path), out=tmp_path / "study", progress="none",
+                  force_new=True)
+    assert [p.name for p in (tmp_path / "study").iterdir()] == ["notes.txt"]
 
 
 def test_a_study_with_the_doctor_probes_every_run_and_reports_it(fixture_data, tmp_path):
@@ -208,3 +221,170 @@ def test_a_reused_recipe_is_pretrained_once_before_the_runs(fixture_data, tmp_pa
     for seed in (0, 1):
         result = json.loads((out / records[f"on_a/seed-{seed}"].run_dir / "result.json").read_text())
         assert result["cached_frozen_layers"] == 2 and result["epochs_run"] == 1
+
+
+# --- one driver per study, --force-new, leftovers of killed drivers, workers, attempts ------
+
+
+def _dead_pid() -> int:
+    done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    return int(done.stdout)
+
+
+def test_a_second_driver_is_refused_while_the_first_holds_the_study(fixture_data, tmp_path):
+    out = tmp_path / "study"
+    with StudyLock(out):
+        message = (rf"another tricklab study \(PID {os.getpid()}\) is running in "
+                   rf"{re.escape(str(out))}; wait for it or stop it")
+        with pytest.raises(UserInputError, match=message):
+            run_study(write_study(tmp_path, seeds=1), out=out, workers=1, progress="none")
+        assert [p.name for p in out.iterdir()] == ["study.lock"]
+        assert (out / "study.lock").read_text().strip() == str(os.getpid())
+    assert list(out.iterdir()) == []  # the lock goes with its holder
+    outcome = run_study(write_study(tmp_path, seeds=1), out=out, workers=1, progress="none")
+    assert outcome.counts == {"completed": 2}
+    assert "study.lock" not in {p.name for p in out.iterdir()}
+
+
+def test_force_new_replaces_only_a_study_tricklab_made_and_never_the_current_folder(
+    fixture_data, tmp_path, monkeypatch
+):
+    out = tmp_path / "study"
+    run_study(write_study(tmp_path, seeds=1), out=out, workers=2, progress="none")
+    database = (out / "study.db").read_bytes()
+    runs = sorted(str(p.relative_to(out)) for p in (out / "runs").rglob("*"))
+    changed = write_study(tmp_path, seeds=1, variants={"sgd": {}, "nadam": {
+        "set": {"train.optimizer": {"name": "nadam"}}}})
+
+    def unchanged() -> None:
+        assert (out / "study.db").read_bytes() == database
+        assert sorted(str(p.relative_to(out)) for p in (out / "runs").rglob("*")) == runs
+        assert not [p.name for p in out.iterdir() if p.name.startswith((".", "study.lock"))]
+
+    monkeypatch.chdir(out)
+    with pytest.raises(UserInputError, match=r"--force-new: refusing to replace \.: it is the "
+                                             r"current directory"):
+        run_study(changed, out=".", workers=1, progress="none", force_new=True)
+    monkeypatch.chdir(tmp_path)
+    unchanged()
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(UserInputError, match=r"is not a tricklab study \(it holds notes\.txt\)"):
+        run_study(changed, out=out, workers=1, progress="none", force_new=True)
+    unchanged()
+    assert (out / "notes.txt").read_text() == "mine"
+    (out / "notes.txt").unlink()
+    outcome = run_study(changed, out=out, workers=2, progress="none", force_new=True)
+    assert outcome.counts == {"completed": 2}
+    assert sorted(p.name for p in out.iterdir()) == ["runs", "study.db"]
+    assert sorted(p.name for p in (out / "runs").iterdir()) == ["nadam", "sgd"]
+
+
+def test_force_new_keeps_the_old_study_whole_until_the_new_one_has_started(
+    fixture_data, tmp_path
+):
+    with small_disk(tmp_path / "disk", "4m") as disk:
+        out = disk / "study"
+        run_study(write_study(tmp_path, seeds=1), out=out, workers=2, progress="none")
+        database = (out / "study.db").read_bytes()
+        runs = sorted(str(p.relative_to(out)) for p in (out / "runs").rglob("*"))
+        changed = write_study(tmp_path, seeds=1, variants={"sgd": {}, "nadam": {
+            "set": {"train.optimizer": {"name": "nadam"}}}})
+        # More free space each time: the disk refuses opening the old store, then setting
+        # it aside and making the new one, until the new study starts.
+        for leave in range(0, 256 * 1024, 4096):
+            filler = fill(disk, leave)
+            try:
+                run_study(changed, out=out, workers=1, progress="none", force_new=True)
+            except SystemRefusedError as error:
+                assert "no space left on device" in str(error)
+            finally:
+                filler.unlink()
+            if (out / "study.db").read_bytes() != database:
+                break
+            assert sorted(str(p.relative_to(out)) for p in (out / "runs").rglob("*")) == runs
+            assert sorted(p.name for p in out.iterdir()) == ["runs", "study.db"]
+        else:
+            pytest.fail("the new study never started")
+        assert leave > 0
+        assert not (out / "runs" / "adam").exists()
+        assert not [p.name for p in out.iterdir() if p.name.startswith(".")]
+
+
+def test_what_killed_drivers_left_in_the_folder_is_cleaned_up_or_put_back(
+    fixture_data, tmp_path
+):
+    out, path = tmp_path / "study", write_study(tmp_path, seeds=1)
+    run_study(path, out=out, workers=2, progress="none")
+    before = {run_id: (r.attempts, r.metrics) for run_id, r in stored(out).items()}
+    dead = _dead_pid()
+    # A driver killed while building the store, and one killed during --force-new:
+    # halfway through setting the old study aside, or after it had made the new store.
+    leftovers = [out / f".study.db.{dead}.tmp", out / f".study.db.{dead}.tmp-journal"]
+    for leftover in leftovers:
+        leftover.write_bytes(b"partial")
+    halfway = out / f".replaced-study.{dead}"
+    halfway.mkdir()
+    (out / "runs").rename(halfway / "runs")
+    finished = out / f".replaced-study.{dead + 1}"
+    finished.mkdir()
+    (finished / "report.md").write_text("the old study's report")
+    (finished / ".complete").touch()
+    (out / "study.lock").write_text(f"{dead}\n")  # a lock file its killed holder left
+    outcome = run_study(path, out=out, workers=2, progress="none")
+    assert outcome.counts == {"completed": 2}
+    assert sorted(p.name for p in out.iterdir()) == ["runs", "study.db"]
+    assert {run_id: (r.attempts, r.metrics) for run_id, r in stored(out).items()} == before
+    for record in stored(out).values():
+        assert (out / record.run_dir / "result.json").is_file()
+
+
+def _children() -> set[int]:
+    """Processes whose parent is this one."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            # The command name may hold spaces and parentheses; the fields follow the last ")".
+            if int(stat.rsplit(")", 1)[1].split()[1]) == os.getpid():
+                found.add(int(entry.name))
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="counts processes in /proc")
+def test_workers_never_outnumber_the_runs_to_do(fixture_data, tmp_path, capfd):
+    before, most, done = _children(), 0, threading.Event()
+
+    def count() -> None:
+        nonlocal most
+        while not done.is_set():
+            most = max(most, len(_children() - before))
+            done.wait(0.02)
+
+    counter = threading.Thread(target=count)
+    counter.start()
+    try:
+        outcome = run_study(write_study(tmp_path, seeds=1), out=tmp_path / "study", workers=40,
+                            progress="lines")
+    finally:
+        done.set()
+        counter.join()
+    assert outcome.counts == {"completed": 2}
+    assert 1 <= most <= 2
+    assert "tiny: 2 runs, 0 already finished, 2 workers" in capfd.readouterr().err
+
+
+def test_a_run_failing_batched_and_alone_fails_within_its_attempts(fixture_data, tmp_path):
+    # The input shape is checked against the images only in the worker: the batched group
+    # crashes, then each run alone, twice.
+    path = write_study(tmp_path, variants={
+        "broken": {"set": {"model.input_shape": [10], "model.layers.0": "flatten"}}})
+    outcome = run_study(path, out=tmp_path / "study", workers=2, progress="none",
+                        batch_seeds=True)
+    assert outcome.counts == {"failed": 2}
+    for record in stored(tmp_path / "study").values():
+        assert (record.status, record.attempts) == ("failed", MAX_ATTEMPTS)
+        assert "does not fit" in record.error

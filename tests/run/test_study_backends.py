@@ -1,4 +1,4 @@
-"""The local backend's workers under Ctrl-C: quiet between jobs, interrupted within one."""
+"""The local backend's workers under Ctrl-C: quiet between jobs, interrupted within one, once."""
 
 from __future__ import annotations
 
@@ -9,8 +9,12 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
+from tricklab.recipe.study import load_study
 from tricklab.run.study_backends import LocalBackend
+
+from ..conftest import TINY_RECIPE as BASE
 
 pytestmark = pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="POSIX signals")
 
@@ -52,3 +56,71 @@ def test_a_ctrl_c_within_a_job_interrupts_it(tmp_path):
         assert time.monotonic() - started < 60
     finally:
         backend.close()
+
+
+# --- a second signal, and stopping the jobs under way -----------------------------------
+
+
+def _saves_slowly_when_interrupted(started: str, saving: str) -> str:
+    try:
+        Path(started).touch()
+        time.sleep(120)
+    except KeyboardInterrupt:
+        Path(saving).touch()
+        time.sleep(1.0)  # writing its checkpoint: a second Ctrl-C must not cut this short
+        return "saved"
+    return "not interrupted"
+
+
+def test_a_second_ctrl_c_within_a_job_is_remembered_not_raised(tmp_path, capfd):
+    backend = LocalBackend(1)
+    started, saving = tmp_path / "started", tmp_path / "saving"
+
+    def interrupt_twice(worker: int) -> None:
+        while not started.exists():
+            time.sleep(0.01)
+        os.kill(worker, signal.SIGINT)
+        while not saving.exists():
+            time.sleep(0.01)
+        os.kill(worker, signal.SIGINT)
+
+    try:
+        worker = backend.call(os.getpid)
+        threading.Thread(target=interrupt_twice, args=(worker,), daemon=True).start()
+        try:
+            saved = backend.call(_saves_slowly_when_interrupted, str(started), str(saving))
+        except KeyboardInterrupt:  # raised to pytest, it would end the whole session
+            pytest.fail("the second Ctrl-C interrupted the job while it saved")
+        assert saved == "saved"
+    finally:
+        backend.close()
+    assert "Traceback" not in capfd.readouterr().err
+
+
+def test_stop_interrupts_the_runs_under_way_and_yields_how_they_ended(fixture_data, tmp_path):
+    study_file = tmp_path / "study.yaml"
+    study_file.write_text(yaml.safe_dump({
+        "name": "stop", "base": BASE, "seeds": 1,
+        "variants": {"short": {"set": {"train.epochs": 2}},
+                     "long": {"set": {"train.epochs": 400}}},
+    }))
+    study = load_study(study_file)
+    short, long = study.plan("short", 0), study.plan("long", 0)
+    backend = LocalBackend(2)
+    try:
+        outcomes = backend.run(iter([((short,), str(tmp_path), False, False),
+                                     ((long,), str(tmp_path), False, False)]))
+        planned, result, error = next(outcomes)  # the short run; the long one trains on
+        assert (planned.run_id, error, result["status"]) == ("short/seed-0", None, "completed")
+        asked = time.monotonic()
+        stopped = list(backend.stop())
+        assert time.monotonic() - asked < 60  # 400 epochs take minutes
+    finally:
+        backend.close()
+    assert [planned.run_id for planned, _, _ in stopped] == ["long/seed-0"]
+    _, result, error = stopped[0]
+    if error is None:  # stopped after its first epoch: a result to resume from
+        assert result["status"] == "interrupted" and result["epochs_run"] < 400
+        assert any((tmp_path / long.run_dir / "checkpoints").iterdir())
+    else:  # stopped within its first epoch: nothing kept
+        assert getattr(error, "exit_code", None) == 130 or isinstance(error, KeyboardInterrupt)

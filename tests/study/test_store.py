@@ -6,19 +6,22 @@ refusal of corrupt or foreign files is checked byte for byte.
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
 import random
 import sqlite3
 import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tricklab.errors import UserInputError
+from tricklab.errors import SystemRefusedError, UserInputError, is_environment_failure
 from tricklab.study.store import (
     BUSY_TIMEOUT_MS,
     FINISHED,
@@ -567,3 +570,159 @@ def test_create_appears_whole_and_leaves_no_temporary_file(tmp_path):
     # Opened again by another connection, it is complete.
     with StudyStore.open(path) as reader:
         assert reader.spec == {"name": "x"}
+
+
+# --- rows tricklab did not write, refunded attempts, a full disk, temporary leftovers ------
+
+
+def _damaged_store(path: Path) -> None:
+    with StudyStore.create(path, SPEC, "fp") as store:
+        store.add_runs([_record("a/seed-0"), _record("a/seed-1")])
+        store.record_result("a/seed-0", _result())
+        store.set_learning_rate_choice(LearningRateChoice("a", 0.01, "val_accuracy",
+                                                          {0.01: 0.8, 0.1: None}))
+
+
+# (statement, what the message names, how it is read)
+DAMAGED = {
+    "recipe not json": ("UPDATE runs SET recipe = 'not json' WHERE run_id = 'a/seed-1'",
+                        "run 'a/seed-1': recipe is 'not json'", "runs"),
+    "recipe a list": ("UPDATE runs SET recipe = '[1, 2]' WHERE run_id = 'a/seed-1'",
+                      "run 'a/seed-1': recipe", "runs"),
+    "metrics not json": ("UPDATE runs SET metrics = '{oops' WHERE run_id = 'a/seed-0'",
+                         "run 'a/seed-0': metrics is '{oops'", "runs"),
+    "metric not a number": (
+        """UPDATE runs SET metrics = '{"test_accuracy": "high"}' WHERE run_id = 'a/seed-0'""",
+        "run 'a/seed-0': metrics", "runs"),
+    "unknown status": ("UPDATE runs SET status = 'finished' WHERE run_id = 'a/seed-1'",
+                       "run 'a/seed-1': status is 'finished', not one of pending", "runs"),
+    "seed text": ("UPDATE runs SET seed = 'seven' WHERE run_id = 'a/seed-1'",
+                  "run 'a/seed-1': seed is 'seven'", "runs"),
+    "negative attempts": ("UPDATE runs SET attempts = -1 WHERE run_id = 'a/seed-1'",
+                          "run 'a/seed-1': attempts is -1", "runs"),
+    "run_dir outside": ("UPDATE runs SET run_dir = '../../home' WHERE run_id = 'a/seed-1'",
+                        "run 'a/seed-1': run_dir is '../../home', not a folder inside", "runs"),
+    "wall time text": ("UPDATE runs SET wall_time_s = 'slow' WHERE run_id = 'a/seed-0'",
+                       "run 'a/seed-0': wall_time_s", "runs"),
+    "history value text": ("UPDATE history SET value = 'abc' WHERE run_id = 'a/seed-0'",
+                           "run 'a/seed-0': history", "runs"),
+    "spec not an object": ("UPDATE meta SET value = '[1, 2]' WHERE key = 'spec'",
+                           "meta 'spec' is '[1, 2]'", "spec"),
+    "spec missing": ("DELETE FROM meta WHERE key = 'spec'", "meta 'spec' is missing", "spec"),
+    "scores not json": ("UPDATE lr_choices SET scores = 'x'",
+                        "learning-rate choice 'a': scores is 'x'", "choices"),
+}
+
+
+@pytest.mark.parametrize("case", list(DAMAGED))
+def test_a_row_tricklab_did_not_write_is_one_line_naming_the_file_and_run(tmp_path, case):
+    statement, named, read = DAMAGED[case]
+    path = tmp_path / "study.db"
+    _damaged_store(path)
+    raw = sqlite3.connect(path)
+    raw.execute(statement)
+    raw.commit()
+    raw.close()
+    before = path.read_bytes()
+    with StudyStore.open(path) as store:
+        readers = {"runs": [lambda: store.runs(phase=None), lambda: store.run(named.split("'")[1])],
+                   "spec": [lambda: store.spec],
+                   "choices": [store.learning_rate_choices]}[read]
+        if case.startswith("history"):
+            readers.append(store.runs)  # the history of main runs is read with them
+        for reader in readers:
+            with pytest.raises(UserInputError) as raised:
+                reader()
+            message = str(raised.value)
+            assert "\n" not in message
+            assert message.startswith(f"study store: {path}: {named}"), message
+            assert message.endswith("changed outside tricklab; the file was left untouched")
+    assert path.read_bytes() == before
+
+
+def test_refunded_starts_do_not_count_and_running_runs_become_interrupted(store):
+    store.add_runs([_record("a/seed-0"), _record("a/seed-1"), _record("a/seed-2")])
+    store.mark_started("a/seed-0")
+    store.set_status("a/seed-0", "pending", "OSError: no space left on device", refund=True)
+    assert (store.run("a/seed-0").status, store.run("a/seed-0").attempts) == ("pending", 0)
+    store.set_status("a/seed-0", "pending", refund=True)  # never below zero
+    assert store.run("a/seed-0").attempts == 0
+    store.mark_started("a/seed-1")
+    store.record_result("a/seed-1", _result("interrupted", epochs=1), refund=True)
+    assert (store.run("a/seed-1").status, store.run("a/seed-1").attempts) == ("interrupted", 0)
+    assert store.run("a/seed-1").epochs_run == 1
+    store.mark_started("a/seed-1")
+    store.mark_started("a/seed-2")
+    store.record_result("a/seed-2", _result())
+    assert store.interrupt_running() == 1
+    assert [(r.status, r.attempts) for r in store.runs()] == [
+        ("pending", 0), ("interrupted", 0), ("completed", 1)]
+    assert store.interrupt_running() == 0
+
+
+@contextlib.contextmanager
+def small_disk(folder: Path, size: str = "1m") -> Iterator[Path]:
+    """A tmpfs of `size` at `folder`: a real disk that fills up; skips unless this is root."""
+    if not hasattr(os, "geteuid") or os.geteuid() != 0:
+        pytest.skip("a small tmpfs to fill is mounted by root only")
+    folder.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
+                             capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
+    try:
+        yield folder
+    finally:
+        if subprocess.run(["umount", str(folder)], capture_output=True).returncode != 0:
+            subprocess.run(["umount", "-l", str(folder)], capture_output=True)
+
+
+def fill(folder: Path, leave: int = 0) -> Path:
+    """Fill the disk holding `folder`, leaving `leave` bytes; return the filler to delete."""
+    filler = folder / "filler"
+    with filler.open("wb") as file:
+        while True:
+            stat = os.statvfs(folder)
+            free = stat.f_bavail * stat.f_frsize - leave
+            if free <= 0:
+                return filler
+            try:
+                file.write(b"\0" * min(free, 1 << 20))
+                file.flush()
+            except OSError:
+                return filler
+
+
+def test_a_full_disk_is_a_system_refusal_naming_the_store_and_changes_nothing(tmp_path):
+    with small_disk(tmp_path / "disk") as disk:
+        path = disk / "study.db"
+        with StudyStore.create(path, SPEC, "fp") as store:
+            store.add_runs([_record("a/seed-0")])
+            filler = fill(disk, leave=64 * 1024)
+            with pytest.raises(SystemRefusedError) as raised:
+                for i in range(200):  # the WAL grows until the disk is full
+                    store.add_runs([_record(f"b/seed-{i}")])
+                    store.record_result(f"b/seed-{i}", _result(epochs=50))
+            assert str(raised.value) == f"{path}: no space left on device"
+            assert is_environment_failure(raised.value)
+            # The failed transaction left nothing half-written; the store still reads.
+            written = store.runs()
+            assert len(written) >= 2
+            assert all((r.status, r.epochs_run, len(r.history.get("loss", []))) in
+                       (("pending", None, 0), ("completed", 50, 50)) for r in written)
+            filler.unlink()
+            store.add_runs([_record("c/seed-0")])
+            assert store.run("c/seed-0").status == "pending"
+
+
+def test_temporary_stores_of_dead_processes_are_removed_others_kept(tmp_path):
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    dead_pid = int(dead.stdout)
+    names = [f".study.db.{dead_pid}.tmp", f".study.db.{dead_pid}.tmp-journal",
+             f".study.db.{os.getpid()}.tmp", ".study.db.1.tmp", ".other.db.123.tmp", "notes.tmp"]
+    for name in names:
+        (tmp_path / name).write_text("x")
+    removed = StudyStore.remove_stale_temporaries(tmp_path / "study.db")
+    assert sorted(p.name for p in removed) == sorted(names[:2])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(names[2:])

@@ -55,12 +55,13 @@ PHASES = ("main", "lr_search")
 
 # SQLite's primary result codes that mean the machine refused (sqlite3.h), and the
 # cause in the words `os.strerror` uses, so a message reads the same whoever failed.
+SQLITE_NOMEM, SQLITE_READONLY, SQLITE_IOERR, SQLITE_FULL, SQLITE_CANTOPEN = 7, 8, 10, 13, 14
 _SQLITE_REFUSALS = {
-    7: "out of memory",  # SQLITE_NOMEM
-    8: "read-only file system or no permission to write",  # SQLITE_READONLY
-    10: "input/output error",  # SQLITE_IOERR
-    13: "no space left on device",  # SQLITE_FULL
-    14: "cannot open the file (no permission, or no space for its journal)",  # SQLITE_CANTOPEN
+    SQLITE_NOMEM: "out of memory",
+    SQLITE_READONLY: "read-only file system or no permission to write",
+    SQLITE_IOERR: "input/output error",
+    SQLITE_FULL: "no space left on device",
+    SQLITE_CANTOPEN: "cannot open the file or its journal",
 }
 
 _SCHEMA = """
@@ -199,12 +200,19 @@ class StudyStore:
             with _refusals(path):
                 cls._build(building, spec, fingerprint)
                 os.replace(building, path)
+                try:
+                    connection = cls._connect(path)
+                except BaseException:
+                    # No store at all rather than one this process could not open (a full
+                    # disk): whatever was there before can be put back in its place.
+                    for made in (path, *_companions(path)):
+                        made.unlink(missing_ok=True)
+                    raise
         except BaseException:
             for leftover in (building, building.with_name(f"{building.name}-journal")):
                 leftover.unlink(missing_ok=True)
             raise
-        with _refusals(path):
-            return cls(path, cls._connect(path))
+        return cls(path, connection)
 
     @staticmethod
     def remove_stale_temporaries(path: str | Path) -> list[Path]:
@@ -265,11 +273,11 @@ class StudyStore:
         path = Path(path)
         # Reading a WAL-mode file creates its -wal and -shm companions; a refused file
         # must be left as it was found, so the ones this check created go again.
-        companions = [path.with_name(f"{path.name}-{suffix}") for suffix in ("wal", "shm")]
+        companions = _companions(path)
         existed = [companion.exists() for companion in companions]
         try:
             cls._check(path)
-        except UserInputError:
+        except (UserInputError, SystemRefusedError):
             for companion, was_there in zip(companions, existed, strict=True):
                 if not was_there:
                     companion.unlink(missing_ok=True)
@@ -301,6 +309,9 @@ class StudyStore:
             finally:
                 reader.close()
         except sqlite3.DatabaseError as error:
+            cause = _refusal_cause(error, path)
+            if cause is not None:  # the machine's refusal says nothing about the file
+                raise SystemRefusedError(f"{path}: {cause}") from None
             raise UserInputError(
                 f"study store: {path} is not a readable tricklab study store ({error}); "
                 "the file was left untouched"
@@ -624,6 +635,31 @@ class StudyStore:
         return choices
 
 
+def _companions(path: Path) -> list[Path]:
+    """The `-wal` and `-shm` files SQLite keeps beside a store in WAL mode."""
+    return [path.with_name(f"{path.name}-{suffix}") for suffix in ("wal", "shm")]
+
+
+def _refusal_cause(error: sqlite3.Error, path: Path) -> str | None:
+    """The cause when SQLite's `error` is the machine's refusal, in `os.strerror`'s words.
+
+    SQLite reports a failure to create or grow its journal, `-wal` or `-shm`
+    file as an I/O error or as "unable to open", whatever the system said; the
+    folder tells what it was.
+    """
+    code = getattr(error, "sqlite_errorcode", None)
+    cause = _SQLITE_REFUSALS.get(code & 0xFF) if isinstance(code, int) else None
+    if cause is None or code & 0xFF not in (SQLITE_IOERR, SQLITE_CANTOPEN):
+        return cause
+    with contextlib.suppress(OSError):
+        stat = os.statvfs(path.parent)
+        if stat.f_bavail == 0 or (stat.f_favail == 0 and stat.f_files):
+            return _SQLITE_REFUSALS[SQLITE_FULL]
+        if not os.access(path.parent, os.W_OK):
+            return _SQLITE_REFUSALS[SQLITE_READONLY]
+    return cause
+
+
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
@@ -662,8 +698,7 @@ def _refusals(path: Path) -> Iterator[None]:
     try:
         yield
     except sqlite3.OperationalError as error:
-        code = getattr(error, "sqlite_errorcode", None)
-        cause = _SQLITE_REFUSALS.get(code & 0xFF) if isinstance(code, int) else None
+        cause = _refusal_cause(error, path)
         if cause is None:
             raise
         raise SystemRefusedError(f"{path}: {cause}") from error
