@@ -262,6 +262,14 @@ def test_the_limit_lowers_the_memory_and_names_itself(monkeypatch: pytest.Monkey
         r"of memory TRICKLAB_MEMORY_LIMIT allows; use fewer units$"
     )):
         build_model([2047], [{"dense": {"units": 2560}}, {"dense": {"units": 2047}}] * 2)
+    # Neither the input nor the output alone, but both.
+    with pytest.raises(DoesNotFitError, match=(
+        r"^model\.input_shape: \[10485760\] is 10,485,760 values per sample \(40\.0 MiB as "
+        r"float32 for one sample\), the largest part of the 80\.0 MiB the model needs, which "
+        r"does not fit in the 64\.0 MiB of memory TRICKLAB_MEMORY_LIMIT allows; use a smaller "
+        r"input shape$"
+    )):
+        build_model([10 * 2**20], ["relu"])
     # One sample of 8 MiB fits; a batch of 32 of them does not.
     with pytest.raises(DoesNotFitError, match=(
         r"^model\.input_shape: \[2097152\] is 2,097,152 values per sample \(256\.0 MiB as "

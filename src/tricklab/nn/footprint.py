@@ -240,23 +240,30 @@ class Footprint:
         samples = 1 if batch is None else batch
         dtype = _dtype_name(torch.get_default_dtype())
         amount = "for one sample" if batch is None else f"for a batch of {samples:,}"
+        purpose = "" if batch is None else f" to train with batches of {samples:,}"
+        total = self.build_bytes() if batch is None else self.training_bytes(samples)
         inputs = samples * self.input_bytes
-        if inputs > available:
+        largest = max(_shares(self.layers, batch), key=lambda share: share[1], default=None)
+        if inputs > available or (
+            total > available and (largest is None or inputs >= largest[1])
+        ):
             # One sample that fits is a batch too large; one that does not, an input too large.
             advice = (
                 f"lower {batch_path}" if batch is not None and self.input_bytes <= available
                 else "use a smaller input shape"
             )
+            part = "" if inputs > available else (
+                f", the largest part of the {format_bytes(total)} the model needs{purpose}"
+            )
             raise DoesNotFitError(
                 f"{self.input_path}: {list(self.input_shape)} is "
                 f"{math.prod(self.input_shape):,} values per sample ({format_bytes(inputs)} as "
-                f"{dtype} {amount}), which does not fit in {where}; {advice}",
+                f"{dtype} {amount}){part}, which does not fit in {where}; {advice}",
                 self.input_path, inputs, available,
             )
-        total = self.build_bytes() if batch is None else self.training_bytes(samples)
-        if total <= available:
+        if total <= available or largest is None:
             return
-        culprit, size, kind = max(_shares(self.layers, batch), key=lambda share: share[1])
+        culprit, size, kind = largest
         if kind == "weights":
             what = (
                 f"{culprit.params:,} parameters ({format_bytes(culprit.weight_bytes)} as "
@@ -276,7 +283,6 @@ class Footprint:
         if size > available:
             message = f"{culprit.path}: {what} do not fit in {where}; {advice}"
         else:
-            purpose = "" if batch is None else f" to train with batches of {samples:,}"
             message = (
                 f"{culprit.path}: {what} are the largest part of the {format_bytes(total)} "
                 f"the model needs{purpose}, which does not fit in {where}; {advice}"
