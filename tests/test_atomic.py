@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
@@ -47,3 +48,19 @@ def test_files_get_the_permissions_of_an_ordinary_open(tmp_path):
 def test_json_turns_nan_and_infinity_into_null(tmp_path):
     atomic.write_json(tmp_path / "r.json", {"a": math.nan, "b": [1.0, math.inf], "c": 2})
     assert json.loads((tmp_path / "r.json").read_text()) == {"a": None, "b": [1.0, None], "c": 2}
+
+
+def test_the_os_error_under_a_writer_own_error_surfaces_with_the_file_named(tmp_path):
+    # torch.save on a full disk: its zip writer's RuntimeError hides the OSError.
+    def writer(file):
+        try:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        except OSError as error:
+            raise RuntimeError("unexpected pos 1664 vs 1558") from error
+
+    target = tmp_path / "checkpoint.pt"
+    with pytest.raises(OSError) as raised:
+        atomic.write_with(target, writer)
+    assert raised.value.errno == errno.ENOSPC
+    assert raised.value.filename == str(target)
+    assert list(tmp_path.iterdir()) == []

@@ -47,7 +47,7 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "w") -> Iterator[IO[An
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temporary)
         cause = _os_error_within(error)
-        if cause is not None and cause.filename is None:
+        if cause is not None and cause.errno is not None and cause.filename is None:
             # A failed write names no file: the message must say which one.
             raise OSError(cause.errno, cause.strerror, os.fspath(target)) from None
         if cause is not None and cause is not error:
