@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import secrets
 import signal
 import socket
@@ -10,15 +12,18 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import yaml
 
+from tricklab.run.study import run_study
 from tricklab.study.store import StudyStore
 
 from ..conftest import TINY_RECIPE as BASE
 from ..conftest import interruptible
+from ..study.test_store import fill, small_disk
 
 
 def tricklab(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
@@ -165,6 +170,11 @@ def test_sigkill_of_the_driver_then_rerun_completes_with_the_same_numbers(cli_en
         time.sleep(0.05)
     process.send_signal(signal.SIGKILL)
     process.communicate()
+    # The killed driver leaves its lock file (with its PID) and, killed a moment earlier, it
+    # would have left the temporary store it was building: neither stops the next command.
+    assert (killed / "study.lock").read_text().strip() == str(process.pid)
+    leftover = killed / f".study.db.{process.pid}.tmp"
+    leftover.write_bytes(b"half a store")
     # The workers die with their driver instead of training on unseen.
     deadline = time.monotonic() + 10
     while _processes_mentioning(str(killed)) and time.monotonic() < deadline:
@@ -179,6 +189,10 @@ def test_sigkill_of_the_driver_then_rerun_completes_with_the_same_numbers(cli_en
     resumed, reference = metrics_by_run(killed), metrics_by_run(straight)
     assert sorted(resumed) == sorted(reference)  # exactly one record per (variant, seed)
     assert resumed == reference
+    assert not leftover.exists() and not (killed / "study.lock").exists()
+    # The starts the kill cut short are not held against the runs.
+    with StudyStore.open(killed / "study.db") as store:
+        assert [record.attempts for record in store.runs()] == [1] * 6
     for run_id, (status, metrics) in interrupted.items():
         if status == "completed":
             assert resumed[run_id][1] == metrics
@@ -242,3 +256,133 @@ def test_ctrl_c_stops_the_study_with_130_and_a_rerun_finishes_it(cli_env, tmp_pa
     done = tricklab("study", study, "--out", str(out), "--quiet", env=cli_env)
     assert done.returncode == 0, done.stderr
     assert [status for status, _ in metrics_by_run(out).values()] == ["completed"] * 6
+
+
+# --- issue 13: one driver per study, a driver stopped alone, a full disk, a damaged store --
+
+
+def _wait_until(condition: Callable[[], object], process: subprocess.Popen, what: str
+                ) -> None:
+    deadline = time.monotonic() + 240
+    while not condition():
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, what
+        time.sleep(0.05)
+
+
+def _records(folder: Path) -> dict:
+    with StudyStore.open(folder / "study.db") as store:
+        return {record.run_id: record for record in store.runs()}
+
+
+def test_a_second_driver_on_the_same_study_is_refused_and_the_first_finishes(cli_env, tmp_path):
+    study = write_study(tmp_path, seeds=3, epochs=3, batch_size=8)
+    out = tmp_path / "study"
+    first = subprocess.Popen(
+        [sys.executable, "-m", "tricklab", "study", study, "--out", str(out), "--quiet",
+         "--workers", "2"],
+        env=cli_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    _wait_until((out / "study.db").exists, first, "the first driver made no store")
+    second = tricklab("study", study, "--out", str(out), "--quiet", env=cli_env)
+    _, stderr = first.communicate(timeout=300)
+    assert second.returncode == 2
+    assert second.stderr == (f"error: another tricklab study (PID {first.pid}) is running in "
+                             f"{out}; wait for it or stop it\n")
+    assert first.returncode == 0, stderr
+    assert "runs: 6 completed" in stderr
+    # Every run trained once, by the first driver alone.
+    assert [record.attempts for record in _records(out).values()] == [1] * 6
+    assert not (out / "study.lock").exists()
+
+
+def test_sigterm_to_the_driver_alone_stops_its_workers_runs_and_it_still_reports(
+    cli_env, tmp_path
+):
+    study = write_study(tmp_path, epochs=10, batch_size=8)
+    out = tmp_path / "study"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tricklab", "study", study, "--out", str(out), "--quiet",
+         "--workers", "2"],
+        env=cli_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=interruptible,
+    )
+    # Both workers' runs are past their first epoch: each has a checkpoint to keep.
+    _wait_until(lambda: len({p.parent for p in out.glob("runs/*/seed-*/checkpoints/*.pt")}) == 2,
+                process, "the runs reached no checkpoint")
+    process.send_signal(signal.SIGTERM)  # `kill PID`: the driver alone, not its workers
+    # Once it has stopped its workers' runs, more signals while it records them and writes
+    # the report are absorbed. (Sent at once, a SIGINT would be handled first: Python
+    # runs the handlers of pending signals in the order of their numbers.)
+    _wait_until(lambda: list(out.glob("runs/*/seed-*/result.json")), process,
+                "the runs in the workers went on training")
+    while not (out / "report.md").exists() and process.poll() is None:
+        process.send_signal(signal.SIGINT)
+        time.sleep(0.1)
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == 143, stderr
+    assert "Traceback" not in stderr and "already stopping" in stderr
+    assert f"report: {out / 'report.html'}" in stdout and "adam" in stdout
+    assert (out / "report.html").read_text().rstrip().endswith("</html>")
+    records = _records(out)
+    stopped = [record for record in records.values() if record.status == "interrupted"]
+    assert len(stopped) == 2, {run_id: r.status for run_id, r in records.items()}
+    for record in stopped:
+        result = json.loads((out / record.run_dir / "result.json").read_text())
+        assert result["status"] == "interrupted" and 1 <= result["epochs_run"] < 10
+        assert record.attempts == 0  # stopped, not failed: its attempts are unspent
+    assert {record.status for record in records.values()} == {"interrupted", "pending"}
+
+    done = tricklab("study", study, "--out", str(out), "--quiet", env=cli_env)
+    assert done.returncode == 0, done.stderr
+    assert [(r.status, r.attempts) for r in _records(out).values()] == [("completed", 1)] * 4
+
+
+def test_a_full_disk_ends_the_study_in_one_line_and_exit_4_and_the_rerun_finishes(
+    cli_env, tmp_path
+):
+    study = write_study(tmp_path)
+    with small_disk(tmp_path / "disk", "4m") as disk:
+        out = disk / "study"
+        filler = fill(disk, leave=300 * 1024)  # the store and a run or so
+        done = tricklab("study", study, "--out", str(out), "--quiet", "--workers", "2",
+                        env=cli_env)
+        assert done.returncode == 4, done.stderr
+        lines = done.stderr.splitlines()
+        assert [line for line in lines if line.startswith("error:")] == lines[-1:]
+        assert re.fullmatch(r"error: \S+: no space left on device; [1-4] run\(s\) left "
+                            r"pending: free space and run the same command again", lines[-1])
+        assert "Traceback" not in done.stderr
+        records = _records(out)
+        assert "failed" not in {record.status for record in records.values()}
+        # The runs the disk refused go back to pending, their attempt not counted.
+        assert all(record.attempts == (1 if record.finished else 0)
+                   for record in records.values())
+
+        filler.unlink()
+        again = tricklab("study", study, "--out", str(out), "--quiet", "--workers", "2",
+                         env=cli_env)
+        assert again.returncode == 0, again.stderr
+        assert [(r.status, r.attempts) for r in _records(out).values()] == [("completed", 1)] * 4
+        assert (out / "report.html").is_file()
+
+
+def test_a_damaged_store_row_is_one_line_and_exit_2_for_show_and_run(
+    fixture_data, cli_env, tmp_path
+):
+    study = write_study(tmp_path, seeds=1)
+    out = tmp_path / "study"
+    run_study(study, out=out, workers=2, progress="none")
+    raw = sqlite3.connect(out / "study.db")
+    raw.execute("UPDATE runs SET recipe = 'not json' WHERE run_id = 'adam/seed-0'")
+    raw.commit()
+    raw.close()
+    before = (out / "study.db").read_bytes()
+    expected = (f"error: study store: {out / 'study.db'}: run 'adam/seed-0': recipe is "
+                "'not json', not a recipe as a JSON object; the store was changed outside "
+                "tricklab; the file was left untouched\n")
+    for command in (["study", "show", str(out)], ["study", study, "--out", str(out), "--quiet"]):
+        done = tricklab(*command, env=cli_env)
+        assert (done.returncode, done.stderr) == (2, expected)
+    assert (out / "study.db").read_bytes() == before
+    assert sorted(p.name for p in out.iterdir()) == ["runs", "study.db"]
