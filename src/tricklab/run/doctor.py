@@ -19,9 +19,8 @@ from tricklab.doctor import DoctorCallback, watch
 from tricklab.doctor.diagnosis import Diagnosis, diagnose
 from tricklab.recipe import Recipe
 from tricklab.report.doctor import plot_doctor
-from tricklab.run.preflight import check_fits
 from tricklab.run.rundir import RunDirectory, RunInterrupted
-from tricklab.run.runner import build, check_before_data, load_data
+from tricklab.run.runner import build, check_before_data, check_built, load_data
 from tricklab.train import Trainer
 from tricklab.train.progress import ProgressMode
 from tricklab.train.scheduling import LearningRateScheduler
@@ -85,7 +84,7 @@ def doctor_recipe(
     if recipe.train.target == "inputs":
         splits = splits.as_reconstruction()
     model, optimizer = build(recipe)
-    check_fits(recipe, model, splits)
+    check_built(recipe, model, splits)
     train = recipe.train
     per_epoch = math.ceil(len(splits.train.y) / train.batch_size)
     epochs = math.ceil(steps / per_epoch)

@@ -9,9 +9,8 @@ from typing import Any
 from tricklab import atomic
 from tricklab.recipe import Recipe
 from tricklab.report import plot_lr_find
-from tricklab.run.preflight import check_fits
 from tricklab.run.rundir import RunDirectory
-from tricklab.run.runner import build, check_before_data, load_data
+from tricklab.run.runner import build, check_before_data, check_built, load_data
 from tricklab.train import Trainer
 from tricklab.train.lr_finder import find_learning_rate
 
@@ -47,7 +46,7 @@ def lr_find_recipe(
     if recipe.train.target == "inputs":
         splits = splits.as_reconstruction()
     model, optimizer = build(recipe)
-    check_fits(recipe, model, splits)
+    check_built(recipe, model, splits)
     trainer = Trainer(model, optimizer, loss=recipe.train.loss, seed=recipe.seed, progress="none")
     with run_dir.starting(overwrite, resume=False):
         result = find_learning_rate(

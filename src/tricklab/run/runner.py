@@ -17,7 +17,7 @@ from tricklab.data import DatasetSplits, Split, load_dataset
 from tricklab.data.augment import Pipeline
 from tricklab.errors import EXIT_DIVERGED, EXIT_INTERRUPTED, EXIT_OK, UserInputError
 from tricklab.nn import Sequential, build_model
-from tricklab.nn.footprint import check_training_fits
+from tricklab.nn.footprint import check_training_fits, footprint_of
 from tricklab.optim import make_optimizer
 from tricklab.recipe import Recipe
 from tricklab.recipe.schema import PhaseSection
@@ -102,9 +102,21 @@ def check_before_data(recipe: Recipe) -> None:
     reuse = recipe.model.reuse
     if reuse is not None and is_recipe(reuse.from_):
         check_reuse_chain(reuse.from_)
-    if reuse is None:  # reused layers are checked when the source model is loaded
+    if reuse is None:  # a reusing model is measured once built (`check_built`)
         check_training_fits(recipe.model.input_shape, recipe.model.layers,
                             recipe.train.batch_size, training_device(recipe))
+
+
+def check_built(recipe: Recipe, model: Sequential, splits: DatasetSplits) -> None:
+    """What the built model can tell, before anything is written: memory, data, loss.
+
+    Raises:
+        UserInputError: A reusing model whose training cannot fit in memory, or a
+            model whose output does not fit its data and loss (`check_fits`).
+    """
+    if recipe.model.reuse is not None:
+        footprint_of(model).check_training_fits(recipe.train.batch_size, training_device(recipe))
+    check_fits(recipe, model, splits)
 
 
 def build(
@@ -305,7 +317,7 @@ def train_recipe(
     model, optimizer = build(
         recipe, pretrained if pretrained is not None else run_dir.path.parent, progress
     )
-    check_fits(recipe, model, splits)
+    check_built(recipe, model, splits)
     train = recipe.train
     phases = training_phases(recipe)
     first_epoch = _FirstEpoch()
