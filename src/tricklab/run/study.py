@@ -85,7 +85,8 @@ class StudyOutcome:
         study_dir: The study directory.
         counts: Runs per status (main runs and search runs together).
         report: The HTML report, when one was written.
-        exit_code: 0 done (diverged or failed runs included), 130 interrupted.
+        exit_code: 0 done (diverged or failed runs included), 130 interrupted (the
+            CLI reports 143 when that was SIGTERM).
     """
 
     study_dir: Path
@@ -339,7 +340,8 @@ def run_study(
         out: Study directory. Defaults to `runs/<name>` (`runs/<name>-quick` with `quick`).
         seeds: Seeds per variant, replacing the file's. Defaults to `None`.
         quick: Shrink seeds and epochs as the file's `quick:` says. Defaults to `False`.
-        workers: Parallel runs. Defaults to the number of cores.
+        workers: Parallel runs. Defaults to the number of cores; never more than
+            the runs still to do.
         backend: `"local"` (process pool) or `"ray"`. Defaults to `"local"`.
         address: Ray cluster address for `backend="ray"`. Defaults to `None` (a local Ray).
         force_new: Discard a stored study made from another spec. Defaults to `False`.
@@ -357,7 +359,11 @@ def run_study(
             divided by that size. Defaults to `None`.
 
     Raises:
-        UserInputError: A bad study file, a changed spec without `force_new`, a bad store.
+        UserInputError: A bad study file, a changed spec without `force_new`, a bad
+            store, a folder that is not a study, or another driver at work on it.
+        SystemRefusedError: The machine refused (disk full, read-only, out of memory):
+            one line naming the path and the cause, how many runs are left and what to
+            do. The runs it refused are `pending` with their attempts unspent.
     """
     study = load_study(path, seeds=seeds, quick=quick)
     if workers is not None and workers < 1:
