@@ -11,6 +11,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import textwrap
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -275,20 +276,42 @@ def _records(folder: Path) -> dict:
         return {record.run_id: record for record in store.runs()}
 
 
+WAITING_DRIVER = textwrap.dedent("""
+    import sys, time
+    from pathlib import Path
+
+    import tricklab.run.study  # imported before the go, so the command starts at once
+    from tricklab.cli.main import main
+
+    ready, go = Path(sys.argv[1]), Path(sys.argv[2])
+    ready.touch()
+    while not go.exists():
+        time.sleep(0.01)
+    sys.exit(main(sys.argv[3:]))
+""")
+
+
 def test_a_second_driver_on_the_same_study_is_refused_and_the_first_finishes(cli_env, tmp_path):
     study = write_study(tmp_path, seeds=3, epochs=3, batch_size=8)
     out = tmp_path / "study"
-    first = subprocess.Popen(
-        [sys.executable, "-m", "tricklab", "study", study, "--out", str(out), "--quiet",
-         "--workers", "2"],
+    command = ["study", study, "--out", str(out), "--quiet", "--workers", "2"]
+    # The second command is started first and waits, its imports done: started later, it
+    # could take longer to start than the first takes to finish.
+    ready, go = tmp_path / "ready", tmp_path / "go"
+    second = subprocess.Popen(
+        [sys.executable, "-c", WAITING_DRIVER, str(ready), str(go), *command],
         env=cli_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
+    _wait_until(ready.exists, second, "the second command did not start")
+    first = subprocess.Popen([sys.executable, "-m", "tricklab", *command], env=cli_env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     _wait_until((out / "study.db").exists, first, "the first driver made no store")
-    second = tricklab("study", study, "--out", str(out), "--quiet", env=cli_env)
+    go.touch()
+    _, refused = second.communicate(timeout=120)
     _, stderr = first.communicate(timeout=300)
-    assert second.returncode == 2
-    assert second.stderr == (f"error: another tricklab study (PID {first.pid}) is running in "
-                             f"{out}; wait for it or stop it\n")
+    assert second.returncode == 2, refused
+    assert refused == (f"error: another tricklab study (PID {first.pid}) is running in "
+                       f"{out}; wait for it or stop it\n")
     assert first.returncode == 0, stderr
     assert "runs: 6 completed" in stderr
     # Every run trained once, by the first driver alone.
