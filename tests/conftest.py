@@ -106,3 +106,19 @@ def small_disk(tmp_path: Path):
     yield mount
     for folder in reversed(mounted):
         subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+def fill(folder: Path, leave: int = 0) -> Path:
+    """Fill the disk holding `folder`, leaving `leave` bytes; return the filler to delete."""
+    filler = folder / "filler"
+    with filler.open("wb") as file:
+        while True:
+            stat = os.statvfs(folder)
+            free = stat.f_bavail * stat.f_frsize - leave
+            if free <= 0:
+                return filler
+            try:
+                file.write(b"\0" * min(free, 1 << 20))
+                file.flush()
+            except OSError:
+                return filler

@@ -10,16 +10,20 @@ import pytest
 from tricklab.signals import stop_signals
 
 
-@pytest.mark.parametrize(("first", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
-def test_the_first_signal_interrupts_and_later_ones_are_absorbed(first, code, capsys):
+@pytest.mark.parametrize(
+    ("signals", "code"),
+    [((signal.SIGINT, signal.SIGINT), 130), ((signal.SIGTERM, signal.SIGINT), 143),
+     ((signal.SIGINT, signal.SIGTERM), 143)],
+)
+def test_the_first_signal_interrupts_and_later_ones_are_absorbed(signals, code, capsys):
     before = signal.getsignal(signal.SIGTERM)
     with stop_signals() as received:
         with pytest.raises(KeyboardInterrupt):
-            os.kill(os.getpid(), first)
+            os.kill(os.getpid(), signals[0])
             signal.sigtimedwait([], 0)  # a point where Python runs the handler
-        os.kill(os.getpid(), signal.SIGINT)
-        os.kill(os.getpid(), signal.SIGTERM)
-    assert received.received == [first, signal.SIGINT, signal.SIGTERM]
+        os.kill(os.getpid(), signals[1])
+        os.kill(os.getpid(), signals[1])
+    assert received.received == [signals[0], signals[1], signals[1]]
     assert received.exit_code == code
     assert capsys.readouterr().err.count("already stopping") == 1
     assert signal.getsignal(signal.SIGTERM) is before

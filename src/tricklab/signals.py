@@ -32,12 +32,13 @@ class StopSignals:
 
     @property
     def terminated(self) -> bool:
-        """Whether the first stopping signal was SIGTERM."""
-        return bool(self.received) and self.received[0] == signal.SIGTERM
+        """Whether a SIGTERM arrived (Python runs pending handlers in signal-number order,
+        so a SIGINT landing just after a SIGTERM may be handled first)."""
+        return signal.SIGTERM in self.received
 
     @property
     def exit_code(self) -> int:
-        """143 after SIGTERM, 130 after Ctrl-C (128 + the signal's number, as shells report)."""
+        """143 after a SIGTERM, else 130 (128 + the signal's number, as shells report)."""
         return EXIT_TERMINATED if self.terminated else EXIT_INTERRUPTED
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:

@@ -14,8 +14,14 @@ import pytest
 from ..conftest import interruptible
 from .test_cli import SMALL, tricklab, write_recipe
 
-# One step per sample: the first epoch lasts long enough to be interrupted in.
-SLOW_EPOCH = {**SMALL, "train": {**SMALL["train"], "epochs": 3, "batch_size": 1}}
+# One step per sample through a wide layer: an epoch lasts a second or more, long enough
+# to be interrupted in.
+SLOW_EPOCH = {
+    **SMALL,
+    "model": {"layers": ["flatten", {"dense": {"units": 1024, "activation": "relu"}},
+                         {"dense": {"units": 10, "activation": "softmax"}}]},
+    "train": {**SMALL["train"], "epochs": 3, "batch_size": 1},
+}
 
 
 def contents(folder: Path) -> dict[str, bytes]:
@@ -105,7 +111,7 @@ def test_ctrl_c_in_the_first_epoch_of_an_overwrite_puts_the_old_run_back(cli_env
     process = _start(["train", slow, "--out", str(run), "--overwrite", "--quiet"], cli_env)
     # The old run is set aside just before training starts.
     _wait_for(process, lambda: not run.exists())
-    time.sleep(0.5)
+    time.sleep(0.1)
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 130, stderr

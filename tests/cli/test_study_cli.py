@@ -23,8 +23,7 @@ from tricklab.run.study import run_study
 from tricklab.study.store import StudyStore
 
 from ..conftest import TINY_RECIPE as BASE
-from ..conftest import interruptible
-from ..study.test_store import fill, small_disk
+from ..conftest import fill, interruptible
 
 
 def tricklab(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
@@ -362,32 +361,32 @@ def test_sigterm_to_the_driver_alone_stops_its_workers_runs_and_it_still_reports
 
 
 def test_a_full_disk_ends_the_study_in_one_line_and_exit_4_and_the_rerun_finishes(
-    cli_env, tmp_path
+    cli_env, tmp_path, small_disk
 ):
     study = write_study(tmp_path)
-    with small_disk(tmp_path / "disk", "4m") as disk:
-        out = disk / "study"
-        filler = fill(disk, leave=300 * 1024)  # the store and a run or so
-        done = tricklab("study", study, "--out", str(out), "--quiet", "--workers", "2",
-                        env=cli_env)
-        assert done.returncode == 4, done.stderr
-        lines = done.stderr.splitlines()
-        assert [line for line in lines if line.startswith("error:")] == lines[-1:]
-        assert re.fullmatch(r"error: \S+: no space left on device; [1-4] run\(s\) left "
-                            r"pending: free space and run the same command again", lines[-1])
-        assert "Traceback" not in done.stderr
-        records = _records(out)
-        assert "failed" not in {record.status for record in records.values()}
-        # The runs the disk refused go back to pending, their attempt not counted.
-        assert all(record.attempts == (1 if record.finished else 0)
-                   for record in records.values())
+    disk = small_disk("4m")
+    out = disk / "study"
+    filler = fill(disk, leave=300 * 1024)  # the store and a run or so
+    done = tricklab("study", study, "--out", str(out), "--quiet", "--workers", "2",
+                    env=cli_env)
+    assert done.returncode == 4, done.stderr
+    lines = done.stderr.splitlines()
+    assert [line for line in lines if line.startswith("error:")] == lines[-1:]
+    assert re.fullmatch(r"error: \S+: no space left on device; [1-4] run\(s\) left "
+                        r"pending: free space and run the same command again", lines[-1])
+    assert "Traceback" not in done.stderr
+    records = _records(out)
+    assert "failed" not in {record.status for record in records.values()}
+    # The runs the disk refused go back to pending, their attempt not counted.
+    assert all(record.attempts == (1 if record.finished else 0)
+               for record in records.values())
 
-        filler.unlink()
-        again = tricklab("study", study, "--out", str(out), "--quiet", "--workers", "2",
-                         env=cli_env)
-        assert again.returncode == 0, again.stderr
-        assert [(r.status, r.attempts) for r in _records(out).values()] == [("completed", 1)] * 4
-        assert (out / "report.html").is_file()
+    filler.unlink()
+    again = tricklab("study", study, "--out", str(out), "--quiet", "--workers", "2",
+                     env=cli_env)
+    assert again.returncode == 0, again.stderr
+    assert [(r.status, r.attempts) for r in _records(out).values()] == [("completed", 1)] * 4
+    assert (out / "report.html").is_file()
 
 
 def test_a_damaged_store_row_is_one_line_and_exit_2_for_show_and_run(

@@ -19,7 +19,7 @@ from tricklab.run.study_folder import StudyLock
 from tricklab.study.store import StudyStore
 
 from ..conftest import TINY_RECIPE as BASE
-from ..study.test_store import fill, small_disk
+from ..conftest import fill
 
 
 def write_study(folder: Path, **changes: object) -> Path:
@@ -281,34 +281,34 @@ def test_force_new_replaces_only_a_study_tricklab_made_and_never_the_current_fol
 
 
 def test_force_new_keeps_the_old_study_whole_until_the_new_one_has_started(
-    fixture_data, tmp_path
+    fixture_data, tmp_path, small_disk
 ):
-    with small_disk(tmp_path / "disk", "4m") as disk:
-        out = disk / "study"
-        run_study(write_study(tmp_path, seeds=1), out=out, workers=2, progress="none")
-        database = (out / "study.db").read_bytes()
-        runs = sorted(str(p.relative_to(out)) for p in (out / "runs").rglob("*"))
-        changed = write_study(tmp_path, seeds=1, variants={"sgd": {}, "nadam": {
-            "set": {"train.optimizer": {"name": "nadam"}}}})
-        # More free space each time: the disk refuses opening the old store, then setting
-        # it aside and making the new one, until the new study starts.
-        for leave in range(0, 256 * 1024, 4096):
-            filler = fill(disk, leave)
-            try:
-                run_study(changed, out=out, workers=1, progress="none", force_new=True)
-            except SystemRefusedError as error:
-                assert "no space left on device" in str(error)
-            finally:
-                filler.unlink()
-            if (out / "study.db").read_bytes() != database:
-                break
-            assert sorted(str(p.relative_to(out)) for p in (out / "runs").rglob("*")) == runs
-            assert sorted(p.name for p in out.iterdir()) == ["runs", "study.db"]
-        else:
-            pytest.fail("the new study never started")
-        assert leave > 0
-        assert not (out / "runs" / "adam").exists()
-        assert not [p.name for p in out.iterdir() if p.name.startswith(".")]
+    disk = small_disk("4m")
+    out = disk / "study"
+    run_study(write_study(tmp_path, seeds=1), out=out, workers=2, progress="none")
+    database = (out / "study.db").read_bytes()
+    runs = sorted(str(p.relative_to(out)) for p in (out / "runs").rglob("*"))
+    changed = write_study(tmp_path, seeds=1, variants={"sgd": {}, "nadam": {
+        "set": {"train.optimizer": {"name": "nadam"}}}})
+    # More free space each time: the disk refuses opening the old store, then setting
+    # it aside and making the new one, until the new study starts.
+    for leave in range(0, 256 * 1024, 4096):
+        filler = fill(disk, leave)
+        try:
+            run_study(changed, out=out, workers=1, progress="none", force_new=True)
+        except SystemRefusedError as error:
+            assert "no space left on device" in str(error)
+        finally:
+            filler.unlink()
+        if (out / "study.db").read_bytes() != database:
+            break
+        assert sorted(str(p.relative_to(out)) for p in (out / "runs").rglob("*")) == runs
+        assert sorted(p.name for p in out.iterdir()) == ["runs", "study.db"]
+    else:
+        pytest.fail("the new study never started")
+    assert leave > 0
+    assert not (out / "runs" / "adam").exists()
+    assert not [p.name for p in out.iterdir() if p.name.startswith(".")]
 
 
 def test_what_killed_drivers_left_in_the_folder_is_cleaned_up_or_put_back(

@@ -6,7 +6,6 @@ refusal of corrupt or foreign files is checked byte for byte.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import random
@@ -15,7 +14,6 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +27,8 @@ from tricklab.study.store import (
     RunRecord,
     StudyStore,
 )
+
+from ..conftest import fill
 
 SPEC = {"name": "unit", "seeds": [0, 1, 2], "variants": {"a": {}, "b": {}}}
 
@@ -660,59 +660,28 @@ def test_refunded_starts_do_not_count_and_running_runs_become_interrupted(store)
     assert store.interrupt_running() == 0
 
 
-@contextlib.contextmanager
-def small_disk(folder: Path, size: str = "1m") -> Iterator[Path]:
-    """A tmpfs of `size` at `folder`: a real disk that fills up; skips unless this is root."""
-    if not hasattr(os, "geteuid") or os.geteuid() != 0:
-        pytest.skip("a small tmpfs to fill is mounted by root only")
-    folder.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
-                             capture_output=True, text=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
-    try:
-        yield folder
-    finally:
-        if subprocess.run(["umount", str(folder)], capture_output=True).returncode != 0:
-            subprocess.run(["umount", "-l", str(folder)], capture_output=True)
-
-
-def fill(folder: Path, leave: int = 0) -> Path:
-    """Fill the disk holding `folder`, leaving `leave` bytes; return the filler to delete."""
-    filler = folder / "filler"
-    with filler.open("wb") as file:
-        while True:
-            stat = os.statvfs(folder)
-            free = stat.f_bavail * stat.f_frsize - leave
-            if free <= 0:
-                return filler
-            try:
-                file.write(b"\0" * min(free, 1 << 20))
-                file.flush()
-            except OSError:
-                return filler
-
-
-def test_a_full_disk_is_a_system_refusal_naming_the_store_and_changes_nothing(tmp_path):
-    with small_disk(tmp_path / "disk") as disk:
-        path = disk / "study.db"
-        with StudyStore.create(path, SPEC, "fp") as store:
-            store.add_runs([_record("a/seed-0")])
-            filler = fill(disk, leave=64 * 1024)
-            with pytest.raises(SystemRefusedError) as raised:
-                for i in range(200):  # the WAL grows until the disk is full
-                    store.add_runs([_record(f"b/seed-{i}")])
-                    store.record_result(f"b/seed-{i}", _result(epochs=50))
-            assert str(raised.value) == f"{path}: no space left on device"
-            assert is_environment_failure(raised.value)
-            # The failed transaction left nothing half-written; the store still reads.
-            written = store.runs()
-            assert len(written) >= 2
-            assert all((r.status, r.epochs_run, len(r.history.get("loss", []))) in
-                       (("pending", None, 0), ("completed", 50, 50)) for r in written)
-            filler.unlink()
-            store.add_runs([_record("c/seed-0")])
-            assert store.run("c/seed-0").status == "pending"
+def test_a_full_disk_is_a_system_refusal_naming_the_store_and_changes_nothing(
+    tmp_path, small_disk
+):
+    disk = small_disk("1m")
+    path = disk / "study.db"
+    with StudyStore.create(path, SPEC, "fp") as store:
+        store.add_runs([_record("a/seed-0")])
+        filler = fill(disk, leave=64 * 1024)
+        with pytest.raises(SystemRefusedError) as raised:
+            for i in range(200):  # the WAL grows until the disk is full
+                store.add_runs([_record(f"b/seed-{i}")])
+                store.record_result(f"b/seed-{i}", _result(epochs=50))
+        assert str(raised.value) == f"{path}: no space left on device"
+        assert is_environment_failure(raised.value)
+        # The failed transaction left nothing half-written; the store still reads.
+        written = store.runs()
+        assert len(written) >= 2
+        assert all((r.status, r.epochs_run, len(r.history.get("loss", []))) in
+                   (("pending", None, 0), ("completed", 50, 50)) for r in written)
+        filler.unlink()
+        store.add_runs([_record("c/seed-0")])
+        assert store.run("c/seed-0").status == "pending"
 
 
 def test_temporary_stores_of_dead_processes_are_removed_others_kept(tmp_path):

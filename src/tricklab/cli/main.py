@@ -255,7 +255,8 @@ def predict_command(
 def study_run(
     study: Annotated[Path, typer.Argument(help="Study YAML file.", show_default=False)],
     out: Annotated[
-        Path | None, typer.Option(help="Study directory (default: runs/<name>).")
+        Path | None, typer.Option(parser=folder_option,
+                                  help="Study directory (default: runs/<name>).")
     ] = None,
     seeds: Annotated[
         int | None, typer.Option(help="Seeds per variant (default: the file's).")
