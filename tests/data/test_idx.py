@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gzip
-import os
 import struct
 import tracemalloc
 import zlib
@@ -14,7 +13,6 @@ import numpy as np
 import pytest
 
 from tricklab.data import read_idx
-from tricklab.data.idx import available_memory
 from tricklab.errors import UserInputError
 
 TYPE_CODES = {
@@ -224,9 +222,3 @@ def test_gzip_longer_than_promised_is_decompressed_only_a_little_past_the_promis
     # A few bytes too many are counted exactly.
     small = gzip_with_zeros(tmp_path / "small.gz", header, 1003)
     assert "too long, expected 1000 bytes of data, found 1003" in error_of(small)
-
-
-def test_available_memory_is_at_most_the_physical_memory() -> None:
-    memory = available_memory()
-    physical = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    assert memory is not None and 1 << 20 < memory <= physical

@@ -25,6 +25,7 @@ from typing import BinaryIO
 import numpy as np
 
 from tricklab.errors import UserInputError
+from tricklab.memory import host_available_memory
 
 #: IDX type code -> big-endian NumPy dtype of one element.
 IDX_TYPES: dict[int, np.dtype] = {
@@ -59,7 +60,7 @@ def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
     The header is checked before the data is read, so a damaged one cannot make
     the reader swallow the disk or the memory: a raw file's size must be what
     its header promises; a gzipped file's promise must fit in the memory
-    available (`available_memory`), and its stream is decompressed only up to
+    available (`tricklab.memory.host_available_memory`), and its stream is decompressed only up to
     one byte past that promise.
 
     Args:
@@ -97,29 +98,6 @@ def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
     return array
 
 
-def available_memory() -> int | None:
-    """Bytes of memory this machine can still give, or `None` when it cannot tell.
-
-    Linux's `MemAvailable` (free memory plus the cache it can reclaim), else the
-    free physical pages `os.sysconf` reports, else the total physical memory.
-    """
-    try:
-        with open("/proc/meminfo", encoding="ascii") as meminfo:
-            for line in meminfo:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    for pages in ("SC_AVPHYS_PAGES", "SC_PHYS_PAGES"):
-        try:
-            count, size = os.sysconf(pages), os.sysconf("SC_PAGE_SIZE")
-        except (ValueError, OSError, AttributeError):
-            continue
-        if count > 0 and size > 0:
-            return count * size
-    return None
-
-
 def _read_raw(file: BinaryIO, path: Path) -> tuple[np.dtype, tuple[int, ...], bytes]:
     """Parse the header, compare its promise with the file's size, then read the data."""
     size = os.fstat(file.fileno()).st_size
@@ -141,7 +119,7 @@ def _read_gzip(file: BinaryIO, path: Path) -> tuple[np.dtype, tuple[int, ...], b
         header += stream.read(4 * header[3])
     dtype, shape, _ = _parse_header(header, path)
     expected = math.prod(shape) * dtype.itemsize
-    memory = available_memory()
+    memory = host_available_memory()
     if memory is not None and expected > memory:
         raise UserInputError(
             f"data file {path}: header promises {expected} bytes of data {list(shape)}, "

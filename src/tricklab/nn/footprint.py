@@ -53,6 +53,7 @@ import torch
 from torch import nn
 
 from tricklab.errors import UserInputError
+from tricklab.memory import host_available_memory
 from tricklab.nn.base import Layer, Shape, as_shape, is_image, output_shape_of
 from tricklab.nn.base import layers as layer_registry
 from tricklab.nn.builder import META_FAILURES, build_layers, unchecked_build
@@ -616,30 +617,13 @@ def _available(device: torch.device) -> tuple[int, str]:
     if device.type == "cuda" and torch.cuda.is_available():
         free, where = torch.cuda.mem_get_info(device)[0], f"{device}'s {{}} of free memory"
     else:
-        free, where = _host_available(), "this machine's {} of available memory"
+        free, where = host_available_memory(), "this machine's {} of available memory"
     if limit is not None and (free is None or limit < free):
         return limit, f"the {format_bytes(limit)} of memory {MEMORY_LIMIT_VARIABLE} allows"
     if free is None:
         # Nothing tells how much is free: refuse nothing rather than everything.
         return 2**63 - 1, "this machine's memory"
     return free, where.format(format_bytes(free))
-
-
-def _host_available() -> int | None:
-    """The machine's available memory: `MemAvailable`, else the free or total physical pages."""
-    try:
-        with open("/proc/meminfo", encoding="ascii") as meminfo:
-            for line in meminfo:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    for pages in ("SC_AVPHYS_PAGES", "SC_PHYS_PAGES"):
-        try:
-            return os.sysconf(pages) * os.sysconf("SC_PAGE_SIZE")
-        except (ValueError, OSError, AttributeError):
-            continue
-    return None
 
 
 def memory_limit() -> int | None:
@@ -668,9 +652,9 @@ def format_bytes(size: int) -> str:
     Args:
         size: Bytes, >= 0.
     """
-    value = float(size)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
-        if value < 1024 or unit == "PiB":
-            return f"{size:,} B" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    raise AssertionError("unreachable")
+    if size < 1024:
+        return f"{size:,} B"
+    value, units = size / 1024, ["KiB", "MiB", "GiB", "TiB", "PiB"]
+    while value >= 1024 and len(units) > 1:
+        value, units = value / 1024, units[1:]
+    return f"{value:.1f} {units[0]}"
