@@ -1,9 +1,14 @@
+import itertools
 import math
 
+import numpy as np
 import pytest
 import torch
+from sklearn.datasets import load_diabetes, load_digits
 from torch import nn
 
+import tricklab
+from tricklab.errors import UserInputError
 from tricklab.train import Callback, EarlyStopping, Trainer
 
 from .conftest import blobs, make_model
@@ -237,3 +242,194 @@ def test_compile_starts_a_phase_and_history_continues():
     assert second.history["loss"][:2] == first.history["loss"]
     assert trainer.global_step == 5 * math.ceil(200 / 32)
     assert not all(torch.equal(a, b) for a, b in zip(bottom, model[:3].parameters(), strict=True))
+
+
+# --- Keras-style data: NumPy arrays and lists, converted once (issue 14, point 5) ---
+
+DIGITS_MLP = [{"dense": {"units": 64, "activation": "relu"}},
+              {"dense": {"units": 10, "activation": "softmax"}}]
+
+
+@pytest.fixture(scope="module")
+def digits():
+    """scikit-learn's 8x8 digits: 1797 x 64 float64 pixels in 0-16, int64 labels."""
+    return load_digits(return_X_y=True)
+
+
+def _digits_trainer(seed=0, **options):
+    torch.manual_seed(seed)
+    model = tricklab.build_model([64], DIGITS_MLP)
+    optimizer = tricklab.make_optimizer("adam", model.parameters(), learning_rate=1e-3)
+    return Trainer(model, optimizer, metrics=["accuracy"], progress="none", seed=seed,
+                   **options)
+
+
+def test_digits_as_numpy_train_evaluate_and_predict(digits):
+    x, y = digits
+    assert x.dtype == np.float64 and y.dtype == np.int64
+    trainer = _digits_trainer()
+    result = trainer.fit(x, y, epochs=20, validation_split=0.2)
+    assert result.status == "completed"
+    assert result.history["val_accuracy"][-1] > 0.9
+    scores = trainer.evaluate(x, y)
+    assert scores["accuracy"] > 0.9
+    held_out = trainer.evaluate(x[1437:], y[1437:])
+    assert held_out["loss"] == pytest.approx(result.history["val_loss"][-1])
+    probabilities = trainer.predict(x)
+    assert isinstance(probabilities, np.ndarray) and probabilities.dtype == np.float32
+    assert probabilities.shape == (1797, 10)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
+    # A tensor still gives a tensor, with the same values.
+    as_tensor = trainer.predict(torch.tensor(x, dtype=torch.float32))
+    assert isinstance(as_tensor, torch.Tensor)
+    assert torch.equal(as_tensor, torch.from_numpy(probabilities))
+
+
+def test_validation_split_holds_out_the_last_samples_as_keras_counts(digits):
+    """Keras trains on the first int(N * (1 - split)): 1437 of 1797 at 0.2, not 1797 - 359."""
+    x, y = digits
+    trainer = _digits_trainer()
+    result = trainer.fit(x, y, epochs=1, batch_size=1437, shuffle=False, validation_split=0.2)
+    assert trainer.steps_per_epoch == 1 and trainer.global_step == 1  # 1438 would take 2
+    assert result.history["val_loss"] == [pytest.approx(trainer.evaluate(x[1437:], y[1437:])
+                                                        ["loss"])]
+
+
+@pytest.mark.parametrize(("samples", "split", "trained"),
+                         [(10, 0.3, 7), (10, 0.1, 9), (3, 0.5, 1), (7, 0.85, 1), (101, 0.25, 75)])
+def test_validation_split_point_is_kerass_floor_of_n_times_one_minus_split(
+    digits, samples, split, trained
+):
+    x, y = digits
+    trainer = _digits_trainer()
+    trainer.fit(x[:samples], y[:samples], epochs=1, batch_size=1, validation_split=split)
+    assert trainer.global_step == trained == math.floor(samples * (1.0 - split))
+
+
+def test_validation_data_overrides_validation_split(digits):
+    x, y = digits
+    trainer = _digits_trainer()
+    result = trainer.fit(x[:1500], y[:1500], epochs=1, batch_size=1500,
+                         validation_data=(x[1500:], y[1500:]), validation_split=0.5)
+    assert trainer.global_step == 1  # all 1500 trained: nothing was split off
+    assert result.history["val_loss"] == [pytest.approx(trainer.evaluate(x[1500:], y[1500:])
+                                                        ["loss"])]
+
+
+def test_numpy_float64_and_float32_tensor_paths_train_bit_identical_weights(digits):
+    x, y = digits
+    paths = {
+        "numpy float64": (x, y),
+        "tensor float32": (torch.tensor(x, dtype=torch.float32), torch.from_numpy(y)),
+        "float labels, list": (x.tolist(), y.astype(np.float64)),
+    }
+    weights = {}
+    for name, (inputs, targets) in paths.items():
+        trainer = _digits_trainer(seed=3)
+        trainer.fit(inputs, targets, epochs=2, validation_split=0.2)
+        weights[name] = [p.detach().clone() for p in trainer.model.parameters()]
+    reference = weights.pop("numpy float64")
+    for name, parameters in weights.items():
+        assert all(torch.equal(p, q) for p, q in zip(reference, parameters, strict=True)), name
+
+
+class _SeenInEvaluation(nn.Module):
+    """A linear classifier that records the storage of each inference-mode input batch."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.linear = nn.Linear(64, 10)
+        self.storages: list[int] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training:
+            self.storages.append(x.untyped_storage().data_ptr())
+        return self.linear(x)
+
+
+def test_float32_data_reaches_the_model_without_a_copy(digits):
+    x, y = digits
+    array = np.ascontiguousarray(x, dtype=np.float32)
+    tensor = torch.tensor(x, dtype=torch.float32)
+    model = _SeenInEvaluation()
+    trainer = Trainer(model, torch.optim.SGD(model.parameters(), lr=0.01), progress="none",
+                      loss={"sparse_categorical_crossentropy": {"from_logits": True}})
+    trainer.fit(array, y, epochs=1, validation_split=0.5)
+    trainer.fit(tensor, y, epochs=1, validation_data=(tensor[:1000], y[:1000]))  # one chunk
+    trainer.evaluate(array, y, batch_size=2048)
+    trainer.predict(tensor, batch_size=2048)
+    trainer.predict(array, batch_size=2048)
+    array_at = array.__array_interface__["data"][0]
+    tensor_at = tensor.untyped_storage().data_ptr()
+    assert model.storages == [array_at, tensor_at, array_at, tensor_at, array_at]
+    # A float64 array is converted, once: another storage.
+    trainer.predict(x, batch_size=2048)
+    assert model.storages[-1] != x.__array_interface__["data"][0]
+
+
+def test_integer_inputs_keep_their_values(digits):
+    """uint8 pixels become float32 0-16 as given, never silently divided by 255."""
+    x, _ = digits
+    trainer = _digits_trainer()
+    as_uint8 = trainer.predict(x.astype(np.uint8))
+    assert np.array_equal(as_uint8, trainer.predict(x.astype(np.float32)))
+    assert not np.allclose(as_uint8, trainer.predict(x.astype(np.float32) / 255))
+
+
+def test_diabetes_regression_with_float64_targets():
+    x, y = load_diabetes(return_X_y=True)
+    assert x.dtype == np.float64 and y.dtype == np.float64
+    torch.manual_seed(0)
+    model = tricklab.build_model([10], [{"dense": {"units": 32, "activation": "relu"}},
+                                        {"dense": {"units": 1}}])
+    optimizer = tricklab.make_optimizer("adam", model.parameters(), learning_rate=1e-2)
+    trainer = Trainer(model, optimizer, loss="mse", metrics=[], progress="none")
+    result = trainer.fit(x, y, epochs=10, validation_split=0.2)
+    validation = result.history["val_loss"]
+    assert all(later < earlier for earlier, later in itertools.pairwise(validation))
+    # Keras holds out 442 - int(442 * 0.8) = 89 samples: the last 89.
+    assert validation[-1] < 0.6 * validation[0]
+    assert trainer.evaluate(x[353:], y[353:])["loss"] == pytest.approx(validation[-1])
+
+
+def _refusal(call) -> str:
+    with pytest.raises(UserInputError) as caught:
+        call()
+    message = str(caught.value)
+    assert "\n" not in message
+    return message
+
+
+def test_bad_data_is_one_line_and_trains_nothing(digits):
+    x, y = digits
+    trainer = _digits_trainer()
+    before = [p.detach().clone() for p in trainer.model.parameters()]
+    message = _refusal(lambda: trainer.fit(x, y[:100]))
+    assert "x has 1797 samples and y has 100" in message
+    message = _refusal(lambda: trainer.fit(x[:10], y[:10], validation_data=(x[:5], y[:4])))
+    assert "validation_data[0] has 5 samples and validation_data[1] has 4" in message
+    strings = np.array([["a", "b"]] * 10, dtype=object)
+    assert "x: a NumPy array of dtype object" in _refusal(lambda: trainer.fit(strings, y[:10]))
+    assert "x: ['a', 'b'] is not an array of numbers" in _refusal(
+        lambda: trainer.fit(["a", "b"], [0, 1]))
+    assert "y: sample 1 has target 1.5" in _refusal(lambda: trainer.fit(x[:3], [0, 1.5, 2]))
+    assert "y: sample 2 has target -1" in _refusal(lambda: trainer.evaluate(x[:3], [0, 1, -1]))
+    assert "validation_data: a tuple of 3" in _refusal(
+        lambda: trainer.fit(x[:10], y[:10], validation_data=(x, y, y)))
+    assert "x: no samples" in _refusal(lambda: trainer.predict(x[:0]))
+    assert all(torch.equal(p, q) for p, q in zip(before, trainer.model.parameters(), strict=True))
+    assert trainer.history == {}
+
+
+@pytest.mark.parametrize("split", [1.0, -0.1, 1.5, float("nan"), "0.2", True])
+def test_validation_split_out_of_range_is_one_line(digits, split):
+    x, y = digits
+    message = _refusal(lambda: _digits_trainer().fit(x, y, validation_split=split))
+    assert message.startswith("validation_split: ") and "[0, 1)" in message
+
+
+def test_validation_split_leaving_no_sample_on_a_side_is_one_line(digits):
+    x, y = digits
+    message = _refusal(lambda: _digits_trainer().fit(x[:1], y[:1], validation_split=0.5))
+    assert "leaves 0 for training and 1 for validation" in message

@@ -7,10 +7,12 @@ step never waits on the host. A model that ends in the activation its loss can
 fuse (softmax with cross-entropy) is trained on its logits for numerical
 stability.
 
-The data moves to the model's device once per `fit`; each step then indexes it
-there. `precision` runs the forward pass and loss under `torch.autocast`
-(bfloat16 or float16, weights and optimizer state staying float32), with
-dynamic loss scaling for float16.
+`fit`, `evaluate` and `predict` take NumPy arrays, torch tensors and anything
+`torch.as_tensor` takes, as Keras's do; each call converts its data once, at
+its start (see `Trainer.fit` for the rules), and moves it to the model's
+device; each step then indexes it there. `precision` runs the forward pass
+and loss under `torch.autocast` (bfloat16 or float16, weights and optimizer
+state staying float32), with dynamic loss scaling for float16.
 
 A frozen, deterministic bottom of a tricklab `Sequential` runs once per `fit`
 (`tricklab.train.feature_cache`). Training in phases (the book's "freeze the
@@ -22,15 +24,19 @@ from __future__ import annotations
 
 import contextlib
 import math
+import numbers
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import torch
 from torch import nn
 
+from tricklab.errors import UserInputError, shown_value
 from tricklab.train.callbacks import Callback, EarlyStopping
 from tricklab.train.callbacks import callbacks as callback_registry
 from tricklab.train.checkpoint import (
@@ -41,7 +47,13 @@ from tricklab.train.checkpoint import (
     check_tensor_like,
 )
 from tricklab.train.feature_cache import cache_frozen_bottom
-from tricklab.train.losses import Loss, losses
+from tricklab.train.losses import (
+    BinaryCrossentropy,
+    Loss,
+    MeanSquaredError,
+    SparseCategoricalCrossentropy,
+    losses,
+)
 from tricklab.train.metrics import EpochMetrics, Metric
 from tricklab.train.metrics import metrics as metric_registry
 from tricklab.train.progress import ProgressMode, ProgressReporter
@@ -52,6 +64,19 @@ CHECKPOINT_FORMAT = 1
 
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 """The reduced precision of each `precision` that autocasts; fp32 runs as it is."""
+
+ArrayLike = Any
+"""What `fit`, `evaluate` and `predict` take as data: a torch tensor, a NumPy array, an
+object with `__array__` (a pandas frame), or anything `torch.as_tensor` takes (nested lists)."""
+
+INDEX_TARGET_LOSSES = (SparseCategoricalCrossentropy,)
+"""Losses whose targets are class indices, made int64 (what `F.cross_entropy` indexes with)."""
+
+FLOAT_TARGET_LOSSES = (MeanSquaredError, BinaryCrossentropy)
+"""Losses whose targets are numbers compared with the output, made the model's float dtype."""
+
+ACCEPTED_DATA = "numbers (bool, integer or float) as a NumPy array, a torch tensor or nested lists"
+"""What a one-line data error says is accepted."""
 
 
 @dataclass
@@ -189,37 +214,75 @@ class Trainer:
 
     def fit(
         self,
-        x: torch.Tensor,
-        y: torch.Tensor,
+        x: ArrayLike,
+        y: ArrayLike,
         epochs: int = 1,
         batch_size: int = 32,
-        validation_data: tuple[torch.Tensor, torch.Tensor] | None = None,
+        validation_data: tuple[ArrayLike, ArrayLike] | None = None,
         shuffle: bool = True,
         resume: bool = False,
         initial_epoch: int = 0,
+        validation_split: float = 0.0,
     ) -> FitResult:
         """Train up to epoch `epochs` (in total, counting those done before, as Keras counts).
+
+        Data comes as Keras takes it: NumPy arrays, torch tensors, or anything
+        `torch.as_tensor` takes (nested lists), of any numeric dtype. It is
+        converted once, when the call starts, never per step:
+
+        - Inputs become the model's floating dtype (float32, unless the model
+          was made `.double()`): float64 is rounded to float32; integers and
+          booleans keep their values, so uint8 images arrive as 0-255, not
+          divided by 255 (scale them first, as Keras users do).
+        - Targets of `sparse_categorical_crossentropy` become int64 class
+          indices (floats holding whole numbers are accepted); targets of
+          `mse` and `binary_crossentropy` become the model's floating dtype;
+          for any other loss, float targets become that dtype and integer
+          ones are kept as given.
+        - A float32 CPU tensor, or a native-order float32 NumPy array, is used
+          as it is, without a copy (NumPy shares its memory with the tensor).
 
         Args:
             x: Inputs, first dimension the samples.
             y: Targets, same first dimension.
             epochs: Total number of epochs. Defaults to `1`.
             batch_size: Samples per step; the last batch may be smaller. Defaults to `32`.
-            validation_data: `(x_val, y_val)` evaluated after each epoch. Defaults to `None`.
+            validation_data: `(x_val, y_val)` evaluated after each epoch, converted
+                like `x` and `y`. It overrides `validation_split`, as in Keras.
+                Defaults to `None`.
             shuffle: Draw a new permutation each epoch. Defaults to `True`.
             resume: Continue from the newest readable checkpoint in `checkpoint_dir`.
                 Defaults to `False`.
             initial_epoch: Epochs already done, e.g. by an earlier phase of this
                 trainer (Keras's `initial_epoch`). Defaults to `0`.
+            validation_split: Fraction in [0, 1) of the samples held out as
+                validation data, as Keras defines it: the last ones, taken before
+                any shuffling; training keeps the first `int(N * (1 - validation_split))`
+                of the `N` samples. `0` holds out none; ignored when
+                `validation_data` is given. Defaults to `0.0`.
+
+        Returns:
+            The history, status and epoch counts of the run.
+
+        Raises:
+            UserInputError: Before anything is trained or restored, on data that is
+                not numbers (strings, objects, ragged lists, complex numbers), that has
+                no samples or no sample dimension, `x` and `y` (or the two parts of
+                `validation_data`) of different lengths, class-index targets that are
+                not whole non-negative numbers, a `validation_data` that is not a pair,
+                or a `validation_split` outside [0, 1) or leaving either side empty.
         """
         start = time.perf_counter()
+        _check_validation_split(validation_split)
+        x, y = self._data(x, y, ("x", "y"), self.device)
+        if validation_data is not None:
+            validation_data = self._validation_pair(validation_data)
+        elif validation_split:
+            x, y, validation_data = _split_off_last(x, y, validation_split)
         self.epochs = epochs
         self.steps_per_epoch = math.ceil(x.shape[0] / batch_size)
         first_epoch = self._restore() if resume else None
         first_epoch = initial_epoch if first_epoch is None else first_epoch
-        x, y = x.to(self.device), y.to(self.device)
-        if validation_data is not None:
-            validation_data = tuple(part.to(self.device) for part in validation_data)
         self._cached_layers = 0
         if self.cache_frozen_features and first_epoch < epochs:
             x, validation_data = self._use_frozen_features(x, validation_data)
@@ -269,6 +332,56 @@ class Trainer:
             resumed_from=first_epoch,
             cached_layers=self._cached_layers,
         )
+
+    def _data(
+        self, x: ArrayLike, y: ArrayLike, names: tuple[str, str], device: torch.device | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """`x` and `y` as tensors of the dtypes `fit` documents, on `device` (`None`: theirs).
+
+        Raises:
+            UserInputError: Naming the argument (`names`) on anything `fit` refuses.
+        """
+        x, y = _as_tensor(x, names[0]), _as_tensor(y, names[1])
+        if x.shape[0] != y.shape[0]:
+            raise UserInputError(
+                f"{names[0]} has {x.shape[0]} samples and {names[1]} has {y.shape[0]}; "
+                "accepted: the same number of samples (first dimension) in both"
+            )
+        return self._inputs(x, device), self._targets(y, names[1], device)
+
+    def _validation_pair(self, validation_data: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        """`validation_data` converted like `fit`'s `x` and `y`, on the model's device."""
+        if not isinstance(validation_data, tuple | list) or len(validation_data) != 2:
+            kind = (
+                f"a {type(validation_data).__name__} of {len(validation_data)}"
+                if isinstance(validation_data, tuple | list)
+                else shown_value(validation_data)
+            )
+            raise UserInputError(
+                f"validation_data: {kind}; accepted: a pair (x_val, y_val) "
+                "(Keras's sample weights are not supported)"
+            )
+        return self._data(*validation_data, ("validation_data[0]", "validation_data[1]"),
+                          self.device)
+
+    def _float_dtype(self) -> torch.dtype:
+        """The floating dtype the model computes in: that of its first float parameter."""
+        return next(
+            (p.dtype for p in self.model.parameters() if p.is_floating_point()), torch.float32
+        )
+
+    def _inputs(self, x: torch.Tensor, device: torch.device | None) -> torch.Tensor:
+        """Inputs in the model's float dtype; `.to` returns `x` itself when nothing changes."""
+        return x.to(device=device, dtype=self._float_dtype())
+
+    def _targets(self, y: torch.Tensor, name: str, device: torch.device | None) -> torch.Tensor:
+        """Targets in the dtype the loss computes with (see `fit`)."""
+        if isinstance(self.loss, INDEX_TARGET_LOSSES):
+            return _class_indices(y, name, type(self.loss).__name__).to(device)
+        if isinstance(self.loss, FLOAT_TARGET_LOSSES) or y.is_floating_point():
+            return y.to(device=device, dtype=self._float_dtype())
+        # Another loss's integer targets may be indices or counts: its own business.
+        return y.to(device)
 
     def _use_frozen_features(
         self, x: torch.Tensor, validation_data: tuple[torch.Tensor, torch.Tensor] | None
@@ -391,16 +504,24 @@ class Trainer:
 
     @torch.no_grad()
     def evaluate(
-        self, x: torch.Tensor, y: torch.Tensor, batch_size: int = 32
+        self, x: ArrayLike, y: ArrayLike, batch_size: int = 32
     ) -> dict[str, float]:
         """Loss and metrics of the model in inference mode over `(x, y)`.
 
         Args:
-            x: Inputs.
-            y: Targets.
+            x: Inputs: a NumPy array, a tensor or anything `torch.as_tensor` takes,
+                converted once as `fit` converts them (integers keep their values).
+            y: Targets, converted as `fit` converts them.
             batch_size: Samples per forward pass; evaluation uses at least 1024
                 since results do not depend on it. Defaults to `32`.
+
+        Returns:
+            `loss` and each metric by name, averaged over the samples.
+
+        Raises:
+            UserInputError: On data `fit` refuses, or `x` and `y` of different lengths.
         """
+        x, y = self._data(x, y, ("x", "y"), self.device)
         return self._evaluate(x, y, batch_size, self._full_forward)
 
     @torch.no_grad()
@@ -409,7 +530,6 @@ class Trainer:
     ) -> dict[str, float]:
         was_training = self.model.training
         self.model.eval()
-        x, y = x.to(self.device), y.to(self.device)
         loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
         metric_sums = [
             torch.zeros((), dtype=torch.float64, device=self.device) for _ in self.metrics
@@ -431,22 +551,34 @@ class Trainer:
         return self._logs(loss_sum, metric_sums, x.shape[0])
 
     @torch.no_grad()
-    def predict(self, x: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
+    def predict(self, x: ArrayLike, batch_size: int = 1024) -> torch.Tensor | np.ndarray:
         """The model's outputs (probabilities for a softmax model) in inference mode.
 
         Args:
-            x: Inputs.
+            x: Inputs: a NumPy array, a tensor or anything `torch.as_tensor` takes,
+                converted once to the model's float dtype as `fit` converts them
+                (integers keep their values: uint8 images are not divided by 255).
+                Each batch moves to the model's device in turn.
             batch_size: Samples per forward pass. Defaults to `1024`.
+
+        Returns:
+            For a tensor, a CPU tensor; for anything else a NumPy array, as Keras
+            returns.
+
+        Raises:
+            UserInputError: On inputs `fit` refuses.
         """
+        inputs = self._inputs(_as_tensor(x, "x"), None)
         was_training = self.model.training
         self.model.eval()
         outputs = []
-        for begin in range(0, x.shape[0], batch_size):
+        for begin in range(0, inputs.shape[0], batch_size):
             with self._precision():
-                output = self.model(x[begin : begin + batch_size].to(self.device))
+                output = self.model(inputs[begin : begin + batch_size].to(self.device))
             outputs.append((output.float() if self._autocast else output).cpu())
         self.model.train(was_training)
-        return torch.cat(outputs)
+        result = torch.cat(outputs)
+        return result if isinstance(x, torch.Tensor) else result.numpy()
 
     def _best_epoch(self) -> int | None:
         stopper = next((c for c in self.callbacks if isinstance(c, EarlyStopping)), None)
@@ -614,3 +746,98 @@ class Trainer:
 def _overrides(callback: Callback, hook: str) -> bool:
     return getattr(type(callback), hook) is not getattr(Callback, hook)
 
+
+
+def _as_tensor(value: ArrayLike, name: str) -> torch.Tensor:
+    """`value` as a tensor of numbers, sharing its memory where it can; dtype as given.
+
+    Raises:
+        UserInputError: Naming `name`, when `value` is not numbers or has no samples.
+    """
+    if isinstance(value, torch.Tensor):
+        tensor = value
+    elif isinstance(value, np.ndarray) or hasattr(value, "__array__"):
+        tensor = _from_numpy(np.asarray(value), name)
+    else:
+        try:
+            tensor = torch.as_tensor(value)
+        except (TypeError, ValueError, RuntimeError) as error:
+            reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+            raise UserInputError(
+                f"{name}: {shown_value(value)} is not an array of numbers ({reason}); "
+                f"accepted: {ACCEPTED_DATA}"
+            ) from None
+    if tensor.is_complex():
+        raise UserInputError(f"{name}: complex numbers; accepted: {ACCEPTED_DATA}")
+    if tensor.dim() == 0 or tensor.shape[0] == 0:
+        raise UserInputError(
+            f"{name}: {'a scalar' if tensor.dim() == 0 else 'no samples'} "
+            f"(shape {list(tensor.shape)}); accepted: one or more samples along the first dimension"
+        )
+    return tensor
+
+
+def _from_numpy(array: np.ndarray, name: str) -> torch.Tensor:
+    """A tensor sharing `array`'s memory, or one copy where torch cannot share it."""
+    if array.dtype.kind not in "biuf":
+        raise UserInputError(
+            f"{name}: a NumPy array of dtype {array.dtype} "
+            f"({'strings or mixed objects' if array.dtype.kind in 'OUS' else 'not numbers'}); "
+            f"accepted: {ACCEPTED_DATA}"
+        )
+    try:
+        with warnings.catch_warnings():
+            # A read-only array (a memory map, np.frombuffer) is shared as it is: the
+            # trainer only reads its data, so torch's warning about writes does not apply.
+            warnings.filterwarnings("ignore", "The given NumPy array is not writable")
+            return torch.from_numpy(array)
+    except (TypeError, ValueError):
+        # Non-native byte order, negative strides or long double: one native copy.
+        native = np.float64 if array.dtype.kind == "f" else array.dtype.newbyteorder("=")
+        return torch.from_numpy(np.ascontiguousarray(array, dtype=native))
+
+
+def _class_indices(y: torch.Tensor, name: str, loss: str) -> torch.Tensor:
+    """`y` as int64 class indices, refusing fractions, NaN, infinities and negatives."""
+    bad = y < 0 if y.dtype != torch.bool else torch.zeros_like(y)
+    if y.is_floating_point():
+        bad |= ~torch.isfinite(y) | (y != y.trunc())
+    # One read on the host per call, never per step.
+    if bool(bad.any()):
+        flat = int(bad.reshape(-1).nonzero()[0])
+        sample = flat // (y.numel() // y.shape[0])
+        raise UserInputError(
+            f"{name}: sample {sample} has target {y.reshape(-1)[flat].item()!r}; "
+            f"{loss} takes class indices, whole numbers >= 0"
+        )
+    return y.to(torch.int64)
+
+
+def _check_validation_split(validation_split: Any) -> None:
+    """Refuse a `validation_split` that is not a number in [0, 1)."""
+    number = isinstance(validation_split, numbers.Real) and not isinstance(validation_split, bool)
+    if not number or not 0 <= validation_split < 1:
+        raise UserInputError(
+            f"validation_split: {shown_value(validation_split)}; "
+            "accepted: a fraction in [0, 1) (0: no validation split)"
+        )
+
+
+def _split_off_last(
+    x: torch.Tensor, y: torch.Tensor, validation_split: float
+) -> tuple[torch.Tensor, torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+    """Keras's split: the first `int(N * (1 - split))` samples train, the rest validate.
+
+    Keras computes the split point as `int(math.floor(batch_dim * (1.0 - validation_split)))`
+    (`keras.src.trainers.data_adapters.data_adapter_utils.train_validation_split`), so
+    1797 samples at 0.2 keep 1437 and validate on 360. Slices are views: no copy.
+    """
+    count = x.shape[0]
+    split_at = math.floor(count * (1.0 - validation_split))
+    if split_at in (0, count):
+        raise UserInputError(
+            f"validation_split: {validation_split} of {count} samples leaves {split_at} "
+            f"for training and {count - split_at} for validation; accepted: a fraction "
+            "that leaves at least one sample on each side"
+        )
+    return x[:split_at], y[:split_at], (x[split_at:], y[split_at:])
