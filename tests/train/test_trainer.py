@@ -268,7 +268,9 @@ def test_digits_as_numpy_train_evaluate_and_predict(digits):
     x, y = digits
     assert x.dtype == np.float64 and y.dtype == np.int64
     trainer = _digits_trainer()
-    result = trainer.fit(x, y, epochs=20, validation_split=0.2)
+    # The last fifth of digits is harder than the rest: validation accuracy levels
+    # off at 0.91-0.93 by epoch 40 over seeds 0-4 (0.89-0.92 at epoch 20).
+    result = trainer.fit(x, y, epochs=40, validation_split=0.2)
     assert result.status == "completed"
     assert result.history["val_accuracy"][-1] > 0.9
     scores = trainer.evaluate(x, y)
