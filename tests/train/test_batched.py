@@ -5,10 +5,12 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from tests.conftest import TINY_RECIPE
 
+from tricklab.errors import UserInputError
 from tricklab.nn import build_model
 from tricklab.optim import make_optimizer
 from tricklab.recipe import Recipe, recipe_from_dict
@@ -202,6 +204,35 @@ def test_float32_runs_agree_to_rounding() -> None:
                 progress="none").fit(x, y, epochs=2)
         for expected, got in zip(model.parameters(), batched.parameters(), strict=True):
             torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_numpy_float64_inputs_and_int_labels_train_as_the_tensor_path() -> None:
+    """Converted as `Trainer.fit` converts them: float64 to the models' float32, labels to int64.
+
+    The NumPy run holds out its validation data with `validation_split`, the
+    tensor run passes the same last 30 samples as `validation_data`.
+    """
+    x, y = blobs()
+    models = [seed_model(MLP, seed).float() for seed in SEEDS]
+    x_np, y_np = x.numpy(), y.numpy().astype(np.int32)
+    tensors = BatchedSeedsTrainer(copy.deepcopy(models), {"name": "adam"}, SEEDS)
+    tensor_fits = tensors.fit(x[:120].float(), y[:120], epochs=2,
+                              validation_data=(x[120:].float(), y[120:]))
+    arrays = BatchedSeedsTrainer(copy.deepcopy(models), {"name": "adam"}, SEEDS)
+    array_fits = arrays.fit(x_np, y_np, epochs=2, validation_split=0.2)
+    for tensor_fit, array_fit in zip(tensor_fits, array_fits, strict=True):
+        assert "val_loss" in array_fit.history
+        for key in tensor_fit.history.keys() - {"time_s"}:
+            assert array_fit.history[key] == tensor_fit.history[key]
+    for name, value in tensors.params.items():
+        assert torch.equal(arrays.params[name], value)
+    assert arrays.evaluate(x_np, y_np) == tensors.evaluate(x.float(), y)
+    predicted = arrays.predict(x_np)
+    assert isinstance(predicted, np.ndarray) and predicted.dtype == np.float32
+    np.testing.assert_array_equal(predicted, tensors.predict(x.float()).numpy())
+    with pytest.raises(UserInputError, match=r"^y: sample 0 has target 0\.5"):
+        arrays.fit(x_np, np.full(len(x_np), 0.5), epochs=3)
+    assert arrays.history[0]["loss"] == array_fits[0].history["loss"]
 
 
 def test_dropout_draws_an_independent_mask_per_seed_at_its_rate() -> None:

@@ -44,6 +44,7 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 from torch import nn
 from torch.func import functional_call, stack_module_state
@@ -54,6 +55,8 @@ from tricklab.nn.model import Sequential
 from tricklab.nn.normalization import BatchNormalization
 from tricklab.optim import KerasOptimizer, make_optimizer
 from tricklab.optim.schedules import Performance, Schedule, schedules
+from tricklab.train import inputs
+from tricklab.train.inputs import ArrayLike
 from tricklab.train.losses import Loss
 from tricklab.train.losses import losses as loss_registry
 from tricklab.train.metrics import Metric
@@ -361,14 +364,19 @@ class BatchedSeedsTrainer:
         """The number of seeds S trained together."""
         return len(self.seeds)
 
+    def _float_dtype(self) -> torch.dtype:
+        """The floating dtype the stacked models compute in."""
+        return inputs.float_dtype(self.params.values())
+
     def fit(
         self,
-        x: torch.Tensor,
-        y: torch.Tensor,
+        x: ArrayLike,
+        y: ArrayLike,
         epochs: int = 1,
         batch_size: int = 32,
-        validation_data: tuple[torch.Tensor, torch.Tensor] | None = None,
+        validation_data: tuple[ArrayLike, ArrayLike] | None = None,
         shuffle: bool = True,
+        validation_split: float = 0.0,
     ) -> list[FitResult]:
         """Train every seed up to epoch `epochs` (in total, counting earlier `fit` calls).
 
@@ -378,23 +386,34 @@ class BatchedSeedsTrainer:
         the other seeds'. `time_s` and `wall_time_s` are those of the batched
         training, the same for every seed.
 
+        Data is taken and converted as `Trainer.fit` takes it, once, when the
+        call starts (`tricklab.train.inputs`): NumPy arrays, tensors or nested
+        lists; inputs become the models' floating dtype, class indices int64.
+
         Args:
             x: Inputs, first dimension the samples.
             y: Targets, same first dimension.
             epochs: Total number of epochs. Defaults to `1`.
             batch_size: Samples per step; the last batch may be smaller. Defaults to `32`.
-            validation_data: `(x_val, y_val)` evaluated after each epoch. Defaults to `None`.
+            validation_data: `(x_val, y_val)` evaluated after each epoch, converted
+                like `x` and `y`; it overrides `validation_split`. Defaults to `None`.
             shuffle: Draw a new permutation per seed each epoch. Defaults to `True`.
+            validation_split: Fraction in [0, 1) of the samples held out as
+                validation data, the last ones, as `Trainer.fit` holds them out.
+                Defaults to `0.0`.
 
         Returns:
             One `FitResult` per seed, in the order of `seeds`.
+
+        Raises:
+            UserInputError: Before anything is trained, on data `Trainer.fit` refuses.
         """
         start = time.perf_counter()
+        x, y, validation_data = inputs.fit_data(
+            x, y, validation_data, validation_split, self.loss, self._float_dtype(), self.device
+        )
         self.epochs = epochs
         self.steps_per_epoch = math.ceil(x.shape[0] / batch_size)
-        x, y = x.to(self.device), y.to(self.device)
-        if validation_data is not None:
-            validation_data = tuple(part.to(self.device) for part in validation_data)
         if self.scheduler is not None:
             self.scheduler.on_train_begin(self)
         for epoch in range(self._epochs_done, epochs):
@@ -557,17 +576,21 @@ class BatchedSeedsTrainer:
 
     @torch.no_grad()
     def evaluate(
-        self, x: torch.Tensor, y: torch.Tensor, batch_size: int = 32
+        self, x: ArrayLike, y: ArrayLike, batch_size: int = 32
     ) -> list[dict[str, float]]:
         """Each seed's loss (with weight penalties) and metrics in inference mode, as `Trainer`'s.
 
         Args:
-            x: Inputs.
-            y: Targets.
+            x: Inputs, converted once as `fit` converts them.
+            y: Targets, converted as `fit` converts them.
             batch_size: Samples per forward pass; at least 1024 are used since
                 results do not depend on it. Defaults to `32`.
+
+        Raises:
+            UserInputError: On data `fit` refuses, or `x` and `y` of different lengths.
         """
-        return self._evaluate(x.to(self.device), y.to(self.device), batch_size)
+        x, y = inputs.data_pair(x, y, self.loss, self._float_dtype(), self.device)
+        return self._evaluate(x, y, batch_size)
 
     @torch.no_grad()
     def _evaluate(
@@ -592,25 +615,32 @@ class BatchedSeedsTrainer:
         return self._logs(loss_sum, metric_sums, x.shape[0])
 
     @torch.no_grad()
-    def predict(self, x: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
+    def predict(self, x: ArrayLike, batch_size: int = 1024) -> torch.Tensor | np.ndarray:
         """Every seed's outputs (probabilities for a softmax model) in inference mode.
 
         Args:
-            x: Inputs.
+            x: Inputs, converted once to the models' float dtype as `fit` converts
+                them; each batch moves to the models' device in turn.
             batch_size: Samples per forward pass. Defaults to `1024`.
 
         Returns:
-            A CPU tensor `[S, N, *output_shape]`.
+            `[S, N, *output_shape]`: for a tensor, a CPU tensor; for anything else
+            a NumPy array, as `Trainer.predict` returns.
+
+        Raises:
+            UserInputError: On inputs `fit` refuses.
         """
+        data = inputs.prediction_inputs(x, self._float_dtype())
         self._template.eval()
         forward = torch.vmap(self._seed_output, in_dims=(0, 0, None, None), randomness="different")
         outputs = [
-            forward(self.params, self.buffers, x[begin : begin + batch_size].to(self.device), False)
-            .cpu()
-            for begin in range(0, x.shape[0], batch_size)
+            forward(self.params, self.buffers, data[begin : begin + batch_size].to(self.device),
+                    False).cpu()
+            for begin in range(0, data.shape[0], batch_size)
         ]
         self._template.train()
-        return torch.cat(outputs, dim=1)
+        result = torch.cat(outputs, dim=1)
+        return result if isinstance(x, torch.Tensor) else result.numpy()
 
     @torch.no_grad()
     def unstack(self) -> list[Sequential]:

@@ -10,21 +10,28 @@ warning; when none is left, training starts over, with a warning too.
 
 `check_model_state` and `check_optimizer_state` tell whether a saved state
 fits a model or an optimizer without touching either, so a misfit leaves the
-weights as they were instead of half restored.
+weights as they were instead of half restored. `check_checkpoint` checks a
+whole checkpoint (format, entries, model, RNG, loss scaler, and in the phase
+that saved it the optimizer and callback states) against a run's live
+objects (`RunObjects`), and `restore_checkpoint` checks, then restores them.
 """
 
 from __future__ import annotations
 
 import re
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from tricklab import atomic
+
+if TYPE_CHECKING:
+    from tricklab.train.callbacks import Callback
 
 _NAME = re.compile(r"^epoch_(\d{4,})\.pt$")
 # Names listed in a misfit's message before "and N more".
@@ -32,6 +39,15 @@ _LISTED = 3
 # A cause quoted from an exception is cut to this many characters.
 _CAUSE_CHARS = 200
 _UNPICKLER = "WeightsUnpickler error:"
+
+CHECKPOINT_FORMAT = 1
+"""The version of a checkpoint's layout that this version writes and reads."""
+
+_ENTRY_TYPES: dict[str, type] = {
+    "epoch": int, "phase": int, "stop_training": bool, "global_step": int,
+    "model": dict, "history": dict, "rng": dict,
+}
+"""The entries every checkpoint holds, and their types."""
 
 
 class CheckpointMismatch(ValueError):
@@ -116,6 +132,133 @@ class CheckpointManager:
                 continue
             return state
         return None
+
+
+@dataclass
+class RunObjects:
+    """The live objects of a run that a checkpoint restores into.
+
+    Args:
+        model: The model, whose weights are restored.
+        optimizer: The optimizer of the current phase.
+        generator: The CPU generator that shuffles batches.
+        phase: The current training phase (0 for the first).
+        callbacks: The callbacks whose states are checkpointed, in order.
+        device: The model's device; its generator is restored on a GPU.
+        scaler: The float16 loss scaler, `None` without one. Defaults to `None`.
+    """
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    generator: torch.Generator
+    phase: int
+    callbacks: Sequence[Callback]
+    device: torch.device
+    scaler: torch.amp.GradScaler | None = None
+
+
+def random_states(generator: torch.Generator, device: torch.device) -> dict[str, torch.Tensor]:
+    """A checkpoint's `rng` entry: the states of every generator a resumed run draws from.
+
+    The global and the shuffling generators', and on a GPU that device's
+    (dropout masks are drawn there).
+
+    Args:
+        generator: The CPU generator that shuffles batches.
+        device: The model's device.
+    """
+    states = {"global": torch.get_rng_state(), "shuffle": generator.get_state()}
+    if device.type == "cuda":
+        states["cuda"] = torch.cuda.get_rng_state(device)
+    return states
+
+
+def check_checkpoint(state: dict[str, Any], run: RunObjects) -> bool:
+    """Check that `state` fits `run` without changing anything; return whether it is this phase's.
+
+    Only a checkpoint of the run's own phase restores the optimizer and
+    callback states (another phase's optimizer may train other parameters),
+    so only then are they checked.
+
+    Args:
+        state: A checkpoint, as read from its file.
+        run: The live objects it would restore into.
+
+    Raises:
+        CheckpointMismatch: Naming the first thing that does not fit.
+    """
+    _check_entries(state)
+    check_model_state(state["model"], run.model)
+    if not all(isinstance(key, str) and isinstance(values, list)
+               for key, values in state["history"].items()):
+        raise CheckpointMismatch("history: not a mapping of names to lists")
+    rng = state["rng"]
+    check_tensor_like(rng.get("global"), torch.get_rng_state(), "rng.global")
+    check_tensor_like(rng.get("shuffle"), run.generator.get_state(), "rng.shuffle")
+    if "cuda" in rng and run.device.type == "cuda":
+        check_tensor_like(rng["cuda"], torch.cuda.get_rng_state(run.device), "rng.cuda")
+    scaler = state.get("grad_scaler")
+    if run.scaler is not None and scaler is not None and (
+        not isinstance(scaler, dict) or set(scaler) != set(run.scaler.state_dict())
+    ):
+        raise CheckpointMismatch("grad_scaler: not the state of a float16 loss scaler")
+    same_phase = state.get("phase", 0) == run.phase
+    if same_phase:
+        check_optimizer_state(state.get("optimizer"), run.optimizer)
+        _check_callback_states(state.get("callbacks"), run.callbacks)
+    return same_phase
+
+
+def restore_checkpoint(state: dict[str, Any], run: RunObjects) -> None:
+    """Restore `state` into `run`'s objects, or raise `CheckpointMismatch` leaving them untouched.
+
+    Everything is checked (`check_checkpoint`) before anything is restored. Of
+    the restoring itself only the callbacks' and the loss scaler's
+    `load_state_dict` can still refuse (what their states hold is their own
+    business), so they go first, then the optimizer, whose own load checks
+    before it changes anything; on a failure they are put back, before the
+    model's weights are touched. Then the weights and the random states. The
+    history, step count and stop flag are the caller's to take from `state`.
+
+    Args:
+        state: A checkpoint, as read from its file.
+        run: The live objects to restore into.
+
+    Raises:
+        CheckpointMismatch: Naming what does not fit or does not load.
+    """
+    same_phase = check_checkpoint(state, run)
+    checkpointed = list(run.callbacks) if same_phase else []
+    scaler = run.scaler if "grad_scaler" in state else None
+    before = [callback.state_dict() for callback in checkpointed]
+    scaler_before = scaler.state_dict() if scaler is not None else None
+    loading = ""
+    try:
+        saved_states = state["callbacks"] if same_phase else []
+        for callback, saved in zip(checkpointed, saved_states, strict=True):
+            loading = f"callback {type(callback).__name__}"
+            callback.load_state_dict(saved)
+        if scaler is not None:
+            loading = "float16 loss scaler"
+            scaler.load_state_dict(state["grad_scaler"])
+        if same_phase:
+            # Last: the optimizer's own load checks before it changes anything.
+            loading = "optimizer"
+            run.optimizer.load_state_dict(state["optimizer"])
+    except Exception as error:
+        for callback, saved in zip(checkpointed, before, strict=True):
+            callback.load_state_dict(saved)
+        if scaler is not None:
+            scaler.load_state_dict(scaler_before)
+        first = str(error).splitlines()[0] if str(error) else ""
+        raise CheckpointMismatch(
+            f"the state of the {loading} does not load ({type(error).__name__}: {first})"
+        ) from None
+    run.model.load_state_dict(state["model"])
+    torch.set_rng_state(state["rng"]["global"])
+    if "cuda" in state["rng"] and run.device.type == "cuda":
+        torch.cuda.set_rng_state(state["rng"]["cuda"], run.device)
+    run.generator.set_state(state["rng"]["shuffle"])
 
 
 def check_model_state(saved: object, model: nn.Module, where: str = "model") -> None:
@@ -214,6 +357,44 @@ def check_tensor_like(saved: object, own: torch.Tensor, where: str) -> None:
         raise CheckpointMismatch(
             f"{where}: dtype {saved.dtype} in the checkpoint, {own.dtype} expected"  # type: ignore[union-attr]
         )
+
+
+def _check_entries(state: dict[str, Any]) -> None:
+    """Check the format, and the entries every checkpoint holds: their types and ranges."""
+    if state.get("format", CHECKPOINT_FORMAT) != CHECKPOINT_FORMAT:
+        raise CheckpointMismatch(
+            f"format {state.get('format')!r}, this version reads {CHECKPOINT_FORMAT}"
+        )
+    for key, kind in _ENTRY_TYPES.items():
+        if key == "phase" and key not in state:
+            continue  # checkpoints from before phases existed: phase 0
+        if key not in state:
+            raise CheckpointMismatch(f"no '{key}' entry")
+        value = state[key]
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise CheckpointMismatch(f"{key}: a {type(value).__name__}, not {kind.__name__}")
+    if state["epoch"] < 0 or state["global_step"] < 0:
+        raise CheckpointMismatch(
+            f"negative epoch {state['epoch']} or step {state['global_step']}"
+        )
+
+
+def _check_callback_states(saved: object, callbacks: Sequence[Callback]) -> None:
+    """Check that `saved` holds one mapping per checkpointed callback."""
+    if not isinstance(saved, list) or len(saved) != len(callbacks):
+        count = len(saved) if isinstance(saved, list) else "no list of"
+        raise CheckpointMismatch(
+            f"callbacks: {count} callback states in the checkpoint, "
+            f"{len(callbacks)} callbacks to restore in the run"
+        )
+    # What a callback's state holds is its own business: `restore_checkpoint`
+    # tries its `load_state_dict` and puts the callbacks back on failure.
+    for callback, entry in zip(callbacks, saved, strict=True):
+        if not isinstance(entry, dict):
+            raise CheckpointMismatch(
+                f"callbacks: the state of {type(callback).__name__} is a "
+                f"{type(entry).__name__}, not a mapping"
+            )
 
 
 def _check_tensor(saved: object, own: torch.Tensor, where: str) -> None:

@@ -9,7 +9,7 @@ stability.
 
 `fit`, `evaluate` and `predict` take NumPy arrays, torch tensors and anything
 `torch.as_tensor` takes, as Keras's do; each call converts its data once, at
-its start (see `Trainer.fit` for the rules), and moves it to the model's
+its start (`tricklab.train.inputs` holds the rules), and moves it to the model's
 device; each step then indexes it there. `precision` runs the forward pass
 and loss under `torch.autocast` (bfloat16 or float16, weights and optimizer
 state staying float32), with dynamic loss scaling for float16.
@@ -24,9 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-import numbers
 import time
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,47 +34,28 @@ import numpy as np
 import torch
 from torch import nn
 
-from tricklab.errors import UserInputError, shown_value
+from tricklab.train import inputs
 from tricklab.train.callbacks import Callback, EarlyStopping
 from tricklab.train.callbacks import callbacks as callback_registry
 from tricklab.train.checkpoint import (
+    CHECKPOINT_FORMAT,
     CheckpointManager,
-    CheckpointMismatch,
-    check_model_state,
-    check_optimizer_state,
-    check_tensor_like,
+    RunObjects,
+    random_states,
+    restore_checkpoint,
 )
 from tricklab.train.feature_cache import cache_frozen_bottom
-from tricklab.train.losses import (
-    BinaryCrossentropy,
-    Loss,
-    MeanSquaredError,
-    SparseCategoricalCrossentropy,
-    losses,
-)
+from tricklab.train.inputs import ArrayLike
+from tricklab.train.losses import Loss, losses
 from tricklab.train.metrics import EpochMetrics, Metric
 from tricklab.train.metrics import metrics as metric_registry
 from tricklab.train.progress import ProgressMode, ProgressReporter
 
 Status = Literal["completed", "stopped_early", "diverged", "interrupted"]
 Precision = Literal["fp32", "bf16", "fp16"]
-CHECKPOINT_FORMAT = 1
 
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 """The reduced precision of each `precision` that autocasts; fp32 runs as it is."""
-
-ArrayLike = Any
-"""What `fit`, `evaluate` and `predict` take as data: a torch tensor, a NumPy array, an
-object with `__array__` (a pandas frame), or anything `torch.as_tensor` takes (nested lists)."""
-
-INDEX_TARGET_LOSSES = (SparseCategoricalCrossentropy,)
-"""Losses whose targets are class indices, made int64 (what `F.cross_entropy` indexes with)."""
-
-FLOAT_TARGET_LOSSES = (MeanSquaredError, BinaryCrossentropy)
-"""Losses whose targets are numbers compared with the output, made the model's float dtype."""
-
-ACCEPTED_DATA = "numbers (bool, integer or float) as a NumPy array, a torch tensor or nested lists"
-"""What a one-line data error says is accepted."""
 
 
 @dataclass
@@ -226,21 +205,13 @@ class Trainer:
     ) -> FitResult:
         """Train up to epoch `epochs` (in total, counting those done before, as Keras counts).
 
-        Data comes as Keras takes it: NumPy arrays, torch tensors, or anything
-        `torch.as_tensor` takes (nested lists), of any numeric dtype. It is
-        converted once, when the call starts, never per step:
-
-        - Inputs become the model's floating dtype (float32, unless the model
-          was made `.double()`): float64 is rounded to float32; integers and
-          booleans keep their values, so uint8 images arrive as 0-255, not
-          divided by 255 (scale them first, as Keras users do).
-        - Targets of `sparse_categorical_crossentropy` become int64 class
-          indices (floats holding whole numbers are accepted); targets of
-          `mse` and `binary_crossentropy` become the model's floating dtype;
-          for any other loss, float targets become that dtype and integer
-          ones are kept as given.
-        - A float32 CPU tensor, or a native-order float32 NumPy array, is used
-          as it is, without a copy (NumPy shares its memory with the tensor).
+        Data comes as Keras takes it (NumPy arrays, torch tensors, nested lists,
+        any numeric dtype), converted once when the call starts, never per step,
+        by the rules of `tricklab.train.inputs`: inputs become the model's
+        floating dtype (integers keep their values: uint8 images are not divided
+        by 255); `sparse_categorical_crossentropy` targets become int64 class
+        indices, `mse` and `binary_crossentropy` targets the floating dtype; a
+        float32 CPU tensor or native-order float32 NumPy array is used without a copy.
 
         Args:
             x: Inputs, first dimension the samples.
@@ -267,18 +238,15 @@ class Trainer:
         Raises:
             UserInputError: Before anything is trained or restored, on data that is
                 not numbers (strings, objects, ragged lists, complex numbers), that has
-                no samples or no sample dimension, `x` and `y` (or the two parts of
-                `validation_data`) of different lengths, class-index targets that are
-                not whole non-negative numbers, a `validation_data` that is not a pair,
-                or a `validation_split` outside [0, 1) or leaving either side empty.
+                no samples, `x` and `y` (or the parts of `validation_data`) of different
+                lengths, class indices that are not whole numbers >= 0, a
+                `validation_data` that is not a pair, or a `validation_split` outside
+                [0, 1) or leaving either side empty.
         """
         start = time.perf_counter()
-        _check_validation_split(validation_split)
-        x, y = self._data(x, y, ("x", "y"), self.device)
-        if validation_data is not None:
-            validation_data = self._validation_pair(validation_data)
-        elif validation_split:
-            x, y, validation_data = _split_off_last(x, y, validation_split)
+        x, y, validation_data = inputs.fit_data(
+            x, y, validation_data, validation_split, self.loss, self._float_dtype(), self.device
+        )
         self.epochs = epochs
         self.steps_per_epoch = math.ceil(x.shape[0] / batch_size)
         first_epoch = self._restore() if resume else None
@@ -333,55 +301,9 @@ class Trainer:
             cached_layers=self._cached_layers,
         )
 
-    def _data(
-        self, x: ArrayLike, y: ArrayLike, names: tuple[str, str], device: torch.device | None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """`x` and `y` as tensors of the dtypes `fit` documents, on `device` (`None`: theirs).
-
-        Raises:
-            UserInputError: Naming the argument (`names`) on anything `fit` refuses.
-        """
-        x, y = _as_tensor(x, names[0]), _as_tensor(y, names[1])
-        if x.shape[0] != y.shape[0]:
-            raise UserInputError(
-                f"{names[0]} has {x.shape[0]} samples and {names[1]} has {y.shape[0]}; "
-                "accepted: the same number of samples (first dimension) in both"
-            )
-        return self._inputs(x, device), self._targets(y, names[1], device)
-
-    def _validation_pair(self, validation_data: Any) -> tuple[torch.Tensor, torch.Tensor]:
-        """`validation_data` converted like `fit`'s `x` and `y`, on the model's device."""
-        if not isinstance(validation_data, tuple | list) or len(validation_data) != 2:
-            kind = (
-                f"a {type(validation_data).__name__} of {len(validation_data)}"
-                if isinstance(validation_data, tuple | list)
-                else shown_value(validation_data)
-            )
-            raise UserInputError(
-                f"validation_data: {kind}; accepted: a pair (x_val, y_val) "
-                "(Keras's sample weights are not supported)"
-            )
-        return self._data(*validation_data, ("validation_data[0]", "validation_data[1]"),
-                          self.device)
-
     def _float_dtype(self) -> torch.dtype:
-        """The floating dtype the model computes in: that of its first float parameter."""
-        return next(
-            (p.dtype for p in self.model.parameters() if p.is_floating_point()), torch.float32
-        )
-
-    def _inputs(self, x: torch.Tensor, device: torch.device | None) -> torch.Tensor:
-        """Inputs in the model's float dtype; `.to` returns `x` itself when nothing changes."""
-        return x.to(device=device, dtype=self._float_dtype())
-
-    def _targets(self, y: torch.Tensor, name: str, device: torch.device | None) -> torch.Tensor:
-        """Targets in the dtype the loss computes with (see `fit`)."""
-        if isinstance(self.loss, INDEX_TARGET_LOSSES):
-            return _class_indices(y, name, type(self.loss).__name__).to(device)
-        if isinstance(self.loss, FLOAT_TARGET_LOSSES) or y.is_floating_point():
-            return y.to(device=device, dtype=self._float_dtype())
-        # Another loss's integer targets may be indices or counts: its own business.
-        return y.to(device)
+        """The floating dtype the model computes in now (`.double()` may have changed it)."""
+        return inputs.float_dtype(self.model.parameters())
 
     def _use_frozen_features(
         self, x: torch.Tensor, validation_data: tuple[torch.Tensor, torch.Tensor] | None
@@ -521,7 +443,7 @@ class Trainer:
         Raises:
             UserInputError: On data `fit` refuses, or `x` and `y` of different lengths.
         """
-        x, y = self._data(x, y, ("x", "y"), self.device)
+        x, y = inputs.data_pair(x, y, self.loss, self._float_dtype(), self.device)
         return self._evaluate(x, y, batch_size, self._full_forward)
 
     @torch.no_grad()
@@ -568,13 +490,13 @@ class Trainer:
         Raises:
             UserInputError: On inputs `fit` refuses.
         """
-        inputs = self._inputs(_as_tensor(x, "x"), None)
+        data = inputs.prediction_inputs(x, self._float_dtype())
         was_training = self.model.training
         self.model.eval()
         outputs = []
-        for begin in range(0, inputs.shape[0], batch_size):
+        for begin in range(0, data.shape[0], batch_size):
             with self._precision():
-                output = self.model(inputs[begin : begin + batch_size].to(self.device))
+                output = self.model(data[begin : begin + batch_size].to(self.device))
             outputs.append((output.float() if self._autocast else output).cpu())
         self.model.train(was_training)
         result = torch.cat(outputs)
@@ -605,16 +527,9 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "callbacks": [callback.state_dict() for callback in self._checkpointed()],
             "history": self.history,
-            "rng": {"global": torch.get_rng_state(), "shuffle": self.generator.get_state(),
-                    **self._device_rng()},
+            "rng": random_states(self.generator, self.device),
             **({"grad_scaler": self._scaler.state_dict()} if self._scaler is not None else {}),
         }
-
-    def _device_rng(self) -> dict[str, torch.Tensor]:
-        """The accelerator's generator state (dropout masks drawn there), for resuming."""
-        if self.device.type != "cuda":
-            return {}
-        return {"cuda": torch.cuda.get_rng_state(self.device)}
 
     def _checkpointed(self) -> list[Callback]:
         return [callback for callback in self.callbacks if callback.checkpointed]
@@ -637,207 +552,18 @@ class Trainer:
     def _restore_from(self, state: dict[str, Any]) -> None:
         """Restore `state`, or raise `CheckpointMismatch` leaving the run untouched.
 
-        Everything is checked before anything is restored. Of the restoring
-        itself only the callbacks' and the loss scaler's `load_state_dict` can
-        still refuse (what their states hold is their own business), so they go
-        first, then the optimizer, whose own load checks before it changes
-        anything; on a failure they are put back, before the model's weights are
-        touched.
+        `restore_checkpoint` checks everything before it restores the live
+        objects; the trainer's own counters follow.
         """
-        same_phase = self._check_checkpoint(state)
-        checkpointed = self._checkpointed() if same_phase else []
-        scaler = self._scaler if "grad_scaler" in state else None
-        before = [callback.state_dict() for callback in checkpointed]
-        scaler_before = scaler.state_dict() if scaler is not None else None
-        loading = ""
-        try:
-            saved_states = state["callbacks"] if same_phase else []
-            for callback, saved in zip(checkpointed, saved_states, strict=True):
-                loading = f"callback {type(callback).__name__}"
-                callback.load_state_dict(saved)
-            if scaler is not None:
-                loading = "float16 loss scaler"
-                scaler.load_state_dict(state["grad_scaler"])
-            if same_phase:
-                # Last: the optimizer's own load checks before it changes anything.
-                loading = "optimizer"
-                self.optimizer.load_state_dict(state["optimizer"])
-        except Exception as error:
-            for callback, saved in zip(checkpointed, before, strict=True):
-                callback.load_state_dict(saved)
-            if scaler is not None:
-                scaler.load_state_dict(scaler_before)
-            first = str(error).splitlines()[0] if str(error) else ""
-            raise CheckpointMismatch(
-                f"the state of the {loading} does not load ({type(error).__name__}: {first})"
-            ) from None
-        self.model.load_state_dict(state["model"])
+        restore_checkpoint(state, RunObjects(
+            model=self.model, optimizer=self.optimizer, generator=self.generator,
+            phase=self.phase, callbacks=self._checkpointed(), device=self.device,
+            scaler=self._scaler,
+        ))
         self.history = {key: list(values) for key, values in state["history"].items()}
-        torch.set_rng_state(state["rng"]["global"])
-        if "cuda" in state["rng"] and self.device.type == "cuda":
-            torch.cuda.set_rng_state(state["rng"]["cuda"], self.device)
-        self.generator.set_state(state["rng"]["shuffle"])
         self.stop_training = state["stop_training"]
         self.global_step = state["global_step"]
-
-    def _check_checkpoint(self, state: dict[str, Any]) -> bool:
-        """Check that `state` fits this run without changing it; return whether it is this phase's.
-
-        Raises:
-            CheckpointMismatch: Naming the first thing that does not fit.
-        """
-        if state.get("format", CHECKPOINT_FORMAT) != CHECKPOINT_FORMAT:
-            raise CheckpointMismatch(
-                f"format {state.get('format')!r}, this version reads {CHECKPOINT_FORMAT}"
-            )
-        types: dict[str, type] = {
-            "epoch": int, "phase": int, "stop_training": bool, "global_step": int,
-            "model": dict, "history": dict, "rng": dict,
-        }
-        for key, kind in types.items():
-            if key == "phase" and key not in state:
-                continue  # checkpoints from before phases existed: phase 0
-            if key not in state:
-                raise CheckpointMismatch(f"no '{key}' entry")
-            value = state[key]
-            if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-                raise CheckpointMismatch(f"{key}: a {type(value).__name__}, not {kind.__name__}")
-        if state["epoch"] < 0 or state["global_step"] < 0:
-            raise CheckpointMismatch(
-                f"negative epoch {state['epoch']} or step {state['global_step']}"
-            )
-        check_model_state(state["model"], self.model)
-        history = state["history"]
-        if not all(isinstance(key, str) and isinstance(values, list)
-                   for key, values in history.items()):
-            raise CheckpointMismatch("history: not a mapping of names to lists")
-        rng = state["rng"]
-        check_tensor_like(rng.get("global"), torch.get_rng_state(), "rng.global")
-        check_tensor_like(rng.get("shuffle"), self.generator.get_state(), "rng.shuffle")
-        if "cuda" in rng and self.device.type == "cuda":
-            check_tensor_like(rng["cuda"], torch.cuda.get_rng_state(self.device), "rng.cuda")
-        scaler = state.get("grad_scaler")
-        if self._scaler is not None and scaler is not None and (
-            not isinstance(scaler, dict) or set(scaler) != set(self._scaler.state_dict())
-        ):
-            raise CheckpointMismatch("grad_scaler: not the state of a float16 loss scaler")
-        same_phase = state.get("phase", 0) == self.phase
-        if same_phase:
-            check_optimizer_state(state.get("optimizer"), self.optimizer)
-            checkpointed = self._checkpointed()
-            saved = state.get("callbacks")
-            if not isinstance(saved, list) or len(saved) != len(checkpointed):
-                count = len(saved) if isinstance(saved, list) else "no list of"
-                raise CheckpointMismatch(
-                    f"callbacks: {count} callback states in the checkpoint, "
-                    f"{len(checkpointed)} callbacks to restore in the run"
-                )
-            # What a callback's state holds is its own business: `_restore_from`
-            # tries its `load_state_dict` and puts the callbacks back on failure.
-            for callback, entry in zip(checkpointed, saved, strict=True):
-                if not isinstance(entry, dict):
-                    raise CheckpointMismatch(
-                        f"callbacks: the state of {type(callback).__name__} is a "
-                        f"{type(entry).__name__}, not a mapping"
-                    )
-        return same_phase
 
 
 def _overrides(callback: Callback, hook: str) -> bool:
     return getattr(type(callback), hook) is not getattr(Callback, hook)
-
-
-
-def _as_tensor(value: ArrayLike, name: str) -> torch.Tensor:
-    """`value` as a tensor of numbers, sharing its memory where it can; dtype as given.
-
-    Raises:
-        UserInputError: Naming `name`, when `value` is not numbers or has no samples.
-    """
-    if isinstance(value, torch.Tensor):
-        tensor = value
-    elif isinstance(value, np.ndarray) or hasattr(value, "__array__"):
-        tensor = _from_numpy(np.asarray(value), name)
-    else:
-        try:
-            tensor = torch.as_tensor(value)
-        except (TypeError, ValueError, RuntimeError) as error:
-            reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-            raise UserInputError(
-                f"{name}: {shown_value(value)} is not an array of numbers ({reason}); "
-                f"accepted: {ACCEPTED_DATA}"
-            ) from None
-    if tensor.is_complex():
-        raise UserInputError(f"{name}: complex numbers; accepted: {ACCEPTED_DATA}")
-    if tensor.dim() == 0 or tensor.shape[0] == 0:
-        raise UserInputError(
-            f"{name}: {'a scalar' if tensor.dim() == 0 else 'no samples'} "
-            f"(shape {list(tensor.shape)}); accepted: one or more samples along the first dimension"
-        )
-    return tensor
-
-
-def _from_numpy(array: np.ndarray, name: str) -> torch.Tensor:
-    """A tensor sharing `array`'s memory, or one copy where torch cannot share it."""
-    if array.dtype.kind not in "biuf":
-        raise UserInputError(
-            f"{name}: a NumPy array of dtype {array.dtype} "
-            f"({'strings or mixed objects' if array.dtype.kind in 'OUS' else 'not numbers'}); "
-            f"accepted: {ACCEPTED_DATA}"
-        )
-    try:
-        with warnings.catch_warnings():
-            # A read-only array (a memory map, np.frombuffer) is shared as it is: the
-            # trainer only reads its data, so torch's warning about writes does not apply.
-            warnings.filterwarnings("ignore", "The given NumPy array is not writable")
-            return torch.from_numpy(array)
-    except (TypeError, ValueError):
-        # Non-native byte order, negative strides or long double: one native copy.
-        native = np.float64 if array.dtype.kind == "f" else array.dtype.newbyteorder("=")
-        return torch.from_numpy(np.ascontiguousarray(array, dtype=native))
-
-
-def _class_indices(y: torch.Tensor, name: str, loss: str) -> torch.Tensor:
-    """`y` as int64 class indices, refusing fractions, NaN, infinities and negatives."""
-    bad = y < 0 if y.dtype != torch.bool else torch.zeros_like(y)
-    if y.is_floating_point():
-        bad |= ~torch.isfinite(y) | (y != y.trunc())
-    # One read on the host per call, never per step.
-    if bool(bad.any()):
-        flat = int(bad.reshape(-1).nonzero()[0])
-        sample = flat // (y.numel() // y.shape[0])
-        raise UserInputError(
-            f"{name}: sample {sample} has target {y.reshape(-1)[flat].item()!r}; "
-            f"{loss} takes class indices, whole numbers >= 0"
-        )
-    return y.to(torch.int64)
-
-
-def _check_validation_split(validation_split: Any) -> None:
-    """Refuse a `validation_split` that is not a number in [0, 1)."""
-    number = isinstance(validation_split, numbers.Real) and not isinstance(validation_split, bool)
-    if not number or not 0 <= validation_split < 1:
-        raise UserInputError(
-            f"validation_split: {shown_value(validation_split)}; "
-            "accepted: a fraction in [0, 1) (0: no validation split)"
-        )
-
-
-def _split_off_last(
-    x: torch.Tensor, y: torch.Tensor, validation_split: float
-) -> tuple[torch.Tensor, torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
-    """Keras's split: the first `int(N * (1 - split))` samples train, the rest validate.
-
-    Keras computes the split point as `int(math.floor(batch_dim * (1.0 - validation_split)))`
-    (`keras.src.trainers.data_adapters.data_adapter_utils.train_validation_split`), so
-    1797 samples at 0.2 keep 1437 and validate on 360. Slices are views: no copy.
-    """
-    count = x.shape[0]
-    split_at = math.floor(count * (1.0 - validation_split))
-    if split_at in (0, count):
-        raise UserInputError(
-            f"validation_split: {validation_split} of {count} samples leaves {split_at} "
-            f"for training and {count - split_at} for validation; accepted: a fraction "
-            "that leaves at least one sample on each side"
-        )
-    return x[:split_at], y[:split_at], (x[split_at:], y[split_at:])
