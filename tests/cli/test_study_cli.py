@@ -31,6 +31,17 @@ def tricklab(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=300)
 
 
+def start_study(study: str, out: Path, env: dict[str, str], **options: object
+                ) -> subprocess.Popen:
+    """`tricklab study STUDY --out OUT --quiet --workers 2` in the background, interruptible."""
+    options = {"preexec_fn": interruptible, **options}
+    return subprocess.Popen(
+        [sys.executable, "-m", "tricklab", "study", study, "--out", str(out), "--quiet",
+         "--workers", "2"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **options,
+    )
+
+
 def write_study(folder: Path, seeds: int = 2, **train: object) -> str:
     base = {**BASE, "train": {**BASE["train"], **train}}
     spec = {"name": "cli-study", "question": "Adam or SGD?", "base": base, "seeds": seeds,
@@ -152,11 +163,7 @@ def test_sigkill_of_the_driver_then_rerun_completes_with_the_same_numbers(cli_en
     assert done.returncode == 0, done.stderr
 
     killed = tmp_path / "killed"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "tricklab", "study", study, "--out", str(killed), "--quiet",
-         "--workers", "2"],
-        env=cli_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
+    process = start_study(study, killed, cli_env, preexec_fn=None)
     deadline = time.monotonic() + 240
     while True:
         assert process.poll() is None, process.communicate()
@@ -232,13 +239,7 @@ def test_ray_backend_on_a_local_ray_cluster_matches_the_local_backend(cli_env, t
 def test_ctrl_c_stops_the_study_with_130_and_a_rerun_finishes_it(cli_env, tmp_path):
     study = write_study(tmp_path, seeds=3, epochs=3, batch_size=8)
     out = tmp_path / "study"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "tricklab", "study", study, "--out", str(out), "--quiet",
-         "--workers", "2"],
-        env=cli_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        preexec_fn=interruptible,
-        start_new_session=True,
-    )
+    process = start_study(study, out, cli_env, start_new_session=True)
     deadline = time.monotonic() + 240
     while not (out / "study.db").exists() or sum(
         status == "completed" for status, _ in metrics_by_run(out).values()
@@ -323,12 +324,7 @@ def test_sigterm_to_the_driver_alone_stops_its_workers_runs_and_it_still_reports
 ):
     study = write_study(tmp_path, epochs=10, batch_size=8)
     out = tmp_path / "study"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "tricklab", "study", study, "--out", str(out), "--quiet",
-         "--workers", "2"],
-        env=cli_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        preexec_fn=interruptible,
-    )
+    process = start_study(study, out, cli_env)
     # Both workers' runs are past their first epoch: each has a checkpoint to keep.
     _wait_until(lambda: len({p.parent for p in out.glob("runs/*/seed-*/checkpoints/*.pt")}) == 2,
                 process, "the runs reached no checkpoint")
