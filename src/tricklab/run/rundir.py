@@ -27,7 +27,7 @@ from typing import Any
 import yaml
 
 from tricklab import atomic
-from tricklab.errors import SystemRefusedError, TricklabError, UserInputError
+from tricklab.errors import EXIT_INTERRUPTED, SystemRefusedError, TricklabError, UserInputError
 from tricklab.run.replace import SetAside, check_replaceable, foreign_entries, recover
 
 RUN_ENTRIES = (
@@ -42,7 +42,7 @@ _CHECKPOINT = re.compile(r"^epoch_(\d{4,})\.pt$")
 class RunInterrupted(TricklabError):
     """Ctrl-C or SIGTERM before the first epoch ended: nothing was kept (exit code 130 or 143)."""
 
-    exit_code = 130
+    exit_code = EXIT_INTERRUPTED
 
 
 class RunDirectory:
