@@ -137,7 +137,7 @@ def batch_seeds_by_default(device: torch.device | str) -> bool:
     products already bound each run, and the study keeps every core busy with
     separate one-thread runs: `benchmarks/batched_seeds.py` measured batched
     groups in those processes slower than single runs (0.77 to 0.82 times their
-    throughput; seed-000 model, 20 seeds, 2 cores), where batching must reach 1.2
+    throughput; the chapter notebook's model, 20 seeds, 2 cores), where batching must reach 1.2
     to pay.
 
     Args:
