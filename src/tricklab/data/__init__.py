@@ -16,8 +16,9 @@ from tricklab.data.idx import read_idx
 from tricklab.data.own import own_splits
 from tricklab.data.sources import fetch, locate
 from tricklab.data.splits import FashionMnistTaskAB, TaskSplit, resolve_split, splits
+from tricklab.data.tables import csv_table
 
 __all__ = [
     "INPUT_SHAPES", "DatasetSplits", "FashionMnistTaskAB", "Split", "TaskSplit", "adding_problem",
-    "datasets", "fetch", "load_dataset", "locate", "numpy_arrays", "own_splits", "read_idx",
-    "resolve_split", "sample_shape", "splits"]
+    "csv_table", "datasets", "fetch", "load_dataset", "locate", "numpy_arrays", "own_splits",
+    "read_idx", "resolve_split", "sample_shape", "splits"]

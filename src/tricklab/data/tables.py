@@ -1,0 +1,374 @@
+"""Your own table as a dataset: `data: {dataset: csv, path: train.csv, target: label}`.
+
+The file's extension chooses the reader, all pandas: `.csv` (comma) and `.tsv`
+(tab) through `pandas.read_csv(engine="pyarrow")`, `.parquet` through
+`pandas.read_parquet`. No parsing is written here. One column is the target; the
+features are the other columns (or `features`), numeric ones kept as numbers and
+categorical ones one-hot encoded in place, in the order of `features`.
+
+Every statistic comes from the TRAINING part alone, so the validation and test
+rows never leak into it: the order is split first (`own_splits` on row numbers:
+the task, `classes`, stratified `test_fraction` and `validation`, `train_size`,
+`data_seed`, exactly as for the other own data), then each categorical column's
+vocabulary (its distinct training values as strings, sorted), the fill values of
+`missing: mean`, and the mean and deviation of `scale: standardize` are taken
+from the training rows. A category absent from the training rows (and a missing
+category under `missing: mean`) is encoded as all zeros in its block, the
+"unknown" row of a one-hot code. Standardizing touches the numeric columns only;
+one-hot columns stay 0/1 (their recorded mean is 0 and deviation 1, so
+`DatasetSplits.scale_inputs` applied to encoded rows does the same).
+
+Rows are named as the file counts them: in a CSV or TSV file `line 1` is the
+header and the first data row is `line 2`; in a Parquet file, which has no lines,
+the first row is `row 1`.
+
+Registered in `datasets` like `tricklab.data.arrays`; `INPUT_SHAPES["csv"]`, the
+number of encoded features `[F]`, depends on the training vocabularies and so on
+the split: it reads the file once with pandas and encodes it, cheap for tables
+that fit in memory (a 570-row, 31-column file takes milliseconds). A relative
+`path` is relative to the working directory.
+"""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+import torch
+
+from tricklab.data.arrays import Fraction, Validation
+from tricklab.data.datasets import INPUT_SHAPES, DatasetSplits, Split, datasets
+from tricklab.data.own import TEST_FRACTION, VALIDATION, NonNegativeInt, Task, own_splits
+from tricklab.data.splits import PositiveInt
+from tricklab.errors import UserInputError
+
+TableScale = Literal["standardize", "none"]
+Missing = Literal["error", "drop", "mean"]
+
+MAX_CLASSES = 20
+"""`task: auto`: an integer target with at most this many distinct values is classification."""
+_SUFFIXES = {".csv": ",", ".tsv": "\t", ".parquet": None}
+_SPLIT = 4096
+"""Row numbers travel through `own_splits` as two float32 columns (row // 4096, row % 4096),
+both exact, so any table length splits exactly."""
+
+
+@datasets.register(
+    "csv",
+    description="Your own table from a CSV, TSV or Parquet file: one target column, "
+    "numeric and one-hot categorical features; classification or regression",
+    reference="pandas.read_csv (pyarrow engine) and pandas.read_parquet, "
+    "https://pandas.pydata.org/docs/reference/io.html",
+)
+def csv_table(
+    path: str,
+    target: str,
+    test_path: str | None = None,
+    features: list[str] | None = None,
+    categorical: list[str] | None = None,
+    task: Task = "auto",
+    missing: Missing = "error",
+    validation: Validation = VALIDATION,
+    test_fraction: Fraction = TEST_FRACTION,
+    train_size: PositiveInt | None = None,
+    classes: list[int | float | str] | None = None,
+    scale: TableScale = "standardize",
+    data_seed: NonNegativeInt = 0,
+) -> DatasetSplits:
+    """Load a table, split it, one-hot encode its categories and scale its numbers.
+
+    Args:
+        path: The `.csv`, `.tsv` or `.parquet` file (by extension), relative to the
+            working directory, with a header naming the columns.
+        target: Name of the target column.
+        test_path: A separate test file with the same columns (any of the three
+            formats). Defaults to `None`: the test part is `test_fraction` of `path`.
+        features: Feature columns, in the order they are encoded. Defaults to `None`:
+            every column but the target, in the file's order.
+        categorical: Feature columns to one-hot encode. Defaults to `None`: the
+            non-numeric feature columns (text; booleans count as numbers 0/1). When
+            given, auto-detection is off and a non-numeric feature not listed is an
+            error; a numeric column may be listed (its values become categories).
+        task: `auto`, `classification` or `regression`. `auto`: a text or boolean
+            target is classification, an integer target is classification when it
+            has at most 20 distinct values and regression otherwise, a float target
+            (a column with a decimal point or missing values) is regression.
+            Defaults to `"auto"`.
+        missing: What an empty cell of a used column means. `error`: one line naming
+            the column and the first such row; `drop`: rows with a missing feature or
+            target are dropped (from `test_path` too); `mean`: numeric features are
+            filled with the training part's mean and missing categories are encoded
+            as all zeros (a missing target is still an error). Defaults to `"error"`.
+        validation: A count (integer >= 0; 0 means no validation part) or a fraction
+            in (0, 1) of the training rows, stratified for classification.
+            Defaults to `0.1`.
+        test_fraction: Fraction in (0, 1) of the rows held out for testing when there
+            is no `test_path`, stratified for classification. Defaults to `0.2`.
+        train_size: Training rows to keep, from the training part shuffled by
+            `data_seed`. Defaults to `None` (all of them).
+        classes: Classes to keep, by value, relabelled in this order. Defaults to
+            `None` (all, in sorted order; the class names are the target's values).
+        scale: `standardize` (numeric columns: training mean and population
+            deviation, a constant column getting deviation 1) or `none`. Defaults to
+            `"standardize"`.
+        data_seed: Seed of the test and validation draws and of the training order,
+            independent of the run's seed. Defaults to `0`.
+
+    Returns:
+        The train, validation and test parts, inputs float32 `[N, F]` with F the
+        encoded feature count, targets int64 class indices or float32 values.
+
+    Raises:
+        UserInputError: One line naming the file, column or row, or `data.<option>`:
+            a missing, unreadable or empty file, an unknown extension, a missing
+            target or feature column (listing the columns), a non-numeric column
+            not declared categorical, a missing value under `missing: error`, a
+            single-class target, and every problem `own_splits` finds.
+    """
+    if scale not in ("standardize", "none"):
+        raise UserInputError(f"data.scale: must be one of standardize, none, got {scale!r}")
+    if missing not in ("error", "drop", "mean"):
+        raise UserInputError(f"data.missing: must be one of error, drop, mean, got {missing!r}")
+    frame = _read(path)
+    features, categorical = _columns(frame, path, target, features, categorical)
+    used = [*features, target]
+    test_frame = None
+    if test_path is not None:
+        test_frame = _read(test_path)
+        absent = [column for column in used if column not in test_frame.columns]
+        if absent:
+            raise UserInputError(
+                f"data file {test_path}: no column {', '.join(map(repr, absent))} of {path}; "
+                f"columns: {', '.join(map(str, test_frame.columns))}"
+            )
+        _check_kinds(test_frame, test_path, features, categorical)
+    frames = [(frame, path), *([(test_frame, test_path)] if test_frame is not None else [])]
+    kept = []
+    for table, file in frames:
+        table = table[used]
+        if missing == "drop":
+            table = table.dropna()
+            if table.empty:
+                raise UserInputError(
+                    f"data file {file}: every row has a missing value (data.missing: drop); "
+                    "expected rows to keep"
+                )
+        else:
+            _check_missing(table[[target] if missing == "mean" else used], file, missing)
+        kept.append(table.reset_index(drop=True))
+    frame, test_frame = kept[0], kept[1] if len(kept) > 1 else None
+    y = _target(frame[target])
+    resolved = _task(task, y)
+    rows = len(frame)
+    where = {"x": f"data file {path}: rows", "y": f"data file {path}: column '{target}'",
+             "x_test": f"data file {test_path}: rows",
+             "y_test": f"data file {test_path}: column '{target}'"}
+    test = None
+    if test_frame is not None:
+        test = (_row_numbers(rows, rows + len(test_frame)), _target(test_frame[target]))
+    parts = own_splits(
+        "csv", _row_numbers(0, rows), y, test, where, task=resolved, validation=validation,
+        test_fraction=test_fraction, train_size=train_size, classes=classes, scale="none",
+        data_seed=data_seed,
+    )
+    both = frame if test_frame is None else pd.concat([frame, test_frame], ignore_index=True)
+    return _encoded(parts, both[features], categorical, scale)
+
+
+def _read(path: str) -> pd.DataFrame:
+    """The whole file as a DataFrame, by its extension, or a one-line error."""
+    file = Path(path)
+    suffix = file.suffix.lower()
+    if suffix not in _SUFFIXES:
+        raise UserInputError(
+            f"data.path: {path} has extension '{suffix}'; expected .csv, .tsv or .parquet"
+        )
+    if not file.is_file():
+        raise UserInputError(
+            f"data.path: file not found: {path}; expected a .csv, .tsv or .parquet table "
+            "with a header row"
+        )
+    if file.stat().st_size == 0:
+        raise UserInputError(f"data file {path}: is empty; expected a header and data rows")
+    try:
+        if suffix == ".parquet":
+            frame = pd.read_parquet(file)
+        else:
+            frame = pd.read_csv(file, sep=_SUFFIXES[suffix], engine="pyarrow")
+    except (OSError, ValueError, pd.errors.ParserError) as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise UserInputError(f"data file {path}: cannot be read ({first})") from None
+    if frame.empty:
+        raise UserInputError(
+            f"data file {path}: is empty (columns: {', '.join(map(str, frame.columns)) or 'none'}"
+            "); expected data rows"
+        )
+    frame.columns = [str(column) for column in frame.columns]
+    return frame
+
+
+def _numeric(series: pd.Series) -> bool:
+    return pd.api.types.is_bool_dtype(series) or pd.api.types.is_numeric_dtype(series)
+
+
+def _columns(
+    frame: pd.DataFrame, path: str, target: str, features: list[str] | None,
+    categorical: list[str] | None,
+) -> tuple[list[str], list[str]]:
+    """The feature and categorical columns, checked against the file."""
+    columns = list(frame.columns)
+    if target not in columns:
+        raise UserInputError(
+            f"data file {path}: no target column '{target}' (data.target); columns: "
+            f"{', '.join(columns)}"
+        )
+    if features is None:
+        features = [column for column in columns if column != target]
+    for column in features:
+        if column not in columns:
+            raise UserInputError(
+                f"data.features: no column '{column}' in {path}; columns: {', '.join(columns)}"
+            )
+    if target in features:
+        raise UserInputError(f"data.features: '{target}' is the target; list only inputs")
+    if not features:
+        raise UserInputError(f"data file {path}: no feature columns besides '{target}'")
+    if categorical is None:
+        categorical = [column for column in features if not _numeric(frame[column])]
+    else:
+        for column in categorical:
+            if column not in features:
+                raise UserInputError(
+                    f"data.categorical: '{column}' is not a feature column; features: "
+                    f"{', '.join(features)}"
+                )
+    _check_kinds(frame, path, features, categorical)
+    return features, list(categorical)
+
+
+def _check_kinds(
+    frame: pd.DataFrame, path: str, features: list[str], categorical: list[str]
+) -> None:
+    """Refuse a non-numeric feature column that is not categorical."""
+    for column in features:
+        if column not in categorical and not _numeric(frame[column]):
+            value = frame[column].dropna().iloc[0] if frame[column].notna().any() else None
+            raise UserInputError(
+                f"data file {path}: column '{column}' holds text ({value!r}) but is not in "
+                "data.categorical, which was given explicitly so auto-detection is off; add "
+                "it to data.categorical or leave it out of data.features"
+            )
+
+
+def _check_missing(table: pd.DataFrame, path: str, missing: str) -> None:
+    """Refuse a missing value, naming the first row holding one and its first such column."""
+    empty = table.isna().to_numpy()
+    if not empty.any():
+        return
+    row = int(np.flatnonzero(empty.any(axis=1))[0])
+    column = table.columns[int(np.flatnonzero(empty[row])[0])]
+    place = f"row {row + 1}" if path.lower().endswith(".parquet") else (
+        f"line {row + 2} (line 1 is the header)"
+    )
+    fix = "set data.missing: drop" if missing == "mean" else (
+        "set data.missing: drop or mean"
+    )
+    raise UserInputError(
+        f"data file {path}: column '{column}' has a missing value at {place}; {fix}, or "
+        "fill it in the file"
+    )
+
+
+def _target(series: pd.Series) -> np.ndarray:
+    """The target column as a NumPy array: numbers and booleans as they are, text as str."""
+    if _numeric(series):
+        return series.to_numpy()
+    return series.astype(str).to_numpy(dtype=str)
+
+
+def _task(task: Task, y: np.ndarray) -> Task:
+    """`auto` resolved: text and booleans classify, integers with <= 20 values classify."""
+    if task != "auto":
+        return task
+    if y.dtype.kind in "bUS" or (y.dtype.kind in "iu" and len(np.unique(y)) <= MAX_CLASSES):
+        return "classification"
+    return "regression"
+
+
+def _row_numbers(start: int, stop: int) -> np.ndarray:
+    rows = np.arange(start, stop)
+    return np.stack([rows // _SPLIT, rows % _SPLIT], axis=1).astype(np.float32)
+
+
+def _rows(split: Split) -> np.ndarray:
+    x = split.x.numpy().astype(np.int64)
+    return x[:, 0] * _SPLIT + x[:, 1]
+
+
+def _encoded(
+    parts: DatasetSplits, table: pd.DataFrame, categorical: list[str], scale: TableScale
+) -> DatasetSplits:
+    """Each part's row numbers replaced by its encoded, scaled features."""
+    train_rows = _rows(parts.train)
+    train = table.iloc[train_rows]
+    blocks: dict[str, tuple[Any, bool]] = {}  # column -> (vocabulary or fill value, is numeric)
+    for column in table.columns:
+        if column in categorical:
+            values = train[column].dropna().astype(str)
+            blocks[column] = (np.array(sorted(set(values))), False)
+        else:
+            mean = float(pd.to_numeric(train[column], errors="coerce").astype(float).mean())
+            blocks[column] = (0.0 if np.isnan(mean) else mean, True)
+
+    def encode(rows: np.ndarray) -> torch.Tensor:
+        chosen = table.iloc[rows]
+        columns = []
+        for column, (info, numeric) in blocks.items():
+            if numeric:
+                values = chosen[column].astype(float).to_numpy()
+                columns.append(np.where(np.isnan(values), info, values)[:, None])
+            else:
+                text = chosen[column].astype(str).to_numpy(dtype=str)
+                known = chosen[column].notna().to_numpy()
+                columns.append((text[:, None] == info[None, :]) & known[:, None])
+        return torch.from_numpy(np.concatenate(columns, axis=1).astype(np.float32))
+
+    train_x = encode(train_rows)
+    numeric = torch.cat([
+        torch.full((1 if is_number else len(info),), bool(is_number))
+        for info, is_number in blocks.values()
+    ])
+    mean = std = None
+    if scale == "standardize":
+        std, mean = torch.std_mean(train_x, dim=0, correction=0)
+        std[std == 0] = 1.0
+        mean[~numeric], std[~numeric] = 0.0, 1.0  # one-hot columns stay 0/1
+
+    def part(split: Split | None, x: torch.Tensor | None = None) -> Split | None:
+        if split is None:
+            return None
+        x = encode(_rows(split)) if x is None else x
+        if mean is not None:
+            x.sub_(mean).div_(std)
+        return Split(x, split.y)
+
+    return DatasetSplits(
+        name="csv", train=part(parts.train, train_x), val=part(parts.val),
+        test=part(parts.test), class_names=parts.class_names,
+        input_shape=(int(train_x.shape[1]),), scale=scale, mean=mean, std=std,
+    )
+
+
+_PARAMETERS = set(inspect.signature(csv_table).parameters)
+
+
+def _csv_shape(options: dict[str, Any]) -> tuple[int, ...]:
+    """`[F]`, the encoded feature count: the file read and encoded once (cheap for tables)."""
+    return csv_table(**{key: value for key, value in options.items()
+                        if key in _PARAMETERS}).input_shape
+
+
+INPUT_SHAPES["csv"] = _csv_shape
