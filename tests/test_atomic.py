@@ -9,6 +9,7 @@ import os
 import stat
 
 import pytest
+import torch
 
 from tricklab import atomic
 
@@ -64,3 +65,28 @@ def test_the_os_error_under_a_writer_own_error_surfaces_with_the_file_named(tmp_
     assert raised.value.errno == errno.ENOSPC
     assert raised.value.filename == str(target)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_ctrl_c_inside_torch_save_stays_a_ctrl_c_and_keeps_the_old_file(tmp_path):
+    # torch.save turns an interruption in a write into its zip writer's RuntimeError;
+    # a training run must still see a stop (status `interrupted`), not a crash.
+    class InterruptedFile:
+        def __init__(self, file):
+            self.file, self.writes = file, 0
+
+        def write(self, data):
+            self.writes += 1
+            if self.writes == 3:
+                raise KeyboardInterrupt
+            return self.file.write(data)
+
+        def flush(self):
+            self.file.flush()
+
+    target = tmp_path / "epoch_0002.pt"
+    atomic.write_text(target, "the previous checkpoint")
+    state = {"weights": torch.zeros(1000), "bias": torch.ones(10)}
+    with pytest.raises(KeyboardInterrupt):
+        atomic.write_with(target, lambda file: torch.save(state, InterruptedFile(file)))
+    assert target.read_text() == "the previous checkpoint"
+    assert [p.name for p in tmp_path.iterdir()] == [target.name]

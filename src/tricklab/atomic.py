@@ -13,7 +13,9 @@ import os
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
+
+_Error = TypeVar("_Error", bound=BaseException)
 
 # Read once at import, the only way to read it: setting and restoring it later
 # could race with threads creating files.
@@ -46,7 +48,12 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "w") -> Iterator[IO[An
     except BaseException as error:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temporary)
-        cause = _os_error_within(error)
+        interruption = _within(error, KeyboardInterrupt)
+        if interruption is not None and interruption is not error:
+            # A Ctrl-C (or SIGTERM) landing in torch.save comes out as its zip writer's
+            # RuntimeError ("unexpected pos ..."): it stays a stop, not a crash.
+            raise interruption from None
+        cause = _within(error, OSError)
         if cause is not None and cause.errno is not None and cause.filename is None:
             # A failed write names no file: the message must say which one.
             raise OSError(cause.errno, cause.strerror, os.fspath(target)) from None
@@ -57,12 +64,12 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "w") -> Iterator[IO[An
         raise
 
 
-def _os_error_within(error: BaseException) -> OSError | None:
-    """The first `OSError` in `error`'s chain of causes (itself included), if any."""
+def _within(error: BaseException, kind: type[_Error]) -> _Error | None:
+    """The first `kind` in `error`'s chain of causes (itself included), if any."""
     seen: set[int] = set()
     current: BaseException | None = error
     while current is not None and id(current) not in seen:
-        if isinstance(current, OSError):
+        if isinstance(current, kind):
             return current
         seen.add(id(current))
         current = current.__cause__ or current.__context__
