@@ -11,16 +11,42 @@ scaling); `splits` holds the kinds of task a dataset can be split into
 """
 
 from tricklab.data.arrays import numpy_arrays, sample_shape
-from tricklab.data.datasets import INPUT_SHAPES, DatasetSplits, Split, datasets, load_dataset
+from tricklab.data.datasets import (
+    AUTO_OPTIONS,
+    INPUT_SHAPES,
+    DatasetSplits,
+    Split,
+    datasets,
+    load_dataset,
+)
 from tricklab.data.generated import adding_problem
 from tricklab.data.idx import read_idx
 from tricklab.data.images import image_folder
 from tricklab.data.own import own_splits
+from tricklab.data.preprocessing import Preprocessing
 from tricklab.data.sources import fetch, locate
 from tricklab.data.splits import FashionMnistTaskAB, TaskSplit, resolve_split, splits
 from tricklab.data.tables import csv_table
 
 __all__ = [
-    "INPUT_SHAPES", "DatasetSplits", "FashionMnistTaskAB", "Split", "TaskSplit", "adding_problem",
-    "csv_table", "datasets", "fetch", "image_folder", "load_dataset", "locate", "numpy_arrays",
-    "own_splits", "read_idx", "resolve_split", "sample_shape", "splits"]
+    "AUTO_OPTIONS",
+    "INPUT_SHAPES",
+    "DatasetSplits",
+    "FashionMnistTaskAB",
+    "Preprocessing",
+    "Split",
+    "TaskSplit",
+    "adding_problem",
+    "csv_table",
+    "datasets",
+    "fetch",
+    "image_folder",
+    "load_dataset",
+    "locate",
+    "numpy_arrays",
+    "own_splits",
+    "read_idx",
+    "resolve_split",
+    "sample_shape",
+    "splits",
+]

@@ -24,7 +24,7 @@ from typing import Annotated, Any
 import numpy as np
 import pydantic
 
-from tricklab.data.datasets import INPUT_SHAPES, DatasetSplits, datasets
+from tricklab.data.datasets import AUTO_OPTIONS, INPUT_SHAPES, DatasetSplits, datasets
 from tricklab.data.own import TEST_FRACTION, VALIDATION, NonNegativeInt, OwnScale, Task, own_splits
 from tricklab.data.splits import PositiveInt
 from tricklab.errors import UserInputError
@@ -118,9 +118,9 @@ def numpy_arrays(
         for role, key in (("x", x_key), ("y", y_key), ("x_test", x_test_key),
                           ("y_test", y_test_key))
     }
-    with _open(file) as archive:
+    with open_npz(file) as archive:
         present = list(archive.files)
-        x, y = (_array(archive, key, file, present) for key in (x_key, y_key))
+        x, y = (read_array(archive, key, file, present) for key in (x_key, y_key))
         found = [key for key in (x_test_key, y_test_key) if key in present]
         if len(found) == 1:
             missing = y_test_key if found[0] == x_test_key else x_test_key
@@ -128,15 +128,17 @@ def numpy_arrays(
                 f"data file {path}: has '{found[0]}' but no '{missing}'; a test part needs "
                 f"both (arrays present: {', '.join(present)})"
             )
-        test = tuple(_array(archive, key, file, present) for key in found) or None
-    return own_splits(
+        test = tuple(read_array(archive, key, file, present) for key in found) or None
+    data = own_splits(
         "numpy", x, y, test, where, task=task, validation=validation,
         test_fraction=test_fraction, train_size=train_size, classes=classes, scale=scale,
         data_seed=data_seed,
     )
+    data.raw_inputs = {"kind": "arrays", "x_key": x_key, "y_key": y_key}
+    return data
 
 
-def _open(file: Path) -> Any:
+def open_npz(file: Path) -> Any:
     """The archive opened by `numpy.load(file, allow_pickle=False)`, or a one-line error."""
     _check_archive(file)
     try:
@@ -160,7 +162,7 @@ def _check_archive(file: Path) -> None:
         )
 
 
-def _array(archive: Any, key: str, file: Path, present: list[str]) -> np.ndarray:
+def read_array(archive: Any, key: str, file: Path, present: list[str]) -> np.ndarray:
     """One array of the archive, read without unpickling."""
     if key not in present:
         raise UserInputError(_missing(file, key, present))
@@ -201,7 +203,12 @@ def sample_shape(path: str, key: str = "x") -> tuple[int, ...]:
             non-zip file, a missing array, an object array, or an array with fewer
             than two dimensions.
     """
-    file = Path(path)
+    shape, _ = _header(Path(path), key)
+    return shape[1:]
+
+
+def _header(file: Path, key: str) -> tuple[tuple[int, ...], np.dtype]:
+    """The shape and dtype of array `key`, from its `.npy` header (see `sample_shape`)."""
     _check_archive(file)
     with zipfile.ZipFile(file) as archive:
         present = [name[: -len(".npy")] for name in archive.namelist() if name.endswith(".npy")]
@@ -216,8 +223,8 @@ def sample_shape(path: str, key: str = "x") -> tuple[int, ...]:
             else:  # format 3.0 (utf-8 field names) has no public header reader: load it
                 shape, dtype = None, None
     if shape is None:
-        with _open(file) as loaded:
-            array = _array(loaded, key, file, present)
+        with open_npz(file) as loaded:
+            array = read_array(loaded, key, file, present)
             shape, dtype = array.shape, array.dtype
     if dtype.hasobject:
         raise UserInputError(_objects(file, key))
@@ -226,7 +233,7 @@ def sample_shape(path: str, key: str = "x") -> tuple[int, ...]:
             f"data file {file}: array '{key}' has shape {list(shape)}; expected one sample "
             "per row, [N, ...] (for a single feature, reshape it to [N, 1])"
         )
-    return tuple(int(size) for size in shape[1:])
+    return tuple(int(size) for size in shape), dtype
 
 
 def _numpy_shape(options: dict[str, Any]) -> tuple[int, ...]:
@@ -234,4 +241,13 @@ def _numpy_shape(options: dict[str, Any]) -> tuple[int, ...]:
     return sample_shape(options["path"], options.get("x_key", "x"))
 
 
+def _numpy_auto(options: dict[str, Any]) -> dict[str, Any]:
+    """`scale: auto` decided from the header of `x`: `unit` for uint8, else `standardize`."""
+    if options.get("scale", "auto") != "auto":
+        return {}
+    _, dtype = _header(Path(options["path"]), options.get("x_key", "x"))
+    return {"scale": "unit" if dtype == np.uint8 else "standardize"}
+
+
 INPUT_SHAPES["numpy"] = _numpy_shape
+AUTO_OPTIONS["numpy"] = _numpy_auto

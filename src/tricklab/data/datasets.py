@@ -25,7 +25,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -34,6 +34,7 @@ import torch
 
 from tricklab.config import signature_model
 from tricklab.data.idx import read_idx
+from tricklab.data.preprocessing import Preprocessing, scale_values
 from tricklab.data.sources import dataset_files, fetch
 from tricklab.data.splits import PositiveInt, first_images, make_task, resolve_split
 from tricklab.errors import UserInputError
@@ -86,6 +87,12 @@ class DatasetSplits:
             `input_shape`; set only when `scale` is `"standardize"`. Defaults to `None`.
         std: Per-pixel standard deviation matching `mean`, with 1 where a pixel is
             constant. Defaults to `None`.
+        raw_inputs: How the source reads new raw inputs, the fields of
+            `tricklab.data.preprocessing.Preprocessing` it alone knows: `kind`
+            (`table`, `images` or `arrays`) and that kind's fields (a table's
+            `target`, `columns` and `missing`; images' `image_size` and
+            `color_mode`; arrays' `x_key` and `y_key`). Defaults to `{}`
+            (arrays, read from an `.npz` file's `x`).
     """
 
     name: str
@@ -97,6 +104,7 @@ class DatasetSplits:
     scale: Scale
     mean: torch.Tensor | None = None
     std: torch.Tensor | None = None
+    raw_inputs: dict[str, Any] = field(default_factory=dict)
 
     @property
     def num_classes(self) -> int:
@@ -114,20 +122,43 @@ class DatasetSplits:
         )
 
     def scale_inputs(self, x: torch.Tensor) -> torch.Tensor:
-        """Scale new raw images (0-255) exactly as this dataset's images were scaled.
+        """Scale new raw inputs (0-255 pixels) exactly as this dataset's inputs were scaled.
 
         Args:
-            x: Images of shape `[..., *input_shape]`, any real dtype.
+            x: Inputs of shape `[..., *input_shape]`, any real dtype.
 
         Returns:
             A new float32 tensor.
         """
-        x = x.to(torch.float32, copy=True)
-        if self.scale == "unit":
-            return x.div_(255.0)
-        if self.scale == "standardize":
-            return x.sub_(self.mean).div_(self.std)
-        return x
+        return scale_values(x, self.scale, self.mean, self.std)
+
+    def preprocessing(self) -> Preprocessing:
+        """What a prediction needs to prepare raw inputs as these were, and to name outputs."""
+        return Preprocessing(
+            dataset=self.name, **{"kind": "arrays", **self.raw_inputs},
+            input_shape=tuple(self.input_shape), scale=self.scale,
+            class_names=list(self.class_names), mean=self.mean, std=self.std,
+        )
+
+
+def scale_parts(data: DatasetSplits) -> DatasetSplits:
+    """Scale every part's inputs in place as `data.scale` says, with the training statistics.
+
+    `standardize` takes the training part's mean and population deviation per
+    value of a sample (pixel, feature, step), a constant one getting deviation 1,
+    and keeps them as `data.mean` and `data.std`.
+    """
+    if data.scale == "standardize":
+        data.std, data.mean = torch.std_mean(data.train.x, dim=0, correction=0)
+        data.std[data.std == 0] = 1.0  # a constant value: centred, not divided by zero
+    for part in (data.train, data.val, data.test):
+        if part is None:
+            continue
+        if data.scale == "unit":
+            part.x.div_(255.0)
+        elif data.scale == "standardize":
+            part.x.sub_(data.mean).div_(data.std)
+    return data
 
 
 class DatasetRegistry(Registry[DatasetSplits]):
@@ -284,6 +315,11 @@ INPUT_SHAPES: dict[str, Callable[[dict[str, Any]], tuple[int, ...]]] = {
 (a generated sequence's shape depends on its `length`), known without reading or
 drawing the data. `tricklab.data.generated` adds its datasets' entries."""
 
+AUTO_OPTIONS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {}
+"""Per dataset, the options left `auto` that it decides from its files' headers at
+resolve time, given the resolved `data:` options: e.g. `{"scale": "unit"}` for
+uint8 images. The resolved recipe then records the choice, not `auto`."""
+
 
 @datasets.register(
     "fashion_mnist",
@@ -377,20 +413,13 @@ def _load(
             name=name, train=parts["train"], val=parts["val"], test=parts["test"],
             class_names=[], input_shape=tuple(train_x.shape[1:]), scale=scale,
         ))
-    mean = std = None
-    if scale == "standardize":
-        std, mean = torch.std_mean(parts["train"].x, dim=0, correction=0)
-        std[std == 0] = 1.0
-    for part in (part for part in parts.values() if part is not None):
-        if scale == "unit":
-            part.x.div_(255.0)
-        elif scale == "standardize":
-            part.x.sub_(mean).div_(std)
-    return DatasetSplits(
+    shape = tuple(train_x.shape[1:])
+    return scale_parts(DatasetSplits(
         name=name, train=parts["train"], val=parts["val"], test=parts["test"],
         class_names=task.class_names(names) if task is not None else list(names),
-        input_shape=tuple(train_x.shape[1:]), scale=scale, mean=mean, std=std,
-    )
+        input_shape=shape, scale=scale,
+        raw_inputs={"kind": "images", "image_size": shape[:2], "color_mode": "grayscale"},
+    ))
 
 
 def _read_pair(

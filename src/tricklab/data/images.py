@@ -46,7 +46,7 @@ from PIL import Image
 
 from tricklab.atomic import write_with
 from tricklab.data.arrays import Fraction, Validation
-from tricklab.data.datasets import INPUT_SHAPES, DatasetSplits, datasets
+from tricklab.data.datasets import AUTO_OPTIONS, INPUT_SHAPES, DatasetSplits, datasets
 from tricklab.data.own import TEST_FRACTION, VALIDATION, NonNegativeInt, OwnScale, own_splits
 from tricklab.data.sources import cache_dir
 from tricklab.data.splits import PositiveInt
@@ -141,11 +141,14 @@ def image_folder(
         "x_test": f"data.test_path {test_path}: images",
         "y_test": f"data.test_path {test_path}: class folders",
     }
-    return own_splits(
+    data = own_splits(
         "image_folder", x, y, test, where, task="classification", validation=validation,
         test_fraction=test_fraction, train_size=train_size, classes=classes, scale=scale,
         data_seed=data_seed,
     )
+    data.raw_inputs = {"kind": "images", "image_size": data.input_shape[:2],
+                       "color_mode": color_mode}
+    return data
 
 
 def list_images(path: str, key: str = "path") -> tuple[list[str], list[tuple[int, str]]]:
@@ -231,7 +234,7 @@ def _pixels(
 
 def decode_images(
     files: list[Path], image_size: tuple[int, int] | None = None, color_mode: str = "rgb",
-    executor: Callable[..., Any] = ThreadPoolExecutor,
+    executor: Callable[..., Any] = ThreadPoolExecutor, key: str = "data.path",
 ) -> np.ndarray:
     """Decode `files` with Pillow in parallel into one uint8 array `[N, H, W(, 3)]`.
 
@@ -242,6 +245,7 @@ def decode_images(
         color_mode: `grayscale` or `rgb`. Defaults to `"rgb"`.
         executor: The pool class, given `max_workers=os.cpu_count()`. Defaults to
             `ThreadPoolExecutor`.
+        key: What messages name the images by. Defaults to `"data.path"`.
 
     Raises:
         UserInputError: A file Pillow cannot read, or two files of different sizes
@@ -252,7 +256,7 @@ def decode_images(
         decoded = list(pool.map(_decode, jobs, chunksize=64))
     for file, result in zip(files, decoded, strict=True):
         if isinstance(result, str):
-            raise UserInputError(f"data.path: cannot read image {file} ({result})")
+            raise UserInputError(f"{key}: cannot read image {file} ({result})")
     shapes = [result.shape for result in decoded]
     for file, shape in zip(files, shapes, strict=True):
         if shape != shapes[0]:
@@ -306,3 +310,7 @@ def _image_folder_shape(options: dict[str, Any]) -> tuple[int, ...]:
 
 
 INPUT_SHAPES["image_folder"] = _image_folder_shape
+# Pixels are always uint8, so `scale: auto` is always `unit`.
+AUTO_OPTIONS["image_folder"] = lambda options: (
+    {"scale": "unit"} if options.get("scale", "auto") == "auto" else {}
+)

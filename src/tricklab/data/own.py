@@ -28,7 +28,7 @@ import numpy as np
 import pydantic
 import torch
 
-from tricklab.data.datasets import DatasetSplits, Scale, Split, check_finite
+from tricklab.data.datasets import DatasetSplits, Scale, Split, check_finite, scale_parts
 from tricklab.errors import UserInputError
 
 Task = Literal["auto", "classification", "regression"]
@@ -187,7 +187,7 @@ def own_splits(
     )
     # Before scaling: `standardize` would spread one bad training value into every sample.
     check_finite(data)
-    return _scaled(data)
+    return scale_parts(data)
 
 
 def _check_options(task: Any, scale: Any, test_fraction: Any, data_seed: Any) -> None:
@@ -376,18 +376,3 @@ def _holdout(
 def _split(x: np.ndarray, y: np.ndarray) -> Split:
     """One part as tensors: inputs converted to float32 once (a copy), targets as they are."""
     return Split(torch.from_numpy(np.asarray(x, dtype=np.float32)), torch.from_numpy(y))
-
-
-def _scaled(data: DatasetSplits) -> DatasetSplits:
-    """Scale every part's inputs in place as `data.scale` says, with the training statistics."""
-    if data.scale == "standardize":
-        data.std, data.mean = torch.std_mean(data.train.x, dim=0, correction=0)
-        data.std[data.std == 0] = 1.0  # a constant value: centred, not divided by zero
-    for part in (data.train, data.val, data.test):
-        if part is None:
-            continue
-        if data.scale == "unit":
-            part.x.div_(255.0)
-        elif data.scale == "standardize":
-            part.x.sub_(data.mean).div_(data.std)
-    return data

@@ -42,6 +42,7 @@ import torch
 from tricklab.data.arrays import Fraction, Validation
 from tricklab.data.datasets import INPUT_SHAPES, DatasetSplits, Split, datasets
 from tricklab.data.own import TEST_FRACTION, VALIDATION, NonNegativeInt, Task, own_splits
+from tricklab.data.preprocessing import Column, Preprocessing
 from tricklab.data.splits import PositiveInt
 from tricklab.errors import UserInputError
 
@@ -132,12 +133,12 @@ def csv_table(
         raise UserInputError(f"data.scale: must be one of standardize, none, got {scale!r}")
     if missing not in ("error", "drop", "mean"):
         raise UserInputError(f"data.missing: must be one of error, drop, mean, got {missing!r}")
-    frame = _read(path)
+    frame = read_table(path)
     features, categorical = _columns(frame, path, target, features, categorical)
     used = [*features, target]
     test_frame = None
     if test_path is not None:
-        test_frame = _read(test_path)
+        test_frame = read_table(test_path, "data.test_path")
         absent = [column for column in used if column not in test_frame.columns]
         if absent:
             raise UserInputError(
@@ -175,20 +176,25 @@ def csv_table(
         data_seed=data_seed,
     )
     both = frame if test_frame is None else pd.concat([frame, test_frame], ignore_index=True)
-    return _encoded(parts, both[features], categorical, scale)
+    return _encoded(parts, both[features], categorical, scale, target, missing)
 
 
-def _read(path: str) -> pd.DataFrame:
-    """The whole file as a DataFrame, by its extension, or a one-line error."""
+def read_table(path: str, key: str = "data.path") -> pd.DataFrame:
+    """The whole file as a DataFrame, by its extension, or a one-line error.
+
+    Args:
+        path: A `.csv`, `.tsv` or `.parquet` file.
+        key: What messages name the file by. Defaults to `"data.path"`.
+    """
     file = Path(path)
     suffix = file.suffix.lower()
     if suffix not in _SUFFIXES:
         raise UserInputError(
-            f"data.path: {path} has extension '{suffix}'; expected .csv, .tsv or .parquet"
+            f"{key}: {path} has extension '{suffix}'; expected .csv, .tsv or .parquet"
         )
     if not file.is_file():
         raise UserInputError(
-            f"data.path: file not found: {path}; expected a .csv, .tsv or .parquet table "
+            f"{key}: file not found: {path}; expected a .csv, .tsv or .parquet table "
             "with a header row"
         )
     if file.stat().st_size == 0:
@@ -309,56 +315,47 @@ def _rows(split: Split) -> np.ndarray:
 
 
 def _encoded(
-    parts: DatasetSplits, table: pd.DataFrame, categorical: list[str], scale: TableScale
+    parts: DatasetSplits, table: pd.DataFrame, categorical: list[str], scale: TableScale,
+    target: str, missing: Missing,
 ) -> DatasetSplits:
     """Each part's row numbers replaced by its encoded, scaled features."""
     train_rows = _rows(parts.train)
     train = table.iloc[train_rows]
-    blocks: dict[str, tuple[Any, bool]] = {}  # column -> (vocabulary or fill value, is numeric)
-    for column in table.columns:
-        if column in categorical:
-            values = train[column].dropna().astype(str)
-            blocks[column] = (np.array(sorted(set(values))), False)
+    columns = []
+    for name in table.columns:
+        if name in categorical:
+            columns.append(Column(name, sorted(set(train[name].dropna().astype(str)))))
         else:
-            mean = float(pd.to_numeric(train[column], errors="coerce").astype(float).mean())
-            blocks[column] = (0.0 if np.isnan(mean) else mean, True)
+            mean = float(pd.to_numeric(train[name], errors="coerce").astype(float).mean())
+            columns.append(Column(name, fill=0.0 if np.isnan(mean) else mean))
+    preparing = Preprocessing(
+        dataset="csv", kind="table", input_shape=(sum(c.width for c in columns),),
+        scale=scale, class_names=parts.class_names, target=target, columns=columns,
+        missing=missing,
+    )
 
     def encode(rows: np.ndarray) -> torch.Tensor:
-        chosen = table.iloc[rows]
-        columns = []
-        for column, (info, numeric) in blocks.items():
-            if numeric:
-                values = chosen[column].astype(float).to_numpy()
-                columns.append(np.where(np.isnan(values), info, values)[:, None])
-            else:
-                text = chosen[column].astype(str).to_numpy(dtype=str)
-                known = chosen[column].notna().to_numpy()
-                columns.append((text[:, None] == info[None, :]) & known[:, None])
-        return torch.from_numpy(np.concatenate(columns, axis=1).astype(np.float32))
+        return torch.from_numpy(preparing.encode(table.iloc[rows], "", strict=False))
 
     train_x = encode(train_rows)
-    numeric = torch.cat([
-        torch.full((1 if is_number else len(info),), bool(is_number))
-        for info, is_number in blocks.values()
-    ])
-    mean = std = None
     if scale == "standardize":
         std, mean = torch.std_mean(train_x, dim=0, correction=0)
         std[std == 0] = 1.0
-        mean[~numeric], std[~numeric] = 0.0, 1.0  # one-hot columns stay 0/1
+        one_hot = torch.cat([torch.full((c.width,), c.categories is not None) for c in columns])
+        mean[one_hot], std[one_hot] = 0.0, 1.0  # one-hot columns stay 0/1
+        preparing.mean, preparing.std = mean, std
 
     def part(split: Split | None, x: torch.Tensor | None = None) -> Split | None:
         if split is None:
             return None
-        x = encode(_rows(split)) if x is None else x
-        if mean is not None:
-            x.sub_(mean).div_(std)
-        return Split(x, split.y)
+        return Split(preparing.scale_inputs(encode(_rows(split)) if x is None else x), split.y)
 
     return DatasetSplits(
         name="csv", train=part(parts.train, train_x), val=part(parts.val),
         test=part(parts.test), class_names=parts.class_names,
-        input_shape=(int(train_x.shape[1]),), scale=scale, mean=mean, std=std,
+        input_shape=preparing.input_shape, scale=scale, mean=preparing.mean,
+        std=preparing.std, raw_inputs={"kind": "table", "target": target, "columns": columns,
+                                       "missing": missing},
     )
 
 

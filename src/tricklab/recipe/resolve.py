@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tricklab.data import INPUT_SHAPES, datasets
+from tricklab.data import AUTO_OPTIONS, INPUT_SHAPES, datasets
 from tricklab.data.augment import augmentations
 from tricklab.errors import UserInputError, did_you_mean
 from tricklab.nn import resolve_layers
@@ -48,6 +48,8 @@ def resolve_data(spec: dict[str, Any], path: str = "data") -> dict[str, Any]:
     """`{dataset: name, augment: [...], **options}` -> the same with every option's default.
 
     `augment` is the trainer's (applied to training batches), the rest the loader's.
+    An option the dataset decides from its files (`scale: auto`, see
+    `tricklab.data.AUTO_OPTIONS`) is resolved to the choice made.
     """
     options = dict(spec)
     name = options.pop("dataset", "fashion_mnist")
@@ -58,6 +60,8 @@ def resolve_data(spec: dict[str, Any], path: str = "data") -> dict[str, Any]:
             f"{{factor: 0.05}}}}], got {augment!r}; known: {', '.join(augmentations.names())}"
         )
     resolved = {"dataset": name, **datasets.validate(name, options, path, f"{path}.dataset")}
+    if name in AUTO_OPTIONS:
+        resolved.update(AUTO_OPTIONS[name](resolved))
     resolved["augment"] = [
         resolve_named(augmentations, entry, f"{path}.augment.{index}")
         for index, entry in enumerate(augment)
