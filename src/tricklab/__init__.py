@@ -28,6 +28,7 @@ _EXPORTS = {
     "save_weights": "tricklab.transfer",
     "load_weights": "tricklab.transfer",
     "predict": "tricklab.transfer",
+    "predict_raw": "tricklab.transfer",
     "clone_model": "tricklab.transfer",
     "reuse_layers": "tricklab.transfer",
     "UserInputError": "tricklab.errors",

@@ -5,17 +5,28 @@ from __future__ import annotations
 import copy
 import itertools
 import json
+import re
 import shutil
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 import yaml
+from sklearn.datasets import load_breast_cancer, load_diabetes
+from sklearn.metrics import (
+    confusion_matrix,
+    mean_absolute_error,
+    mean_squared_error,
+    precision_recall_fscore_support,
+)
 
 from tricklab.data import sources
 from tricklab.errors import UserInputError
 from tricklab.recipe import recipe_from_dict
 from tricklab.run import train_recipe
 from tricklab.run.predict import predict_run
+from tricklab.transfer import load_model, predict_raw
 
 from ..conftest import FIXTURES, TINY_RECIPE
 
@@ -117,7 +128,7 @@ def test_bad_arguments_change_nothing(fixture_data, run):
         ({"mc_samples": 0}, "--mc-samples: expected an integer >= 1, got 0"),
         ({"batch_size": -1}, "--batch-size: expected an integer >= 1, got -1"),
     ]:
-        with pytest.raises(UserInputError, match=message):
+        with pytest.raises(UserInputError, match=re.escape(message)):
             predict_run(run, **arguments)
     assert not (run / "predictions.json").exists()
 
@@ -129,3 +140,128 @@ def test_absent_split_names_split(fixture_data, run):
     (run / "recipe.yaml").write_text(yaml.safe_dump(recipe))
     with pytest.raises(UserInputError, match=r"--split val: the run's data has no validation"):
         predict_run(run, split="val")
+
+
+# --- new raw inputs (issue 14): tables, images, arrays prepared as in training ---
+
+
+def cancer_run(folder: Path) -> Path:
+    """Breast cancer: trained on its first 450 rows (CSV), the other 119 kept as new inputs."""
+    frame = load_breast_cancer(as_frame=True).frame
+    frame.iloc[:450].to_csv(folder / "train.csv", index=False)
+    frame.iloc[450:].to_csv(folder / "new.csv", index=False)
+    recipe = {"name": "cancer", "seed": 0,
+              "data": {"dataset": "csv", "path": str(folder / "train.csv"), "target": "target"},
+              "model": {"layers": [{"dense": {"units": 16, "activation": "relu"}},
+                                   {"dropout": {"rate": 0.2}},
+                                   {"dense": {"units": 2, "activation": "softmax"}}]},
+              "train": {"optimizer": {"name": "adam"}, "epochs": 8, "batch_size": 32}}
+    return train_recipe(recipe_from_dict(recipe), out=folder / "run", progress="none").run_dir
+
+
+@pytest.fixture(scope="module")
+def cancer(tmp_path_factory) -> Path:
+    return cancer_run(tmp_path_factory.mktemp("cancer"))
+
+
+def test_a_labelled_csv_gets_rows_a_confusion_matrix_and_per_class_scores(cancer, tmp_path):
+    run = Path(shutil.copytree(cancer, tmp_path / "run"))
+    summary = predict_run(run, inputs=cancer.parent / "new.csv")
+    rows = pd.read_csv(run / "predictions.csv", dtype={"label": str, "predicted": str})
+    assert list(rows.columns) == ["id", "label", "predicted", "probability_0", "probability_1"]
+    assert list(rows["id"]) == list(range(119)) and summary["count"] == 119
+    truth = load_breast_cancer().target[450:]
+    assert list(rows["label"]) == [str(label) for label in truth]
+    assert summary["accuracy"] == pytest.approx((rows["label"] == rows["predicted"]).mean())
+    assert summary["accuracy"] > 0.9
+    # Scored independently by scikit-learn from the written rows.
+    assert summary["confusion_matrix"] == confusion_matrix(rows["label"], rows["predicted"],
+                                                           labels=["0", "1"]).tolist()
+    precision, recall, _, support = precision_recall_fscore_support(
+        rows["label"], rows["predicted"], labels=["0", "1"], zero_division=np.nan)
+    for index, name in enumerate(["0", "1"]):
+        scores = summary["per_class"][name]
+        assert scores["precision"] == pytest.approx(precision[index])
+        assert scores["recall"] == pytest.approx(recall[index])
+        assert scores["support"] == support[index]
+    assert (run / "predictions_confusion_matrix.png").read_bytes().startswith(PNG_SIGNATURE)
+    assert json.loads((run / "predictions.json").read_text()) == summary
+    # The same model through the Python API, handed the raw rows as a DataFrame.
+    model = load_model(run / "model")
+    table = predict_raw(model, pd.read_csv(cancer.parent / "new.csv").drop(columns="target"))
+    assert np.allclose(table["probability_1"], rows["probability_1"], atol=1e-6)
+    assert "label" not in table.columns
+
+
+def test_mc_dropout_adds_the_spread_and_entropy_of_each_sample(cancer):
+    model = load_model(cancer / "model")
+    table = predict_raw(model, cancer.parent / "new.csv", mc_samples=8, seed=3)
+    assert list(table.columns)[-2:] == ["std", "entropy"]
+    assert (table["std"] > 0).any() and (table["entropy"] > 0).all()
+    probabilities = table[["probability_0", "probability_1"]].to_numpy()
+    entropy = -(probabilities * np.log(probabilities)).sum(axis=1)
+    assert np.allclose(table["entropy"], entropy, atol=1e-9)
+
+
+def test_outputs_never_replace_what_tricklab_did_not_write(cancer, tmp_path):
+    run = Path(shutil.copytree(cancer, tmp_path / "run"))
+    new = cancer.parent / "new.csv"
+    mine = tmp_path / "mine.csv"
+    mine.write_text("a,b\n1,2\n")
+    (tmp_path / "report.json").write_text("{}")
+    for output, message in [
+        (mine, "mine.csv exists and is not a predictions file tricklab wrote"),
+        (new, "would replace the input"),
+        (tmp_path / "report.csv", "report.json (the summary beside report.csv) exists"),
+        (tmp_path / "scores.txt", "must end in .csv"),
+        (tmp_path / "absent" / "scores.csv", "folder not found"),
+    ]:
+        with pytest.raises(UserInputError, match=re.escape(message)):
+            predict_run(run, inputs=new, output=output)
+    assert mine.read_text() == "a,b\n1,2\n" and (tmp_path / "report.json").read_text() == "{}"
+    # A file tricklab wrote is replaced by the next prediction.
+    predict_run(run, inputs=new, output=tmp_path / "scores.csv")
+    predict_run(run, inputs=new, output=tmp_path / "scores.csv", mc_samples=2)
+    assert json.loads((tmp_path / "scores.json").read_text())["mc_samples"] == 2
+
+
+def test_inputs_that_do_not_match_change_nothing(cancer, tmp_path):
+    run = Path(shutil.copytree(cancer, tmp_path / "run"))
+    frame = pd.read_csv(cancer.parent / "new.csv")
+    frame.drop(columns="mean radius").to_csv(tmp_path / "short.csv", index=False)
+    with pytest.raises(UserInputError, match="no column 'mean radius'; expected the training"):
+        predict_run(run, inputs=tmp_path / "short.csv")
+    assert not (run / "predictions.csv").exists() and not (run / "predictions.json").exists()
+    (run / "model" / "preprocessing.json").unlink()
+    with pytest.raises(UserInputError, match=r"has no preprocessing\.json"):
+        predict_run(run, inputs=cancer.parent / "new.csv")
+
+
+def test_a_regression_gets_values_and_its_errors(tmp_path):
+    frame = load_diabetes(as_frame=True).frame
+    frame.iloc[:400].to_csv(tmp_path / "train.csv", index=False)
+    frame.iloc[400:].to_csv(tmp_path / "new.csv", index=False)
+    recipe = {"name": "diabetes", "seed": 0,
+              "data": {"dataset": "csv", "path": str(tmp_path / "train.csv"), "target": "target",
+                       "task": "regression"},
+              "model": {"layers": [{"dense": {"units": 32, "activation": "relu"}},
+                                   {"dense": {"units": 1}}]},
+              "train": {"loss": "mse", "metrics": [], "epochs": 3, "batch_size": 32,
+                        "optimizer": {"name": "adam", "learning_rate": 0.01}}}
+    run = train_recipe(recipe_from_dict(recipe), out=tmp_path / "run", progress="none").run_dir
+    summary = predict_run(run, inputs=tmp_path / "new.csv")
+    rows = pd.read_csv(run / "predictions.csv")
+    assert list(rows.columns) == ["id", "label", "predicted"]
+    assert summary["mae"] == pytest.approx(mean_absolute_error(rows["label"], rows["predicted"]))
+    assert summary["rmse"] == pytest.approx(
+        np.sqrt(mean_squared_error(rows["label"], rows["predicted"])))
+    assert "per_class" not in summary and not (run / "predictions_confusion_matrix.png").exists()
+
+
+def test_split_predictions_are_rows_too(fixture_data, run):
+    summary = predict_run(run, split="test")
+    rows = pd.read_csv(run / "predictions.csv")
+    assert len(rows) == summary["count"] == 500
+    assert summary["accuracy"] == pytest.approx((rows["label"] == rows["predicted"]).mean())
+    assert sum(sum(row) for row in summary["confusion_matrix"]) == 500
+    assert set(summary["per_class"]) == set(rows.columns[3:].str.removeprefix("probability_"))

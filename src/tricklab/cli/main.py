@@ -216,6 +216,17 @@ def lr_find(
 def predict_command(
     run_dir: Annotated[Path, typer.Argument(help="Run directory of a finished run.",
                                             show_default=False)],
+    input_path: Annotated[
+        Path | None,
+        typer.Option("--input", help="New raw inputs: a .csv/.tsv/.parquet table, an .npz "
+                     "file, an image or a folder of images (or of class subfolders), prepared "
+                     "as the run's training data was. Without it, the run's --split."),
+    ] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option(help="CSV file to write, one row per sample; its summary .json and "
+                     "confusion-matrix .png go beside it (default: RUN_DIR/predictions.csv)."),
+    ] = None,
     mc_samples: Annotated[
         int | None,
         typer.Option(min=1, max=MAX_SAMPLES,
@@ -228,27 +239,47 @@ def predict_command(
         int, typer.Option(min=1, max=MAX_STEPS, help="Samples per forward pass.")
     ] = 1024,
 ) -> int:
-    """Predict with a finished run's model; show accuracy by confidence (MC dropout)."""
+    """Predict with a finished run's model: its own data or new files; one row per sample."""
     from rich.console import Console
 
     from tricklab.report.uncertainty import confidence_bins_table
-    from tricklab.run.predict import PLOT_FILE, PREDICTIONS_FILE, predict_run
+    from tricklab.run.predict import PLOT_FILE, predict_run
 
-    summary = predict_run(run_dir, mc_samples, split, batch_size, seed)
-    typer.echo(
-        f"{summary['split']}: {summary['count']} samples, {summary['mc_samples']} pass(es); "
-        f"accuracy {summary['accuracy']:.4f}, mean entropy {summary['mean_entropy']:.4f} nats, "
-        f"mean std {summary['mean_std']:.4f}"
-    )
-    typer.echo("accuracy by confidence, in equal-count bins, least confident first:")
-    Console(width=max(80, Console().width)).print(confidence_bins_table(summary["confidence_bins"]))
-    share = f"{summary['tail_fraction']:.0%}"
-    typer.echo(f"accuracy of the {share} least confident: "
-               f"{summary['least_confident_accuracy']:.4f}, {share} most confident: "
-               f"{summary['most_confident_accuracy']:.4f}")
-    typer.echo(f"predictions: {Path(run_dir) / PREDICTIONS_FILE}", err=True)
-    typer.echo(f"plot: {Path(run_dir) / 'plots' / PLOT_FILE}", err=True)
+    summary = predict_run(run_dir, mc_samples, split, batch_size, seed, input_path, output)
+    what = summary.get("split") or summary.get("input")
+    line = f"{what}: {summary['count']} samples, {summary['mc_samples']} pass(es)"
+    if "accuracy" in summary:
+        line += f"; accuracy {summary['accuracy']:.4f}"
+    if "mae" in summary:
+        line += f"; MAE {summary['mae']:.4g}, RMSE {summary['rmse']:.4g}"
+    if "mean_entropy" in summary:
+        line += (f"; mean entropy {summary['mean_entropy']:.4f} nats, mean std "
+                 f"{summary['mean_std']:.4f}")
+    typer.echo(line)
+    if "per_class" in summary:
+        typer.echo("per class: " + "; ".join(
+            f"{name} precision {_score(scores['precision'])} recall {_score(scores['recall'])}"
+            for name, scores in summary["per_class"].items()))
+    if "confidence_bins" in summary:
+        typer.echo("accuracy by confidence, in equal-count bins, least confident first:")
+        Console(width=max(80, Console().width)).print(
+            confidence_bins_table(summary["confidence_bins"]))
+        share = f"{summary['tail_fraction']:.0%}"
+        typer.echo(f"accuracy of the {share} least confident: "
+                   f"{summary['least_confident_accuracy']:.4f}, {share} most confident: "
+                   f"{summary['most_confident_accuracy']:.4f}")
+    rows = Path(summary["rows"])
+    typer.echo(f"predictions: {rows}", err=True)
+    typer.echo(f"summary: {rows.with_suffix('.json')}", err=True)
+    if "per_class" in summary:
+        typer.echo(f"plot: {rows.with_name(rows.stem + '_confusion_matrix.png')}", err=True)
+        if "split" in summary:
+            typer.echo(f"plot: {Path(run_dir) / 'plots' / PLOT_FILE}", err=True)
     return 0
+
+
+def _score(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
 
 
 @study_app.command(name="run")

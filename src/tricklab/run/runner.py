@@ -399,6 +399,8 @@ def write_run(
     if finished:
         # The final model, architecture and weights, loadable with `tricklab.load_model`.
         save_model(model, run_dir.path / "model", optimizer)
+        # How to prepare raw inputs for it (`tricklab predict --input`), in plain JSON.
+        splits.preprocessing().save(run_dir.path / "model")
     run_dir.write_history(fit.history)
     if fit.history.get("loss"):
         plot_learning_curves(fit.history, run_dir.plots / "learning_curves.png", recipe.name)

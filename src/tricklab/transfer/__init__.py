@@ -9,15 +9,18 @@ any `torch.nn.Module`. Loading never unpickles (safetensors and JSON only).
 `reuse_layers(source, ":-1", new_layers)` starts a model from another's layers
 (a clone, so training it never changes the source).
 `predict(model, x, mc_samples=T)` averages T Monte Carlo dropout passes into a
-`Prediction` (mean probabilities, their spread and entropy).
+`Prediction` (mean probabilities, their spread and entropy);
+`predict_raw(model, "new.csv")` predicts raw rows, images or arrays prepared as
+the run's training data was, one row per sample.
 """
 
 from tricklab.transfer.loading import load_model, load_weights
 from tricklab.transfer.mc_dropout import Prediction, predict
+from tricklab.transfer.raw_prediction import predict_raw
 from tricklab.transfer.reuse import clone_model, reuse_layers
 from tricklab.transfer.saving import save_model, save_weights
 
 __all__ = [
-    "Prediction", "clone_model", "load_model", "load_weights", "predict", "reuse_layers",
-    "save_model", "save_weights",
+    "Prediction", "clone_model", "load_model", "load_weights", "predict", "predict_raw",
+    "reuse_layers", "save_model", "save_weights",
 ]

@@ -17,6 +17,7 @@ from safetensors.torch import load_file
 from torch import nn
 
 import tricklab
+from tricklab.data.preprocessing import Preprocessing
 from tricklab.errors import UserInputError
 from tricklab.nn.base import Layer
 from tricklab.nn.builder import build_model
@@ -61,7 +62,11 @@ def load_model(
             restored, and return `(model, optimizer)`. Defaults to `False` (the model).
 
     Returns:
-        The model, or `(model, optimizer)` with `optimizer=True`.
+        The model, or `(model, optimizer)` with `optimizer=True`. The model's
+        `preprocessing` attribute is the folder's `preprocessing.json` (a
+        `tricklab.data.Preprocessing`, written by `tricklab train` beside the model)
+        or `None`: with it, `tricklab.predict_raw(model, "new.csv")` takes raw rows,
+        images or arrays.
 
     Raises:
         UserInputError: If `model.json` is missing, not JSON, or of another format or
@@ -102,6 +107,8 @@ def load_model(
         )
     for index in frozen:
         model[index].trainable = False
+    # What `predict_raw` needs to prepare raw rows or images; a run's model has it.
+    model.preprocessing = Preprocessing.load(directory)
     if not optimizer:
         return model
     if not spec.get("optimizer") or not (directory / OPTIMIZER_FILE).exists():

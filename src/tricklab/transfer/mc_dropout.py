@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torch import nn
@@ -34,6 +35,7 @@ DROPOUT_MODULES: tuple[type[nn.Module], ...] = (
 """The dropout family `predict` switches on; subclasses (e.g. `MCDropout`) count too."""
 
 _PLAIN = "no final_activation attribute"
+_VALUES = "values, not probabilities"
 
 PROBABILITY_TOLERANCE = 1e-4
 """How far float32 outputs may stray from [0, 1], or their rows' sums from 1, and still count."""
@@ -48,13 +50,14 @@ class Prediction:
             sigmoid model (the probability of class 1).
         std: Population standard deviation of the probabilities over the passes,
             same shape as `mean`; all zeros for a single pass.
-        entropy: Predictive entropy of `mean` in nats, `[N]`.
+        entropy: Predictive entropy of `mean` in nats, `[N]`; `None` for values
+            (`outputs="values"`).
         samples: Number of passes averaged.
     """
 
     mean: torch.Tensor
     std: torch.Tensor
-    entropy: torch.Tensor
+    entropy: torch.Tensor | None
     samples: int
 
 
@@ -64,6 +67,7 @@ def predict(
     mc_samples: int | None = None,
     batch_size: int = 1024,
     seed: int | None = None,
+    outputs: Literal["probabilities", "values"] = "probabilities",
 ) -> Prediction:
     """Predict class probabilities with Monte Carlo dropout (Gal & Ghahramani 2016).
 
@@ -104,6 +108,9 @@ def predict(
         seed: Seed of the dropout masks, drawn inside `torch.random.fork_rng` so
             the global RNG state is left as it was; the masks also depend on
             `batch_size`. Defaults to `None` (draw from the global RNG).
+        outputs: `probabilities` (a classifier, checked as above) or `values` (a
+            regression: the outputs' mean and deviation over the passes, any
+            final activation, no entropy). Defaults to `"probabilities"`.
 
     Returns:
         The mean, standard deviation and entropy of the predictions.
@@ -126,7 +133,10 @@ def predict(
     if x.shape[0] == 0:
         raise ValueError("predict needs at least one sample; x is empty")
     activation = getattr(model, "final_activation", _PLAIN)
-    if activation not in ("softmax", "sigmoid", _PLAIN):
+    values = outputs == "values"
+    if values:
+        activation = _VALUES
+    elif activation not in ("softmax", "sigmoid", _PLAIN):
         raise ValueError(
             f"predict needs probabilities: the model's final activation is {activation!r}; "
             "end it in a softmax or sigmoid layer"
@@ -158,6 +168,8 @@ def predict(
             "predict needs probabilities: the model's outputs are not in [0, 1] or their "
             "rows do not sum to 1; end it in a softmax or sigmoid"
         )
+    if values:
+        return Prediction(mean=mean, std=std, entropy=None, samples=samples)
     if mean.ndim != 2 or (activation == "sigmoid" and mean.shape[1] != 1):
         raise ValueError(
             f"predict needs outputs of shape [N, classes] ([N, 1] for a sigmoid), "
