@@ -192,3 +192,18 @@ def test_bad_arguments(x, arguments, message):
         predict(network(), x, **arguments)
     with pytest.raises(ValueError, match="x is empty"):
         predict(network(), x[:0])
+
+
+def test_values_of_a_regression_are_averaged_without_entropy(x):
+    model = network(head={"dense": {"units": 2}})  # a linear head: values, not probabilities
+    with pytest.raises(ValueError, match="predict needs probabilities"):
+        predict(model, x, mc_samples=3)
+    result = predict(model, x, mc_samples=6, seed=2, outputs="values")
+    model.eval()
+    model[2].train()
+    with torch.random.fork_rng(devices=[]), torch.no_grad():
+        torch.manual_seed(2)
+        passes = torch.stack([model(x).double() for _ in range(6)])
+    torch.testing.assert_close(result.mean, passes.mean(dim=0), rtol=0, atol=1e-6)
+    torch.testing.assert_close(result.std, passes.std(dim=0, correction=0), rtol=0, atol=1e-6)
+    assert result.entropy is None and result.samples == 6
