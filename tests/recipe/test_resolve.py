@@ -13,7 +13,7 @@ from tricklab.recipe import recipe_from_dict
 
 def resolved_scale(data: dict) -> str:
     recipe = recipe_from_dict({"name": "r", "data": data, "model": {"layers": [
-        "flatten", {"dense": {"units": 2, "activation": "softmax"}}]}})
+        "flatten", {"dense": {"units": 2, "activation": "softmax"}}]}, "train": {"optimizer": "sgd"}})
     return recipe.data["scale"]
 
 
