@@ -206,7 +206,7 @@ def test_what_the_losses_accept_passes(fixture_data):
         recipe([FLATTEN, dense(12, "softmax")]),  # extra outputs are never the label
         recipe([FLATTEN, dense(1, "sigmoid")], data={"classes": [5, 6]},
                loss="binary_crossentropy"),
-        recipe([FLATTEN, dense(1)], loss="mse"),  # class ids regressed as numbers
+        recipe([FLATTEN, dense(1)], loss="mse", metrics=["mae"]),  # class ids as numbers
         recipe([FLATTEN, dense(784, "sigmoid")], **AUTOENCODER),  # 784 values for [28, 28]
         recipe([FLATTEN, dense(784, "sigmoid"), {"reshape": {"target_shape": [28, 28]}}],
                **{**AUTOENCODER, "loss": "binary_crossentropy"}),

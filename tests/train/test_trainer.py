@@ -211,16 +211,17 @@ def test_epoch_metrics_buffer_and_per_step_paths_agree():
     outputs = torch.randn(70, 4, generator=generator)
     targets = torch.randint(0, 4, (70,), generator=generator)
     accuracy = [registry.get("accuracy")]
-    buffered = EpochMetrics(accuracy, logits=True, targets=targets)
-    stepwise = EpochMetrics(accuracy, logits=True, targets=targets, max_buffer_bytes=0)
+    buffered = EpochMetrics(accuracy, "softmax", targets)
+    stepwise = EpochMetrics(accuracy, "softmax", targets, max_buffer_bytes=0)
     for begin in range(0, 70, 32):
         batch = slice(begin, begin + 32)
         buffered.add(outputs[batch], begin, targets[batch])
         stepwise.add(outputs[batch], begin, targets[batch])
-    expected = int((outputs.argmax(1) == targets).sum())
+    expected = int((outputs.argmax(1) == targets).sum()) / 70
     assert buffered.outputs is not None and stepwise.outputs is None
-    assert int(buffered.sums(70)[0]) == int(stepwise.sums(70)[0]) == expected
-    assert int(buffered.sums(32)[0]) == int((outputs[:32].argmax(1) == targets[:32]).sum())
+    assert float(buffered.values(70)[0]) == float(stepwise.values(70)[0]) == expected
+    assert float(buffered.values(32)[0]) == int(
+        (outputs[:32].argmax(1) == targets[:32]).sum()) / 32
 
 
 def test_compile_starts_a_phase_and_history_continues():

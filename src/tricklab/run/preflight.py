@@ -20,14 +20,33 @@ What each built-in loss accepts (`tricklab.train.losses`):
 - `sparse_categorical_crossentropy`: integer labels `[N]` and a vector of at
   least one score per class, `[classes]` (more outputs than classes train,
   the extra ones never being the label).
+- `categorical_crossentropy`: one-hot or probability rows `[N, classes]` and
+  exactly one output per class; or integer labels, one-hot encoded to the
+  output's width, which then needs at least one output per class, as above.
 - `binary_crossentropy`: the targets are reshaped to the output, so as many
   values per sample as the targets hold: 1 output for 0/1 labels, or one per
   value of one-hot, multi-label or image targets, all between 0 and 1.
-- `mse`: the targets are reshaped to the output, so as many values per sample
-  as the targets hold (class ids count as one number each).
+- `mse`, `mae`, `huber`: the targets are reshaped to the output, so as many
+  values per sample as the targets hold (class ids count as one number each:
+  a class label regressed as a number needs one output).
 - An autoencoder (`train.target: inputs`) must output as many values per
   sample as its inputs hold: `[28, 28]`, or `[784]` (the loss reshapes its
   targets, and the reconstructions are drawn from the values alike).
+
+What each built-in metric accepts (`tricklab.train.metrics`):
+
+- `accuracy`, `precision`, `recall`, `top_k_accuracy`, `auc` compare classes:
+  they need class labels, 0/1 values or one-hot (probability) rows, never an
+  autoencoder's inputs or a regression's values. With one output they
+  threshold it into 0/1 predictions, so the data must have 2 classes (0/1);
+  `auc` needs that one output; `top_k_accuracy` needs one score per class and
+  `k` below the number of classes; `class_id` must be one of the output's
+  classes.
+- `mae`, `mse`, `rmse` compare the output value by value with the targets, as
+  the regression losses do: as many values per sample. Keras would broadcast
+  one class label against ten softmax scores and report a number that means
+  nothing; here that is refused, while one output regressing class ids as
+  numbers is accepted.
 """
 
 from __future__ import annotations
@@ -47,17 +66,40 @@ from tricklab.nn import layers as layer_registry
 from tricklab.recipe import Recipe
 from tricklab.train.losses import (
     BinaryCrossentropy,
+    CategoricalCrossentropy,
+    Huber,
+    MeanAbsoluteError,
     MeanSquaredError,
     SparseCategoricalCrossentropy,
     losses,
 )
-from tricklab.train.metrics import Accuracy
+from tricklab.train.metrics import (
+    AUC,
+    Accuracy,
+    ErrorMetric,
+    Metric,
+    Precision,
+    Recall,
+    TopKAccuracy,
+)
 from tricklab.train.metrics import metrics as metric_registry
 
 T = TypeVar("T")
 
 RECURRENT = frozenset({"simple_rnn", "lstm", "gru"})
 """Layers reading a sequence `[steps, features]`: a dense layer after one is per step on purpose."""
+
+REGRESSION_LOSSES = (MeanSquaredError, MeanAbsoluteError, Huber)
+"""Losses that compare the output value by value with targets reshaped to it."""
+
+CLASS_METRICS = {
+    Accuracy: "compares predicted classes with class labels",
+    TopKAccuracy: "compares the highest-scored classes with class labels",
+    Precision: "counts predicted classes against class labels",
+    Recall: "counts predicted classes against class labels",
+    AUC: "ranks one output's scores against 0/1 labels",
+}
+"""Metrics that score classes, and what each does, as a message says it."""
 
 
 @dataclass(frozen=True)
@@ -71,6 +113,7 @@ class Targets:
         low: Smallest target value.
         high: Largest target value.
         what: How a message names the targets.
+        binary: Whether every target is 0 or 1 (computed for targets that are not labels).
     """
 
     shape: tuple[int, ...]
@@ -79,6 +122,20 @@ class Targets:
     low: float
     high: float
     what: str
+    binary: bool = False
+
+    @property
+    def class_like(self) -> bool:
+        """Whether classes can be read from the targets: labels, 0/1 values or probability rows."""
+        rows = len(self.shape) == 1 and self.shape[0] > 1 and self.low >= 0 and self.high <= 1
+        return self.labels or (len(self.shape) <= 1 and self.binary) or rows
+
+    @property
+    def class_count(self) -> int:
+        """The number of classes: the labels', or the width of one-hot rows (2 for 0/1 values)."""
+        if self.labels:
+            return self.classes
+        return self.shape[0] if self.shape and self.shape[0] > 1 else 2
 
 
 def check_fits(recipe: Recipe, model: torch.nn.Module, splits: DatasetSplits) -> None:
@@ -117,9 +174,11 @@ def check_fits(recipe: Recipe, model: torch.nn.Module, splits: DatasetSplits) ->
     shape = tuple(output.shape[1:])
     if isinstance(loss, SparseCategoricalCrossentropy):
         _check_classes(recipe, model, name, shape, targets)
+    elif isinstance(loss, CategoricalCrossentropy):
+        _check_distributions(recipe, model, name, shape, targets, autoencoder)
     elif isinstance(loss, BinaryCrossentropy):
         _check_binary(recipe, model, name, shape, targets, autoencoder)
-    elif isinstance(loss, MeanSquaredError):
+    elif isinstance(loss, REGRESSION_LOSSES):
         _check_values(recipe, model, name, shape, targets, autoencoder)
     scorers = {
         f"train.metrics.{index}.{metric_registry.split(spec)[0]}":
@@ -127,16 +186,14 @@ def check_fits(recipe: Recipe, model: torch.nn.Module, splits: DatasetSplits) ->
         for index, spec in enumerate(recipe.train.metrics)
     }
     for field, metric in scorers.items():
-        if autoencoder and isinstance(metric, Accuracy):
-            raise UserInputError(
-                f"{field}: accuracy compares predicted classes with class labels, but an "
-                "autoencoder's targets are its inputs (train.target: inputs); remove it"
-            )
+        _check_metric(field, metric, shape, targets, autoencoder)
     loss_fn = loss.on_logits if fused else loss
+    # The metrics see what the trainer gives them: logits, with the activation they lack.
+    metric_activation = loss.fusable_activation if fused else None
     with _inference(model, device):
         _attempt(lambda: loss_fn(output, y))
         for field, metric in scorers.items():
-            _attempt(lambda metric=metric: metric.batch_sum(output, y, fused), field,
+            _attempt(lambda metric=metric: metric.compute(output, y, metric_activation), field,
                      "the metric does not fit the model's output and targets")
 
 
@@ -178,6 +235,31 @@ def _check_classes(
         raise UserInputError(
             f"{_width_path(recipe, model)}: the model outputs {_values(shape[0])} per sample, "
             f"but the data has {targets.classes} classes ({name} needs {targets.classes} "
+            "outputs, one per class)"
+        )
+
+
+def _check_distributions(
+    recipe: Recipe, model: torch.nn.Module, name: str, shape: tuple[int, ...], targets: Targets,
+    autoencoder: bool,
+) -> None:
+    """`categorical_crossentropy`: labels as for the sparse loss, or one output per column."""
+    if targets.labels:
+        _check_classes(recipe, model, name, shape, targets)
+        return
+    if autoencoder or not (len(targets.shape) == 1 and targets.low >= 0 and targets.high <= 1):
+        use = "mse or binary_crossentropy" if autoencoder else "mse"
+        raise UserInputError(
+            f"train.loss: {name} needs class labels or one-hot (probability) rows, but the "
+            f"targets are {targets.what}; use {use}"
+        )
+    classes = targets.shape[0]
+    if len(shape) != 1:
+        raise _shape_error(recipe, model, name, shape, (classes,))
+    if shape[0] != classes:
+        raise UserInputError(
+            f"{_width_path(recipe, model)}: the model outputs {_values(shape[0])} per sample, "
+            f"but the targets are one-hot rows of {classes} classes ({name} needs {classes} "
             "outputs, one per class)"
         )
 
@@ -274,6 +356,72 @@ def _shape_error(
     )
 
 
+# --- the rules of the built-in metrics ------------------------------------------------------
+
+
+def _check_metric(
+    field: str, metric: Metric, shape: tuple[int, ...], targets: Targets, autoencoder: bool
+) -> None:
+    """A metric that cannot score this model's output against these targets, in one line."""
+    name = field.rsplit(".", 1)[-1]
+    width = math.prod(shape)
+    if isinstance(metric, ErrorMetric):
+        values = 1 if targets.labels else math.prod(targets.shape)
+        if width == values:
+            return
+        compared = (
+            "one class label per sample" if targets.labels
+            else f"targets of shape {_listed(targets.shape)} ({_values(values)} each)"
+        )
+        use = "; use accuracy, or end the model with 1 unit" if targets.labels else ""
+        raise UserInputError(
+            f"{field}: {name} compares the model's output, shape {_listed(shape)} per sample, "
+            f"value by value with {compared}{use}"
+        )
+    does = next((what for kind, what in CLASS_METRICS.items() if isinstance(metric, kind)), None)
+    if does is None:
+        return
+    if autoencoder:
+        raise UserInputError(
+            f"{field}: {name} {does}, but an autoencoder's targets are its inputs "
+            "(train.target: inputs); remove it"
+        )
+    if not targets.class_like:
+        raise UserInputError(
+            f"{field}: {name} {does}, but the targets are {targets.what}; use mae, mse or rmse"
+        )
+    classes = targets.class_count
+    if width == 1 and (classes > 2 or targets.low < 0):
+        raise UserInputError(
+            f"{field}: {name} of one output thresholds it into 0/1 predictions, but the data "
+            f"has {classes} classes labelled {targets.low:g} to {targets.high:g}; end the "
+            f"model with {classes} softmax units"
+        )
+    if isinstance(metric, AUC) and width != 1:
+        raise UserInputError(
+            f"{field}: auc is the ROC area of one output (a sigmoid unit) against 0/1 labels, "
+            f"but the model outputs {_values(width)} per sample; accepted: 1 output with 2 "
+            "classes (binary_crossentropy), or use precision, recall or top_k_accuracy"
+        )
+    if isinstance(metric, TopKAccuracy):
+        if width == 1:
+            raise UserInputError(
+                f"{field}: top_k_accuracy needs one score per class, but the model outputs "
+                "1 value per sample; use accuracy, precision, recall or auc"
+            )
+        if metric.k >= classes:
+            raise UserInputError(
+                f"{field}.k: {metric.k} with {classes} classes counts every sample as a hit; "
+                f"accepted: 1 to {classes - 1}"
+            )
+    if isinstance(metric, Precision | Recall) and metric.class_id is not None:
+        count = 1 if width == 1 else shape[-1]
+        if metric.class_id >= count:
+            accepted = "0 (the positive class of one output)" if count == 1 else (
+                f"0 to {count - 1}, one of the model's {count} classes")
+            raise UserInputError(f"{field}.class_id: {metric.class_id}; accepted: {accepted}")
+
+
 # --- where in the recipe ------------------------------------------------------------------
 
 
@@ -357,7 +505,11 @@ def _targets(splits: DatasetSplits, autoencoder: bool) -> Targets:
         dtype = str(first.dtype).removeprefix("torch.")
         what = f"the {dtype} values of {splits.name} (shape {_listed(first.shape[1:])} each)"
     classes = max(splits.num_classes, int(high) + 1) if labels else 0
-    return Targets(tuple(first.shape[1:]), labels, classes, low, high, what)
+    # Only a regression's or a one-hot's values are read again: an autoencoder's never are.
+    binary = not (labels or autoencoder) and all(
+        bool(((value == 0) | (value == 1)).all()) for value in values
+    )
+    return Targets(tuple(first.shape[1:]), labels, classes, low, high, what, binary)
 
 
 def _sample(splits: DatasetSplits, autoencoder: bool) -> tuple[torch.Tensor, torch.Tensor]:

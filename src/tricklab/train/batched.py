@@ -59,7 +59,7 @@ from tricklab.train import inputs
 from tricklab.train.inputs import ArrayLike
 from tricklab.train.losses import Loss
 from tricklab.train.losses import losses as loss_registry
-from tricklab.train.metrics import Metric
+from tricklab.train.metrics import EpochMetrics, Metric, metric_name
 from tricklab.train.metrics import metrics as metric_registry
 from tricklab.train.scheduling import LearningRateScheduler
 from tricklab.train.trainer import FitResult, Status
@@ -274,10 +274,7 @@ class BatchedSeedsTrainer:
             self.optimizer.global_clipnorm = None
         self.loss = loss_registry.get(loss, "train.loss")
         self.metrics = [metric_registry.get(m, "train.metrics") for m in metrics]
-        self.metric_names = [
-            type(m).__name__.lower() if isinstance(m, Metric) else metric_registry.split(m)[0]
-            for m in metrics
-        ]
+        self.metric_names = [metric_name(m) for m in self.metrics]
         self.scheduler = None if schedule is None else LearningRateScheduler(schedule)
         if self.scheduler is not None and isinstance(self.scheduler.schedule, Performance):
             raise ValueError(
@@ -287,6 +284,7 @@ class BatchedSeedsTrainer:
         fusable = getattr(models[0], "final_activation", None)
         self._fused = fusable is not None and fusable == self.loss.fusable_activation
         self._loss_fn = self.loss.on_logits if self._fused else self.loss
+        self._metric_activation = self.loss.fusable_activation if self._fused else None
         regularized, constrained = _weight_rules(heads[0])
         # As in `Sequential`: frozen weights are neither penalized nor projected, yet
         # a model with regularizers logs its (then zero) penalty.
@@ -464,14 +462,15 @@ class BatchedSeedsTrainer:
         ]).to(x.device, non_blocking=True)
         loss_sum = torch.zeros(seeds, dtype=torch.float64, device=x.device)
         penalty_sum = torch.zeros(seeds, dtype=torch.float64, device=x.device)
-        metric_sums = [torch.zeros_like(loss_sum) for _ in self.metrics]
+        scores = EpochMetrics(self.metrics, self._metric_activation, y[orders], stacked=True)
         train_step = torch.vmap(self._seed_scores, randomness="different")
         for step in range(self.steps_per_epoch):
             if self.scheduler is not None:
                 self.scheduler.on_batch_begin(self, self.global_step)
             index = orders[:, step * batch_size : (step + 1) * batch_size]
+            batch_y = y[index]
             self.optimizer.zero_grad(set_to_none=True)
-            batch_losses, scores = train_step(self.params, self.buffers, x[index], y[index])
+            batch_losses, outputs = train_step(self.params, self.buffers, x[index], batch_y)
             penalties = self._penalties()
             if penalties is not None:
                 batch_losses = batch_losses + penalties
@@ -485,9 +484,8 @@ class BatchedSeedsTrainer:
             loss_sum.add_(batch_losses.detach(), alpha=size)
             if penalties is not None:
                 penalty_sum.add_(penalties.detach(), alpha=size)
-            if self.metrics:
-                torch._foreach_add_(metric_sums, scores)
-        return self._logs(loss_sum, metric_sums, count, penalty_sum)
+            scores.add(outputs, step * batch_size, batch_y)
+        return self._logs(loss_sum, scores.values(count), count, penalty_sum)
 
     def _seed_scores(
         self,
@@ -495,17 +493,11 @@ class BatchedSeedsTrainer:
         buffers: dict[str, torch.Tensor],
         x: torch.Tensor,
         y: torch.Tensor,
-    ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
-        """One seed's batch-mean loss and batch sum of each metric (vmapped over the seeds).
-
-        The metrics are computed here, in the same vmapped call as the loss,
-        because each vmapped call costs a fixed overhead at every step.
-        """
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One seed's batch-mean loss and its detached output, for the metrics (vmapped)."""
         output = functional_call(self._template, (params, buffers), (x, self._fused),
                                  tie_weights=self._tied)
-        detached = output.detach()
-        scores = tuple(metric.batch_sum(detached, y, self._fused) for metric in self.metrics)
-        return self._loss_fn(output, y), scores
+        return self._loss_fn(output, y), output.detach()
 
     def _seed_output(
         self,
@@ -557,13 +549,13 @@ class BatchedSeedsTrainer:
     def _logs(
         self,
         loss_sum: torch.Tensor,
-        metric_sums: list[torch.Tensor],
+        metric_values: list[torch.Tensor],
         seen: int,
         penalty_sum: torch.Tensor | None = None,
     ) -> list[dict[str, float]]:
         mean_losses = (loss_sum / seen).tolist()
         penalties = None if penalty_sum is None else (penalty_sum / seen).tolist()
-        scores = [(total / seen).tolist() for total in metric_sums]
+        scores = [values.tolist() for values in metric_values]
         logs = []
         for index in range(self.num_seeds):
             seed_logs = {"loss": mean_losses[index]}
@@ -600,19 +592,20 @@ class BatchedSeedsTrainer:
         scores_of = torch.vmap(self._seed_scores, in_dims=(0, 0, None, None),
                                randomness="different")
         loss_sum = torch.zeros(self.num_seeds, dtype=torch.float64, device=self.device)
-        metric_sums = [torch.zeros_like(loss_sum) for _ in self.metrics]
+        # Every seed scores the same targets: a view repeats them without a copy.
+        targets = y.expand(self.num_seeds, *y.shape)
+        scores = EpochMetrics(self.metrics, self._metric_activation, targets, stacked=True)
         penalties = self._penalties()
         chunk = max(batch_size, 1024)
         for begin in range(0, x.shape[0], chunk):
             batch_x, batch_y = x[begin : begin + chunk], y[begin : begin + chunk]
-            batch_loss, scores = scores_of(self.params, self.buffers, batch_x, batch_y)
+            batch_loss, outputs = scores_of(self.params, self.buffers, batch_x, batch_y)
             if penalties is not None:
                 batch_loss = batch_loss + penalties
             loss_sum.add_(batch_loss, alpha=batch_x.shape[0])
-            if self.metrics:
-                torch._foreach_add_(metric_sums, scores)
+            scores.add(outputs, begin, targets[:, begin : begin + chunk])
         self._template.train()
-        return self._logs(loss_sum, metric_sums, x.shape[0])
+        return self._logs(loss_sum, scores.values(x.shape[0]), x.shape[0])
 
     @torch.no_grad()
     def predict(self, x: ArrayLike, batch_size: int = 1024) -> torch.Tensor | np.ndarray:

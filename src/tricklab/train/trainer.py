@@ -47,7 +47,7 @@ from tricklab.train.checkpoint import (
 from tricklab.train.feature_cache import cache_frozen_bottom
 from tricklab.train.inputs import ArrayLike
 from tricklab.train.losses import Loss, losses
-from tricklab.train.metrics import EpochMetrics, Metric
+from tricklab.train.metrics import EpochMetrics, Metric, metric_name
 from tricklab.train.metrics import metrics as metric_registry
 from tricklab.train.progress import ProgressMode, ProgressReporter
 
@@ -140,10 +140,7 @@ class Trainer:
         )
         self.loss = losses.get(loss, "train.loss")
         self.metrics = [metric_registry.get(m, "train.metrics") for m in metrics]
-        self.metric_names = [
-            type(m).__name__.lower() if isinstance(m, Metric) else metric_registry.split(m)[0]
-            for m in metrics
-        ]
+        self.metric_names = [metric_name(m) for m in self.metrics]
         self.generator = torch.Generator().manual_seed(seed)
         self.checkpoints = CheckpointManager(checkpoint_dir) if checkpoint_dir else None
         self.progress = ProgressReporter(progress)
@@ -168,6 +165,8 @@ class Trainer:
         self._fused = fusable is not None and fusable == self.loss.fusable_activation
         self._forward = self._full_forward = model.forward_logits if self._fused else model
         self._loss_fn = self.loss.on_logits if self._fused else self.loss
+        # What the metrics must apply to the logits the fused loss leaves them.
+        self._metric_activation = self.loss.fusable_activation if self._fused else None
         self._cached_layers = 0
 
     def compile(
@@ -333,7 +332,7 @@ class Trainer:
         steps = math.ceil(count / batch_size)
         loss_sum = torch.zeros((), dtype=torch.float64, device=x.device)
         penalty_sum = torch.zeros((), dtype=torch.float64, device=x.device)
-        scores = EpochMetrics(self.metrics, self._fused, y[order])
+        scores = EpochMetrics(self.metrics, self._metric_activation, y[order])
         self.progress.epoch_begin(epoch, steps)
         seen = 0
         batch_begin, batch_end = self._batch_begin, self._batch_end
@@ -363,11 +362,11 @@ class Trainer:
             scores.add(output, seen, batch_y)
             seen += size
             if (step + 1) % self.divergence_check_every == 0 and not torch.isfinite(loss_sum):
-                return self._logs(loss_sum, scores.sums(seen), seen, penalty_sum), False
+                return self._logs(loss_sum, scores.values(seen), seen, penalty_sum), False
             if self.progress.wants_update():
-                logs = self._logs(loss_sum, scores.sums(seen), seen, penalty_sum)
+                logs = self._logs(loss_sum, scores.values(seen), seen, penalty_sum)
                 self.progress.step(step + 1, logs)
-        logs = self._logs(loss_sum, scores.sums(seen), seen, penalty_sum)
+        logs = self._logs(loss_sum, scores.values(seen), seen, penalty_sum)
         return logs, math.isfinite(logs["loss"])
 
     def compute_gradients(
@@ -413,15 +412,15 @@ class Trainer:
     def _logs(
         self,
         loss_sum: torch.Tensor,
-        metric_sums: list[torch.Tensor],
+        metric_values: list[torch.Tensor],
         seen: int,
         penalty_sum: torch.Tensor | None = None,
     ) -> dict:
         logs = {"loss": float(loss_sum) / seen}
         if self._regularized and penalty_sum is not None:
             logs["regularization_loss"] = float(penalty_sum) / seen
-        for name, total in zip(self.metric_names, metric_sums, strict=True):
-            logs[name] = float(total) / seen
+        for name, value in zip(self.metric_names, metric_values, strict=True):
+            logs[name] = float(value)
         return logs
 
     @torch.no_grad()
@@ -438,7 +437,7 @@ class Trainer:
                 since results do not depend on it. Defaults to `32`.
 
         Returns:
-            `loss` and each metric by name, averaged over the samples.
+            `loss` averaged over the samples, and each metric by name over all of them.
 
         Raises:
             UserInputError: On data `fit` refuses, or `x` and `y` of different lengths.
@@ -453,9 +452,7 @@ class Trainer:
         was_training = self.model.training
         self.model.eval()
         loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
-        metric_sums = [
-            torch.zeros((), dtype=torch.float64, device=self.device) for _ in self.metrics
-        ]
+        scores = EpochMetrics(self.metrics, self._metric_activation, y)
         # Keras's evaluate reports the loss with the weight penalties, as training does.
         penalty = self.model.regularization_loss() if self._regularized else None
         chunk = max(batch_size, 1024)
@@ -467,10 +464,9 @@ class Trainer:
             if penalty is not None:
                 batch_loss = batch_loss + penalty
             loss_sum.add_(batch_loss, alpha=batch_x.shape[0])
-            for metric, total in zip(self.metrics, metric_sums, strict=True):
-                total.add_(metric.batch_sum(output, batch_y, self._fused))
+            scores.add(output, begin, batch_y)
         self.model.train(was_training)
-        return self._logs(loss_sum, metric_sums, x.shape[0])
+        return self._logs(loss_sum, scores.values(x.shape[0]), x.shape[0])
 
     @torch.no_grad()
     def predict(self, x: ArrayLike, batch_size: int = 1024) -> torch.Tensor | np.ndarray:
