@@ -13,6 +13,8 @@ from tricklab.cli.main import main
 from tricklab.errors import UserInputError
 from tricklab.recipe import recipe_from_dict
 from tricklab.recipe.reported import logged_keys, result_metric_names
+from tricklab.recipe.study import load_study
+from tricklab.train.metrics import metrics
 
 from ..conftest import REPOSITORY, TINY_RECIPE
 
@@ -141,3 +143,44 @@ def test_the_cli_refuses_a_monitor_typo_before_training(fixture_data, tmp_path, 
         f"run; did you mean 'val_accuracy'? Logged: {LOGGED}\n")
     assert not (tmp_path / "run").exists()
     assert time.perf_counter() - started < 5.0  # 50 epochs were asked for: none ran
+
+
+# --- every registered metric is reported, and studies compare it in its direction -------------
+
+
+def test_every_registered_metric_is_logged_and_reported_under_its_name():
+    names = metrics.names()
+    document = recipe(metrics=names)
+    assert logged_keys(recipe_from_dict(document)) == [
+        "loss", *names, "val_loss", *(f"val_{name}" for name in names)]
+    assert result_metric_names(recipe_from_dict(document)) == [
+        f"{split}_{key}" for split in ("train", "val", "test") for key in ["loss", *names]]
+
+
+def _regression_study(tmp_path, metric: str, listed: list[str]):
+    base = recipe(loss="mse", metrics=listed)
+    base["model"]["layers"][-1] = {"dense": {"units": 1}}
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump({
+        "name": "errors", "base": base, "seeds": 2, "variants": {"plain": {}},
+        "metric": metric, "target": {"metric": "val_rmse", "value": 0.5},
+    }))
+    return load_study(path)
+
+
+def test_a_study_compares_an_error_metric_lower_is_better(isolated, tmp_path):
+    study = _regression_study(tmp_path, "test_mae", ["mae", "rmse"])
+    assert study.spec["metric"] == "test_mae"
+    assert study.spec["higher_is_better"] is False
+    assert study.spec["target"] == {"metric": "val_rmse", "value": 0.5}
+    for metric, higher in (("test_auc", True), ("val_precision", True), ("test_rmse", False)):
+        listed = ["rmse", metric.split("_", 1)[1]]
+        assert _regression_study(tmp_path, metric, listed).spec["higher_is_better"] is higher
+
+
+def test_a_study_metric_the_recipe_does_not_list_is_refused(isolated, tmp_path):
+    with pytest.raises(UserInputError) as raised:
+        _regression_study(tmp_path, "test_mae", ["rmse"])
+    message = str(raised.value)
+    assert "'test_mae'" in message and "train.metrics does not list mae" in message
+    assert "\n" not in message

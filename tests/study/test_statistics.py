@@ -442,12 +442,39 @@ def test_time_to_target_that_no_run_reaches():
         ("val_accuracy", True),
         ("test_loss", False),
         ("Val_Loss", False),
+        ("train_loss", False),
+        # from the metric registry: names without "loss" or "error" in them
+        ("test_rmse", False),
+        ("val_mae", False),
+        ("test_mse", False),
+        ("mae", False),
+        ("test_auc", True),
+        ("val_precision", True),
+        ("test_recall", True),
+        ("val_top_k_accuracy", True),
+        # unregistered names are guessed from their words
         ("top1_error", False),
+        ("val_custom_loss", False),
         ("epochs", True),
     ],
 )
 def test_higher_is_better(metric, expected):
     assert higher_is_better(metric) is expected
+
+
+def test_every_registered_metric_is_ranked_in_its_direction():
+    """A lower-is-better metric ranks its lowest variant first; a higher-is-better one its highest."""
+    from tricklab.train.metrics import metrics
+
+    values = {"baseline": [0.50, 0.52, 0.51, 0.49], "low": [0.30, 0.31, 0.29, 0.30],
+              "high": [0.70, 0.71, 0.69, 0.70]}
+    for info in metrics:
+        better = higher_is_better(f"test_{info.name}")
+        assert better is info.factory.higher_is_better
+        analysis = analyze(values, "baseline", f"test_{info.name}", higher_is_better=better,
+                           resamples=200)
+        first = next(v.name for v in analysis.variants if v.rank == 1)
+        assert first == ("high" if better else "low"), info.name
 
 
 def test_results_are_plain_frozen_records():

@@ -411,10 +411,22 @@ def time_to_target(
 
 
 def higher_is_better(metric: str) -> bool:
-    """Whether larger values of `metric` are better: False for losses and errors.
+    """Whether larger values of `metric` are better, as the metric registry says.
+
+    A registered metric's name, bare or as a split reports it (`test_rmse`,
+    `val_mae`, `test_auc`), answers from its class (`tricklab.train.metrics`):
+    errors are lower-is-better, accuracy, precision, recall and AUC higher.
+    Losses are lower-is-better. Any other name (a custom metric's) is guessed
+    from its words: "loss" or "error" in it means lower is better.
 
     Args:
         metric: A metric name, e.g. `"test_accuracy"` or `"val_loss"`.
     """
+    # Imported here: the registry needs PyTorch, and this module stays importable without it.
+    from tricklab.train.metrics import higher_is_better as registered
+
+    known = registered(metric)
+    if known is not None:
+        return known
     name = metric.lower()
     return not ("loss" in name or "error" in name)
