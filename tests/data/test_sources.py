@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tricklab.data import fetch, locate
-from tricklab.data.sources import FILES, SOURCES, dataset_files, search_roots
+from tricklab.data.sources import FILES, SOURCES, dataset_files, require, search_roots
 from tricklab.errors import UserInputError
 
 GZ_NAMES = [f"{name}.gz" for name in FILES.values()]
@@ -71,6 +71,30 @@ def test_raw_and_gzipped_files_mix(isolated: Path) -> None:
 
 def test_nothing_found(isolated: Path) -> None:
     assert locate("fashion_mnist") is None
+
+
+def test_an_archive_source_needs_its_archive(isolated: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # CIFAR's folder holds the downloaded archive itself; IDX files or other names do not count.
+    make_folder(isolated / "user" / "cifar10", ["cifar-10-binary.tar.gz.part", *GZ_NAMES])
+    cached = make_folder(isolated / "cache" / "cifar10", ["cifar-10-binary.tar.gz"])
+    monkeypatch.setenv("TRICKLAB_DATA", str(isolated / "user"))
+    assert SOURCES["cifar10"].layout == "archive" and SOURCES["mnist"].layout == "idx"
+    assert locate("cifar10") == cached
+    assert fetch("cifar10", "http://127.0.0.1:9/") == cached
+    assert locate("cifar100") is None
+    assert not SOURCES["cifar10"].holds(isolated / "user" / "cifar10")
+    assert SOURCES["mnist"].holds(isolated / "user" / "cifar10")
+
+
+def test_require_downloads_nothing_and_says_how(isolated: Path) -> None:
+    with pytest.raises(UserInputError) as missing:
+        require("cifar100")
+    message = str(missing.value)
+    assert "\n" not in message and message.startswith("dataset 'cifar100' not found in ")
+    assert f"run `tricklab data fetch cifar100` to download it into {isolated / 'cache'}" in message
+    assert list(isolated.rglob("*")) == []
+    folder = make_folder(isolated / "system" / "cifar100", ["cifar-100-binary.tar.gz"])
+    assert require("cifar100") == folder
 
 
 class CountingHandler(http.server.SimpleHTTPRequestHandler):

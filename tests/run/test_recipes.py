@@ -21,6 +21,8 @@ SHORT_RUN = {
     **dict.fromkeys(["resnet_small", "vgg_small", "conv", "conv_denoising"], FEW_IMAGES),
     # A one-epoch run on the fixture is 47 steps: shorter than this recipe's warmup.
     "cosine_decay": ["train.schedule.cosine_decay.warmup_steps=10"],
+    # The CIFAR-10 fixture holds 100 training images; VGG13 is the slowest net shipped.
+    "vgg_cifar10": ["data.validation=20", "data.train_size=20"],
     "adding_problem_rnn": SMALL_ADDING_PROBLEM,
     "adding_problem_lstm": SMALL_ADDING_PROBLEM,
 }

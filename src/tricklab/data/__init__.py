@@ -2,7 +2,8 @@
 
 `load_dataset` is the entry point (its parameters are a recipe's `data:`
 section); `datasets` is the registry behind `tricklab list datasets`, whose
-`adding_problem` is drawn from a seed (`generated`) rather than read, and whose
+`adding_problem` is drawn from a seed (`generated`) rather than read, whose
+`cifar10` and `cifar100` read CIFAR's official binary archives (`cifar`), and whose
 `numpy`, `csv` and `image_folder` read the user's own arrays, tables and image
 folders (`arrays`, `tables`, `images`, on the shared `own` checks, splits and
 scaling); `splits` holds the kinds of task a dataset can be split into
@@ -11,6 +12,7 @@ scaling); `splits` holds the kinds of task a dataset can be split into
 """
 
 from tricklab.data.arrays import numpy_arrays, sample_shape
+from tricklab.data.cifar import cifar10, cifar100
 from tricklab.data.datasets import (
     AUTO_OPTIONS,
     INPUT_SHAPES,
@@ -37,6 +39,8 @@ __all__ = [
     "Split",
     "TaskSplit",
     "adding_problem",
+    "cifar10",
+    "cifar100",
     "csv_table",
     "datasets",
     "fetch",

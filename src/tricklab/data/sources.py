@@ -1,25 +1,32 @@
-"""Where the IDX files of a dataset live, and how they get there.
+"""Where the files of a built-in dataset live, and how they get there.
 
-A dataset folder holds the four official files, each gzipped or raw:
-`train-images-idx3-ubyte[.gz]`, `train-labels-idx1-ubyte[.gz]`,
-`t10k-images-idx3-ubyte[.gz]`, `t10k-labels-idx1-ubyte[.gz]`. `locate` looks
-for one, in this order, under every folder of `$TRICKLAB_DATA` (separated like
+A dataset's `Source` has one of two layouts. `idx`: the folder holds the four
+official IDX files, each gzipped or raw: `train-images-idx3-ubyte[.gz]`,
+`train-labels-idx1-ubyte[.gz]`, `t10k-images-idx3-ubyte[.gz]`,
+`t10k-labels-idx1-ubyte[.gz]` (MNIST, Fashion-MNIST). `archive`: the folder
+holds the one official `.tar.gz` as downloaded, which the dataset's loader reads
+in place (CIFAR, see `tricklab.data.cifar`). `locate` looks for a complete
+folder, in this order, under every folder of `$TRICKLAB_DATA` (separated like
 `PATH`), the cache `$TRICKLAB_CACHE` (default `~/.cache/tricklab`) and
 `/usr/share/datasets` (Debian's `dataset-fashion-mnist`), each time as
 `<name>/` and as the hyphenated `<na-me>/`. `fetch` downloads what is missing
-into the cache, verifying each file's SHA-256 before it is renamed into place.
+into the cache, verifying each file's SHA-256 while it streams in and renaming
+it into place only once it matches.
 
-Two kinds of checksum are registered per file. `archive_sha256` is the hash of
-the official `.gz` served at the download URL (it checks downloads);
+Two kinds of checksum are registered per IDX file. `archive_sha256` is the hash
+of the official file served at the download URL (it checks downloads);
 `content_sha256` is the hash of the decompressed IDX bytes. Debian recompressed
 the Fashion-MNIST archives (their gzip headers differ), so its `.gz` files
-match the official ones only in content.
+match the official ones only in content. An `archive` source has the first
+kind only, for its one file.
 
 Reference: Xiao, Rasul & Vollgraf (2017), arXiv:1708.07747, and
 https://github.com/zalandoresearch/fashion-mnist (download URL); LeCun, Cortes
 & Burges, http://yann.lecun.com/exdb/mnist/, mirrored by PyTorch at
-https://ossci-datasets.s3.amazonaws.com/mnist/. The archive hashes equal
-tensorflow-datasets' `url_checksums/{fashion_mnist,mnist}.txt`.
+https://ossci-datasets.s3.amazonaws.com/mnist/; Krizhevsky (2009),
+https://www.cs.toronto.edu/~kriz/cifar.html (the binary versions). The
+download hashes equal tensorflow-datasets'
+`url_checksums/{fashion_mnist,mnist,cifar10,cifar100}.txt`.
 """
 
 from __future__ import annotations
@@ -30,8 +37,9 @@ import os
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from tricklab.atomic import atomic_open
 from tricklab.errors import UserInputError, unknown_name_message
@@ -51,21 +59,42 @@ DEFAULT_TIMEOUT = 60.0
 _CHUNK = 1 << 20
 
 
+Layout = Literal["idx", "archive"]
+"""How a dataset's folder holds it: the four IDX files, or the downloaded archive itself."""
+
+
 @dataclass(frozen=True)
 class Source:
-    """Official download location and checksums of one IDX dataset.
+    """Official download location, files and checksums of one built-in dataset.
 
     Args:
-        url: Base URL; a file's address is the URL followed by its `.gz` name.
-        archive_sha256: SHA-256 of each downloaded `.gz` file, keyed by its name.
+        url: Base URL; a file's address is the URL followed by its name.
+        archive_sha256: SHA-256 of each file downloaded, keyed by its name: the
+            four IDX `.gz` files, or the one `.tar.gz` archive. Downloads happen
+            in this order.
         content_sha256: SHA-256 of each decompressed IDX file, keyed by its name.
+            Defaults to `{}` (an archive has none).
         debian_package: Debian package that installs the files. Defaults to `""`.
+        layout: `idx` (a complete folder holds the four IDX files, gzipped or
+            raw) or `archive` (it holds every file of `archive_sha256` as
+            downloaded). Defaults to `"idx"`.
     """
 
     url: str
     archive_sha256: Mapping[str, str]
-    content_sha256: Mapping[str, str]
+    content_sha256: Mapping[str, str] = field(default_factory=dict)
     debian_package: str = ""
+    layout: Layout = "idx"
+
+    def holds(self, folder: str | os.PathLike[str]) -> bool:
+        """Whether `folder` holds the whole dataset in this source's layout.
+
+        Args:
+            folder: A folder that may hold the dataset's files.
+        """
+        if self.layout == "idx":
+            return dataset_files(folder) is not None
+        return all(Path(folder, name).is_file() for name in self.archive_sha256)
 
 
 def _sha256_table(text: str) -> dict[str, str]:
@@ -105,6 +134,20 @@ ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db  train-images-i
 ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2  t10k-labels-idx1-ubyte
 """),
     ),
+    "cifar10": Source(
+        url="https://www.cs.toronto.edu/~kriz/",
+        archive_sha256=_sha256_table("""
+c4a38c50a1bc5f3a1c5537f2155ab9d68f9f25eb1ed8d9ddda3db29a59bca1dd  cifar-10-binary.tar.gz
+"""),
+        layout="archive",
+    ),
+    "cifar100": Source(
+        url="https://www.cs.toronto.edu/~kriz/",
+        archive_sha256=_sha256_table("""
+58a81ae192c23a4be8b1804d68e518ed807d710a4eb253b1f2a199162a40d8ec  cifar-100-binary.tar.gz
+"""),
+        layout="archive",
+    ),
 }
 
 
@@ -137,17 +180,42 @@ def dataset_files(folder: str | os.PathLike[str]) -> dict[str, Path] | None:
 
 
 def locate(name: str) -> Path | None:
-    """Return the first folder holding all four files of dataset `name`, or `None`.
+    """Return the first folder holding all the files of dataset `name`, or `None`.
 
     Args:
         name: Registry name, e.g. `fashion_mnist`; `fashion-mnist/` folders count too.
+            A name without a registered `Source` is looked for as four IDX files.
     """
+    source = SOURCES.get(name)
     for root in search_roots():
         for folder_name in dict.fromkeys((name, name.replace("_", "-"))):
             folder = root / folder_name
-            if dataset_files(folder) is not None:
+            if source.holds(folder) if source is not None else dataset_files(folder) is not None:
                 return folder
     return None
+
+
+def require(name: str) -> Path:
+    """Return the folder of dataset `name` found on this machine, downloading nothing.
+
+    For the datasets too large to download unasked in the middle of a run
+    (CIFAR's archives are 170 MB): the message says how to fetch them.
+
+    Args:
+        name: Registry name of a dataset with a `Source`, e.g. `cifar10`.
+
+    Raises:
+        UserInputError: If the files are nowhere, one line naming the folders
+            searched and the command that downloads them.
+    """
+    found = locate(name)
+    if found is None:
+        raise UserInputError(
+            f"dataset '{name}' not found in {_searched(name)}; run `tricklab data fetch {name}` "
+            f"to download it into {cache_dir() / name} (SHA-256 verified), or "
+            f"{_hint(name, SOURCES[name])}"
+        )
+    return found
 
 
 def fetch(
@@ -161,18 +229,19 @@ def fetch(
 
     Files already in the cache are kept, so an interrupted download resumes with
     the missing files only. Each download goes to a temporary file beside its
-    target and is renamed into place only once its SHA-256 matches.
+    target, is hashed while it streams in, and is renamed into place only once
+    its SHA-256 matches.
 
     Args:
-        name: Registry name: `fashion_mnist` or `mnist`.
+        name: Registry name: `fashion_mnist`, `mnist`, `cifar10` or `cifar100`.
         base_url: Where to download from. Defaults to `None`: `$TRICKLAB_DATA_URL`
             if set, else the official URL of `SOURCES[name]`.
-        checksums: Expected SHA-256 per `.gz` file name, replacing the registered
-            ones (for mirrors and tests). Defaults to `None`.
+        checksums: Expected SHA-256 per downloaded file name (`.gz` or `.tar.gz`),
+            replacing the registered ones (for mirrors and tests). Defaults to `None`.
         timeout: Seconds to wait on the network per request. Defaults to `60.0`.
 
     Returns:
-        The folder holding the four files.
+        The folder holding the dataset's files.
 
     Raises:
         UserInputError: If `name` is unknown, or the files are nowhere and the
@@ -189,7 +258,7 @@ def fetch(
     folder = cache_dir() / name
     created = not folder.exists()
     try:
-        for file_name in (f"{base}.gz" for base in FILES.values()):
+        for file_name in source.archive_sha256:
             target = folder / file_name
             if not target.exists():
                 _download(url + file_name, target, expected[file_name], timeout)
@@ -245,6 +314,8 @@ def _searched(name: str) -> str:
 
 def _hint(name: str, source: Source) -> str:
     hint = f"set TRICKLAB_DATA to a folder holding {name}/"
+    if source.layout == "archive":
+        hint += f" with {', '.join(source.archive_sha256)} in it"
     if source.debian_package:
         hint += f" or install Debian's {source.debian_package}"
     return hint
