@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -13,7 +14,13 @@ from tricklab.data import locate
 
 from .conftest import REPOSITORY
 
-BLOCKS = re.findall(r"```python\n(.*?)```", (REPOSITORY / "README.md").read_text(), re.DOTALL)
+README = (REPOSITORY / "README.md").read_text()
+WALK_TITLE = "### From a CSV file to a report and predictions"
+_walk_start = README.index(WALK_TITLE)
+_walk_end = README.index("\n### ", _walk_start + len(WALK_TITLE))
+WALK = README[_walk_start:_walk_end]
+"""The newcomer's walk from a CSV file to a report and predictions, run as one session."""
+BLOCKS = re.findall(r"```python\n(.*?)```", README[:_walk_start] + README[_walk_end:], re.DOTALL)
 
 
 def _full_dataset_here() -> bool:
@@ -37,3 +44,26 @@ def test_readme_example_runs(index, tmp_path):
     done = subprocess.run([sys.executable, "-c", BLOCKS[index]], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
+
+
+def test_the_walk_from_a_csv_file_to_a_report_and_predictions_runs_as_written(tmp_path):
+    # Its shell and Python blocks in order, in one folder, as a newcomer types them.
+    (tmp_path / ".venv").symlink_to(sys.prefix)  # the virtual environment running the tests
+    blocks = re.findall(r"```(sh|python)\n(.*?)```", WALK, re.DOTALL)
+    assert [kind for kind, _ in blocks] == ["sh", "sh", "sh", "sh", "python"]
+    env = {k: v for k, v in os.environ.items() if k != "TRICKLAB_DATA"}
+    for kind, code in blocks:
+        command = ["bash", "-e", "-c", code] if kind == "sh" else [sys.executable, "-c", code]
+        done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True,
+                              timeout=600)
+        assert done.returncode == 0, (code, done.stderr[-3000:])
+    header = WALK.split("head -1 wine_predictions.csv\n# ", 1)[1].splitlines()[0]
+    assert "[3 rows x 5 columns]" in done.stdout  # the Python example printed its table
+    rows = (tmp_path / "wine_predictions.csv").read_text().splitlines()
+    assert rows[0] == header and len(rows) == 21
+    summary = json.loads((tmp_path / "wine_predictions.json").read_text())
+    assert summary["count"] == 20 and summary["accuracy"] > 0.8
+    assert set(summary["per_class"]) == {"barbera", "grignolino", "nebbiolo"}
+    assert (tmp_path / "wine_predictions_confusion_matrix.png").is_file()
+    report = (tmp_path / "runs" / "wine-tricks" / "report.html").read_text()
+    assert "Do SELU or dropout help on my wine table?" in report
