@@ -20,6 +20,8 @@ from tricklab.train.batched import build_seed_models, seed_group_key
 from tricklab.train.scheduling import LearningRateScheduler
 from tricklab.transfer import load_model, save_model
 
+from .test_trainer import TASKS
+
 SEEDS = [3, 7, 11]
 MLP = [
     {"dense": {"units": 12, "activation": "tanh"}},
@@ -386,3 +388,32 @@ def test_from_recipe_builds_each_seed_as_its_separate_run() -> None:
     assert seed_group_key(recipe(train__batch_size=64)) != seed_group_key(base)
     with pytest.raises(ValueError, match=r"train\.callbacks"):
         BatchedSeedsTrainer.from_recipe(recipe(train__callbacks=["early_stopping"]), [0, 1])
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_each_seed_reports_the_metrics_of_its_separate_run_on_real_data(task: str) -> None:
+    """Binary (auc, precision, recall), regression (huber; mae, rmse) and digits (top-k)."""
+    data, layers, loss, metrics = TASKS[task]
+    x, y = data()
+    x = x.astype(np.float64)
+    train, validation = (x[:300], y[:300]), (x[300:], y[300:])
+    optimizer = {"name": "adam", "learning_rate": 0.01}
+
+    def model(seed: int) -> torch.nn.Module:
+        torch.manual_seed(seed)
+        return build_model([x.shape[1]], layers).double()
+
+    batched = BatchedSeedsTrainer([model(seed) for seed in SEEDS[:2]], optimizer, SEEDS[:2],
+                                  loss=loss, metrics=metrics)
+    fits = batched.fit(*train, epochs=3, validation_data=validation)
+    scores = batched.evaluate(*validation)
+    for seed, fit, seed_scores in zip(SEEDS[:2], fits, scores, strict=True):
+        separate = model(seed)
+        trainer = Trainer(separate, make_optimizer(dict(optimizer), separate.parameters()),
+                          loss=loss, metrics=metrics, seed=seed, progress="none")
+        expected = trainer.fit(*train, epochs=3, validation_data=validation)
+        assert fit.history.keys() == expected.history.keys()
+        assert {f"val_{name}" for name in trainer.metric_names} <= fit.history.keys()
+        for key in expected.history.keys() - {"time_s"}:
+            assert fit.history[key] == pytest.approx(expected.history[key], rel=1e-9), key
+        assert seed_scores == pytest.approx(trainer.evaluate(*validation), rel=1e-9)

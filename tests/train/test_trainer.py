@@ -4,7 +4,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from sklearn.datasets import load_diabetes, load_digits
+from sklearn.datasets import load_breast_cancer, load_diabetes, load_digits
 from torch import nn
 
 import tricklab
@@ -13,6 +13,7 @@ from tricklab.train import Callback, EarlyStopping, Trainer
 
 from .conftest import blobs, make_model
 from .test_feature_cache import frozen_bottom_model
+from .test_metrics import reference
 
 
 def _fit(seed=0, epochs=3, data=None, **kwargs):
@@ -436,3 +437,103 @@ def test_validation_split_leaving_no_sample_on_a_side_is_one_line(digits):
     x, y = digits
     message = _refusal(lambda: _digits_trainer().fit(x[:1], y[:1], validation_split=0.5))
     assert "leaves 0 for training and 1 for validation" in message
+
+
+# --- binary, many classes and regression on real data (issue 14, point 2) ---
+
+
+def standardized(x: np.ndarray) -> np.ndarray:
+    return ((x - x.mean(axis=0)) / x.std(axis=0)).astype(np.float32)
+
+
+def breast_cancer() -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's 569 tumours, 30 features standardized, 0/1 labels (1: benign)."""
+    x, y = load_breast_cancer(return_X_y=True)
+    return standardized(x), y
+
+
+def diabetes() -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's 442 patients, 10 features and the disease progression, both standardized."""
+    x, y = load_diabetes(return_X_y=True)
+    return standardized(x), standardized(y[:, None])[:, 0]
+
+
+TASKS = {
+    # name: (data, layers, loss, metrics)
+    "binary": (breast_cancer, [{"dense": {"units": 16, "activation": "relu"}},
+                               {"dense": {"units": 1, "activation": "sigmoid"}}],
+               "binary_crossentropy", ["accuracy", "auc", "precision", "recall"]),
+    "regression": (diabetes, [{"dense": {"units": 32, "activation": "relu"}},
+                              {"dense": {"units": 1}}],
+                   "huber", ["mae", "mse", "rmse"]),
+    "digits": (lambda: load_digits(return_X_y=True), DIGITS_MLP, "categorical_crossentropy",
+               ["accuracy", {"top_k_accuracy": {"k": 3}}, "precision", "recall"]),
+}
+"""Real data for each kind of task: its data, model, loss and metrics."""
+
+
+def task_trainer(task: str, seed: int = 0, learning_rate: float = 1e-2) -> Trainer:
+    data, layers, loss, metrics = TASKS[task]
+    torch.manual_seed(seed)
+    model = tricklab.build_model([data()[0].shape[1]], layers)
+    optimizer = tricklab.make_optimizer("adam", model.parameters(), learning_rate=learning_rate)
+    return Trainer(model, optimizer, loss=loss, metrics=metrics, progress="none", seed=seed)
+
+
+def expected_scores(trainer: Trainer, x: np.ndarray, y: np.ndarray) -> dict[str, float]:
+    """Each metric of the trainer's model on `(x, y)`, from the NumPy references."""
+    probabilities = trainer.predict(x).astype(np.float64)
+    return {name: reference(name, probabilities, y, metric.get_config())
+            for name, metric in zip(trainer.metric_names, trainer.metrics, strict=True)}
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_validation_and_test_metrics_match_the_references(task):
+    """A short fit reports `val_` metrics per epoch; `evaluate` gives the final ones."""
+    x, y = TASKS[task][0]()
+    parts = {"train": slice(0, 300), "val": slice(300, 400), "test": slice(400, None)}
+    (x_train, y_train), validation, (x_test, y_test) = ((x[p], y[p]) for p in parts.values())
+    trainer = task_trainer(task)
+    result = trainer.fit(x_train, y_train, epochs=8, validation_data=validation)
+    names = trainer.metric_names
+    assert set(result.history) == {"loss", "val_loss", "lr", "time_s", *names,
+                                   *(f"val_{name}" for name in names)}
+    validation_scores = trainer.evaluate(*validation)
+    test_scores = trainer.evaluate(x_test, y_test)
+    for name in names:
+        assert result.history[f"val_{name}"][-1] == pytest.approx(validation_scores[name])
+    assert validation_scores == pytest.approx({"loss": validation_scores["loss"],
+                                               **expected_scores(trainer, *validation)})
+    assert test_scores == pytest.approx({"loss": test_scores["loss"],
+                                         **expected_scores(trainer, x_test, y_test)})
+    if task == "regression":
+        assert test_scores["rmse"] == pytest.approx(math.sqrt(test_scores["mse"]))
+        # It learned: better than predicting the training mean.
+        assert test_scores["mae"] < np.abs(y_test - y_train.mean()).mean()
+    else:
+        assert test_scores["accuracy"] > 0.85
+    if task == "binary":
+        assert test_scores["auc"] > 0.95
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_training_epoch_metrics_match_the_references(task):
+    """At a learning rate of 0 the model is the same all epoch: the epoch's metrics are its own."""
+    x, y = TASKS[task][0]()
+    trainer = task_trainer(task, learning_rate=0.0)
+    result = trainer.fit(x, y, epochs=1, batch_size=50)
+    logged = {name: result.history[name][0] for name in trainer.metric_names}
+    assert logged == pytest.approx(expected_scores(trainer, x, y))
+
+
+def test_categorical_crossentropy_trains_alike_on_labels_and_one_hot_rows():
+    x, y = load_digits(return_X_y=True)
+    one_hot = np.eye(10)[y]
+    histories = []
+    for targets in (y, one_hot):
+        trainer = task_trainer("digits", seed=1)
+        histories.append(trainer.fit(x[:1200], targets[:1200], epochs=3,
+                                     validation_data=(x[1200:], targets[1200:])).history)
+    labels, rows = histories
+    for key in labels.keys() - {"time_s"}:
+        assert rows[key] == pytest.approx(labels[key], rel=1e-5), key
