@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -219,6 +220,176 @@ def test_what_the_losses_accept_passes(fixture_data):
     assert refusal(recipe(loss="mse")).startswith("train.loss: mse compares")
 
 
+# --- tasks beyond ten classes: categorical CE, regression losses, every metric (issue 14) -----
+
+CCE = "categorical_crossentropy"
+BINARY = {"classes": [5, 6]}
+ONE_SIGMOID = [FLATTEN, dense(1, "sigmoid")]
+
+
+@pytest.fixture(scope="module")
+def own_arrays(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """scikit-learn's data as `.npz` archives, for the numpy dataset.
+
+    wine: one-hot float rows of 3 classes; cancer: 0/1 labels stored as floats
+    (a regression to the dataset, classes to the metrics); diabetes: a regression.
+    """
+    from sklearn.datasets import load_breast_cancer, load_diabetes, load_wine
+
+    folder = tmp_path_factory.mktemp("arrays")
+    x, y = load_wine(return_X_y=True)
+    np.savez(folder / "wine.npz", x=x, y=np.eye(3)[y])
+    x, y = load_breast_cancer(return_X_y=True)
+    np.savez(folder / "cancer.npz", x=x, y=y.astype(np.float64))
+    x, y = load_diabetes(return_X_y=True)
+    np.savez(folder / "diabetes.npz", x=x, y=y)
+    return {name: str(folder / f"{name}.npz") for name in ("wine", "cancer", "diabetes")}
+
+
+def arrays(name: str, layers: list[Any], features: int, **train: Any) -> dict[str, Any]:
+    """A recipe on one of `own_arrays`' archives (its path filled in by the test)."""
+    return recipe(layers, data={"dataset": "numpy", "path": name}, input_shape=[features],
+                  **train)
+
+
+def with_paths(document: dict[str, Any], paths: dict[str, str]) -> dict[str, Any]:
+    document = copy.deepcopy(document)
+    if document["data"].get("dataset") == "numpy":
+        document["data"]["path"] = paths[document["data"]["path"]]
+    return document
+
+
+TASK_MISFITS = [
+    pytest.param(
+        recipe([FLATTEN, dense(16, "relu"), dense(5, "softmax")], loss=CCE),
+        "model.layers.2.dense.units: the model outputs 5 values per sample, but the data has 10 "
+        f"classes ({CCE} needs 10 outputs, one per class)",
+        id="categorical-ce-too-few-outputs-for-labels"),
+    pytest.param(
+        arrays("wine", [dense(4, "softmax")], 13, loss=CCE, metrics=[]),
+        "model.layers.0.dense.units: the model outputs 4 values per sample, but the targets are "
+        f"one-hot rows of 3 classes ({CCE} needs 3 outputs, one per class)",
+        id="categorical-ce-one-hot-needs-one-output-per-column"),
+    pytest.param(
+        recipe([{"simple_rnn": {"units": 4}}, dense(1)], data=ADDING, input_shape=[20, 2],
+               loss=CCE, metrics=[]),
+        f"train.loss: {CCE} needs class labels or one-hot (probability) rows, but the targets "
+        "are the float32 values of adding_problem (shape [] each); use mse",
+        id="categorical-ce-on-a-regression"),
+    pytest.param(
+        recipe([FLATTEN, dense(784, "softmax")], **{**AUTOENCODER, "loss": CCE}),
+        f"train.loss: {CCE} needs class labels or one-hot (probability) rows, but the targets "
+        "are the inputs (train.target: inputs); use mse or binary_crossentropy",
+        id="categorical-ce-autoencoder"),
+    pytest.param(
+        recipe(loss="mae", metrics=[]),
+        "train.loss: mae compares the model's output, shape [10] per sample, with the targets, "
+        "shape [] (one class label per sample), and cannot reshape one into the other; for 10 "
+        f"classes use {SCE}, or end the model with 1 unit",
+        id="mae-on-a-ten-way-softmax"),
+    pytest.param(
+        recipe([{"simple_rnn": {"units": 4}}, dense(3)], data=ADDING, input_shape=[20, 2],
+               loss="huber", metrics=[]),
+        "model.layers.1.dense.units: the model outputs 3 values per sample, but huber compares "
+        "them one by one with targets of shape [] (1 value each)",
+        id="huber-with-three-outputs"),
+    pytest.param(
+        recipe([FLATTEN, dense(1)], loss="mse"),
+        "train.metrics.0.accuracy: accuracy of one output thresholds it into 0/1 predictions, "
+        "but the data has 10 classes labelled 0 to 9; end the model with 10 softmax units",
+        id="accuracy-of-one-output-on-ten-classes"),
+    pytest.param(
+        recipe(metrics=["accuracy", "auc"]),
+        "train.metrics.1.auc: auc is the ROC area of one output (a sigmoid unit) against 0/1 "
+        "labels, but the model outputs 10 values per sample; accepted: 1 output with 2 classes "
+        "(binary_crossentropy), or use precision, recall or top_k_accuracy",
+        id="auc-on-a-softmax"),
+    pytest.param(
+        recipe([FLATTEN, dense(2, "softmax")], data=BINARY, metrics=["auc"]),
+        "train.metrics.0.auc: auc is the ROC area of one output (a sigmoid unit) against 0/1 "
+        "labels, but the model outputs 2 values per sample; accepted: 1 output with 2 classes "
+        "(binary_crossentropy), or use precision, recall or top_k_accuracy",
+        id="auc-on-two-softmax-outputs"),
+    pytest.param(
+        recipe(metrics=[{"top_k_accuracy": {"k": 10}}]),
+        "train.metrics.0.top_k_accuracy.k: 10 with 10 classes counts every sample as a hit; "
+        "accepted: 1 to 9",
+        id="top-k-as-many-as-classes"),
+    pytest.param(
+        recipe(ONE_SIGMOID, data=BINARY, loss="binary_crossentropy", metrics=["top_k_accuracy"]),
+        "train.metrics.0.top_k_accuracy: top_k_accuracy needs one score per class, but the "
+        "model outputs 1 value per sample; use accuracy, precision, recall or auc",
+        id="top-k-of-one-output"),
+    pytest.param(
+        recipe(metrics=[{"precision": {"class_id": 10}}]),
+        "train.metrics.0.precision.class_id: 10; accepted: 0 to 9, one of the model's 10 classes",
+        id="precision-class-id-beyond-the-outputs"),
+    pytest.param(
+        recipe(ONE_SIGMOID, data=BINARY, loss="binary_crossentropy",
+               metrics=[{"recall": {"class_id": 1}}]),
+        "train.metrics.0.recall.class_id: 1; accepted: 0 (the positive class of one output)",
+        id="recall-class-id-of-one-output"),
+    pytest.param(
+        recipe(metrics=["mae"]),
+        "train.metrics.0.mae: mae compares the model's output, shape [10] per sample, value by "
+        "value with one class label per sample; use accuracy, or end the model with 1 unit",
+        id="mae-metric-on-a-softmax"),
+    pytest.param(
+        arrays("wine", [dense(2, "softmax")], 13, loss=CCE, metrics=["rmse"]),
+        "model.layers.0.dense.units: the model outputs 2 values per sample, but the targets are "
+        f"one-hot rows of 3 classes ({CCE} needs 3 outputs, one per class)",
+        id="loss-checked-before-metrics"),
+    pytest.param(
+        arrays("diabetes", [dense(1)], 10, loss="mse", metrics=["mae", "precision"]),
+        "train.metrics.1.precision: precision counts predicted classes against class labels, but "
+        "the targets are the float32 values of numpy (shape [] each); use mae, mse or rmse",
+        id="precision-on-a-regression"),
+    pytest.param(
+        recipe([{"simple_rnn": {"units": 4}}, dense(1)], data=ADDING, input_shape=[20, 2],
+               loss="mse", metrics=["accuracy"]),
+        "train.metrics.0.accuracy: accuracy compares predicted classes with class labels, but "
+        "the targets are the float32 values of adding_problem (shape [] each); use mae, mse or "
+        "rmse",
+        id="accuracy-on-a-regression"),
+    pytest.param(
+        recipe([FLATTEN, dense(784, "sigmoid")], **{**AUTOENCODER, "metrics": ["mse", "auc"]}),
+        "train.metrics.1.auc: auc ranks one output's scores against 0/1 labels, but an "
+        "autoencoder's targets are its inputs (train.target: inputs); remove it",
+        id="auc-on-an-autoencoder"),
+]
+
+
+@pytest.mark.parametrize(("document", "message"), TASK_MISFITS)
+def test_a_loss_or_metric_that_does_not_fit_the_task_is_one_line(fixture_data, own_arrays,
+                                                                   document, message):
+    assert refusal(with_paths(document, own_arrays)) == message
+
+
+def test_what_the_new_losses_and_metrics_accept_passes(fixture_data, own_arrays):
+    every_class_metric = ["accuracy", {"top_k_accuracy": {"k": 9}}, "precision", "recall",
+                          {"precision": {"class_id": 9}}]
+    binary_metrics = ["accuracy", "auc", "precision", "recall", "mae",
+                      {"recall": {"class_id": 0}}]
+    accepted = [
+        recipe(loss=CCE, metrics=every_class_metric),  # labels one-hot encoded by the loss
+        recipe([FLATTEN, dense(12, "softmax")], loss=CCE),  # extra outputs, as for sparse
+        recipe(metrics=every_class_metric),
+        recipe(ONE_SIGMOID, data=BINARY, loss="binary_crossentropy", metrics=binary_metrics),
+        recipe([FLATTEN, dense(1)], loss="huber", metrics=["mae", "rmse"]),  # ids as numbers
+        arrays("wine", [dense(3, "softmax")], 13, loss=CCE,
+               metrics=["accuracy", {"top_k_accuracy": {"k": 2}}, "precision", "mse"]),
+        arrays("cancer", [dense(1, "sigmoid")], 30, loss="binary_crossentropy",
+               metrics=["auc", "precision", "recall", "accuracy"]),
+        arrays("diabetes", [dense(1)], 10, loss="mae", metrics=["mae", "mse", "rmse"]),
+        recipe([FLATTEN, dense(784, "sigmoid")], **{**AUTOENCODER, "loss": "huber",
+                                                    "metrics": ["mae", "rmse"]}),
+    ]
+    for document in accepted:
+        check_fits(*built(with_paths(document, own_arrays)))
+    # ... and the same metrics where they do not fit, so this test cannot pass without the check
+    assert refusal(recipe(metrics=binary_metrics)).startswith("train.metrics.1.auc: ")
+
+
 # --- the net under the rules: the model, the loss and the metrics run once -------------------
 
 
@@ -301,9 +472,9 @@ def test_every_shipped_recipe_fits_its_data(path, fixture_data, tmp_path):
 # --- through the command line (once the run layer calls check_fits) --------------------------
 
 
-CLI_CASES = [case for case in MISFITS if case.id in {
+CLI_CASES = [case for case in MISFITS + TASK_MISFITS if case.id in {
     "too-few-outputs", "binary-ce-on-ten-classes", "dense-straight-on-images",
-    "autoencoder-too-narrow"}]
+    "autoencoder-too-narrow", "auc-on-a-softmax"}]
 
 
 @pytest.mark.parametrize(("document", "message"), CLI_CASES)
