@@ -181,8 +181,8 @@ def test_mnist_from_a_folder_of_its_own(
 
 
 def test_registry_and_recipe_validation(fixture_data: Path) -> None:
-    assert datasets.names() == ["adding_problem", "csv", "fashion_mnist", "image_folder", "mnist",
-                                "numpy"]
+    assert datasets.names() == ["adding_problem", "cifar10", "cifar100", "csv", "fashion_mnist",
+                                "image_folder", "mnist", "numpy"]
     assert datasets.info("fashion_mnist").keras_name == "fashion_mnist"
     assert "1708.07747" in datasets.info("fashion_mnist").reference
     config = datasets.validate("fashion_mnist", {"validation": 500, "scale": "standardize"}, "data")

@@ -194,7 +194,7 @@ def test_json_schema_lists_registered_names():
          "\\nthousand')"),
         ({"data": {"dataset": "fashion\nmnist"}},
          "data.dataset: unknown dataset 'fashion\\nmnist'; did you mean 'fashion_mnist'? Known: "
-         "adding_problem, csv, fashion_mnist, image_folder, mnist, numpy"),
+         "adding_problem, cifar10, cifar100, csv, fashion_mnist, image_folder, mnist, numpy"),
     ],
 )
 def test_a_users_value_is_shown_short_and_on_one_line(change, message):
