@@ -19,9 +19,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
+import pandas as pd
+import pyarrow
+import pyarrow.csv
 import torch
 
 from tricklab import atomic
@@ -164,10 +167,21 @@ def predict_run(
     elif labels is not None:
         errors = prediction.mean.numpy().reshape(len(labels), -1) - labels.reshape(len(labels), -1)
         summary.update(mae=float(np.abs(errors).mean()), rmse=float(np.sqrt((errors**2).mean())))
-    atomic.write_text(rows, table.to_csv(index=False))
+    atomic.write_with(rows, lambda file: write_rows(table, file))
     # Last, as result.json is: a summary always has its rows and plots beside it.
     atomic.write_json(summary_path, summary)
     return summary
+
+
+def write_rows(table: pd.DataFrame, file: IO[bytes]) -> None:
+    """Write `table` as CSV with pyarrow, which formats numbers several times faster than pandas.
+
+    Text values are quoted (pyarrow's "needed" style quotes every string); the
+    header is left bare unless a class name holds a comma, a quote or a line break.
+    """
+    plain = not any(set(str(column)) & set(',"\r\n') for column in table.columns)
+    options = pyarrow.csv.WriteOptions(quoting_header="none" if plain else "needed")
+    pyarrow.csv.write_csv(pyarrow.Table.from_pandas(table, preserve_index=False), file, options)
 
 
 def _check_output(rows: Path, summary: Path, confusion: Path, inputs: Any) -> None:
@@ -198,7 +212,7 @@ def _check_output(rows: Path, summary: Path, confusion: Path, inputs: Any) -> No
 def _our_rows(path: Path) -> bool:
     try:
         with path.open(encoding="utf-8") as file:
-            return file.readline().startswith("id,") and file.readline() != ""
+            return file.readline().startswith(("id,", '"id",')) and file.readline() != ""
     except (OSError, UnicodeDecodeError):
         return False
 
