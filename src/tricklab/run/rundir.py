@@ -32,7 +32,8 @@ from tricklab.run.replace import SetAside, check_replaceable, foreign_entries, r
 
 RUN_ENTRIES = (
     "recipe.yaml", "result.json", "history.csv", "checkpoints", "plots", "model",
-    "doctor.json", "lr_find.json", "predictions.json",
+    "doctor.json", "lr_find.json", "predictions.json", "predictions.csv",
+    "predictions_confusion_matrix.png",
 )
 """What tricklab writes into a run directory (train, doctor, lr-find, predict)."""
 
