@@ -92,6 +92,7 @@ class SparseCategoricalCrossentropy(Loss):
 @losses.register(
     "categorical_crossentropy",
     description="Cross-entropy between one-hot (or probability) targets and class scores.",
+    reference="Szegedy et al. 2016, Rethinking the Inception Architecture (label smoothing)",
     keras_name="CategoricalCrossentropy",
 )
 class CategoricalCrossentropy(Loss):

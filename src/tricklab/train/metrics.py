@@ -294,7 +294,9 @@ class Recall(_ClassCounts):
 class AUC(Metric):
     """Exact area under the ROC curve of one output: P(score of a positive > a negative's).
 
-    Computed from ranks (the Mann-Whitney U statistic): with average ranks `R`
+    Computed from ranks (the U statistic of Mann & Whitney 1947, "On a test of
+    whether one of two random variables is stochastically larger than the
+    other", Annals of Mathematical Statistics 18): with average ranks `R`
     over all `N` scores (ties sharing their mean rank), `P` positives and `Q`
     negatives, `AUC = (sum of the positives' R - P (P + 1) / 2) / (P Q)`, a tie
     counting one half. This is the trapezoidal area under the exact ROC curve
