@@ -192,11 +192,16 @@ def load_dataset(dataset: str = "fashion_mnist", **options: Any) -> DatasetSplit
     (`tricklab.data.generated`) are drawn from their `data_seed`.
 
     Args:
-        dataset: Registry name: `fashion_mnist`, `mnist` or `adding_problem`.
-            Defaults to `"fashion_mnist"`.
+        dataset: Registry name: `fashion_mnist`, `mnist`, `cifar10`, `cifar100`,
+            `adding_problem`, or a source of your own data, `csv`, `numpy` or
+            `image_folder` (`tricklab list datasets` lists them all). Defaults to
+            `"fashion_mnist"`.
         **options: The dataset's own options, the parameters of its registered
             loader. For `adding_problem`: `length`, `train_size`, `validation`,
-            `test_size` and `data_seed` (see `tricklab.data.generated.adding_problem`).
+            `test_size` and `data_seed` (see `tricklab.data.generated.adding_problem`);
+            for CIFAR see `tricklab.data.cifar`, for your own data
+            `tricklab.data.tables.csv_table`, `tricklab.data.arrays.numpy_arrays`
+            and `tricklab.data.images.image_folder`.
             For `fashion_mnist` and `mnist`:
 
             - `validation`: How many images, from the start of the training file,
