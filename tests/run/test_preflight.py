@@ -352,6 +352,13 @@ TASK_MISFITS = [
         "rmse",
         id="accuracy-on-a-regression"),
     pytest.param(
+        arrays("wine", [dense(3, "sigmoid")], 13, loss="binary_crossentropy",
+               metrics=["mse", "precision"]),
+        "train.metrics.1.precision: precision reads one class per sample from several outputs "
+        "(their argmax), but binary_crossentropy scores each of the 3 values on its own "
+        "(multi-label); remove it, or use categorical_crossentropy for one class per sample",
+        id="precision-of-a-multi-label-model"),
+    pytest.param(
         recipe([FLATTEN, dense(784, "sigmoid")], **{**AUTOENCODER, "metrics": ["mse", "auc"]}),
         "train.metrics.1.auc: auc ranks one output's scores against 0/1 labels, but an "
         "autoencoder's targets are its inputs (train.target: inputs); remove it",
@@ -378,6 +385,8 @@ def test_what_the_new_losses_and_metrics_accept_passes(fixture_data, own_arrays)
         recipe([FLATTEN, dense(1)], loss="huber", metrics=["mae", "rmse"]),  # ids as numbers
         arrays("wine", [dense(3, "softmax")], 13, loss=CCE,
                metrics=["accuracy", {"top_k_accuracy": {"k": 2}}, "precision", "mse"]),
+        arrays("wine", [dense(3, "sigmoid")], 13, loss="binary_crossentropy",
+               metrics=["mae", "rmse"]),  # multi-label: compared value by value
         arrays("cancer", [dense(1, "sigmoid")], 30, loss="binary_crossentropy",
                metrics=["auc", "precision", "recall", "accuracy"]),
         arrays("diabetes", [dense(1)], 10, loss="mae", metrics=["mae", "mse", "rmse"]),

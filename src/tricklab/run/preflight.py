@@ -41,7 +41,8 @@ What each built-in metric accepts (`tricklab.train.metrics`):
   threshold it into 0/1 predictions, so the data must have 2 classes (0/1);
   `auc` needs that one output; `top_k_accuracy` needs one score per class and
   `k` below the number of classes; `class_id` must be one of the output's
-  classes.
+  classes. With several outputs they read one class per sample (the argmax),
+  which a multi-label model (`binary_crossentropy` on several outputs) lacks.
 - `mae`, `mse`, `rmse` compare the output value by value with the targets, as
   the regression losses do: as many values per sample. Keras would broadcast
   one class label against ten softmax scores and report a number that means
@@ -185,8 +186,10 @@ def check_fits(recipe: Recipe, model: torch.nn.Module, splits: DatasetSplits) ->
             metric_registry.get(spec, "train.metrics")
         for index, spec in enumerate(recipe.train.metrics)
     }
+    # Binary cross-entropy on several outputs scores each one on its own: multi-label.
+    multi_label = isinstance(loss, BinaryCrossentropy) and math.prod(shape) > 1
     for field, metric in scorers.items():
-        _check_metric(field, metric, shape, targets, autoencoder)
+        _check_metric(field, metric, shape, targets, autoencoder, multi_label)
     loss_fn = loss.on_logits if fused else loss
     # The metrics see what the trainer gives them: logits, with the activation they lack.
     metric_activation = loss.fusable_activation if fused else None
@@ -360,7 +363,8 @@ def _shape_error(
 
 
 def _check_metric(
-    field: str, metric: Metric, shape: tuple[int, ...], targets: Targets, autoencoder: bool
+    field: str, metric: Metric, shape: tuple[int, ...], targets: Targets, autoencoder: bool,
+    multi_label: bool,
 ) -> None:
     """A metric that cannot score this model's output against these targets, in one line."""
     name = field.rsplit(".", 1)[-1]
@@ -389,6 +393,12 @@ def _check_metric(
     if not targets.class_like:
         raise UserInputError(
             f"{field}: {name} {does}, but the targets are {targets.what}; use mae, mse or rmse"
+        )
+    if multi_label:
+        raise UserInputError(
+            f"{field}: {name} reads one class per sample from several outputs (their argmax), "
+            f"but binary_crossentropy scores each of the {_values(math.prod(shape))} on its own "
+            "(multi-label); remove it, or use categorical_crossentropy for one class per sample"
         )
     classes = targets.class_count
     if width == 1 and (classes > 2 or targets.low < 0):

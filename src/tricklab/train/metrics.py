@@ -14,7 +14,7 @@ buffer are scored step by step instead, by adding up the `SummedMetric`s' sums.
 
 Each metric says whether a higher value is better (Keras 3 metrics' direction,
 "up" or "down"), and `higher_is_better` answers for any logged or reported name
-(`val_mae`, `test_auc`, `loss`) from the registry, for callbacks and studies.
+(`val_mae`, `test_auc`, `loss`) from the registry, as studies rank by it.
 """
 
 from __future__ import annotations
