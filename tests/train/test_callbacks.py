@@ -47,6 +47,18 @@ def test_auto_mode_maximizes_accuracy():
     assert _drive(stopper, [0.5, 0.6, 0.55, 0.58], key="val_accuracy") == 2
 
 
+@pytest.mark.parametrize(("monitor", "mode"), [
+    ("val_auc", "max"), ("val_precision", "max"), ("val_recall", "max"),
+    ("val_top_k_accuracy", "max"), ("val_mae", "min"), ("val_rmse", "min"),
+    ("loss", "min"), ("val_custom_acc", "max"), ("val_custom", "min"),
+])
+def test_auto_mode_follows_the_metrics_direction(monitor, mode):
+    stopper = EarlyStopping(monitor=monitor, patience=1)
+    assert stopper.mode == mode
+    rising = [0.5, 0.6, 0.7, 0.8]  # better every epoch only when higher is better
+    assert _drive(stopper, rising, key=monitor) == (None if mode == "max" else 1)
+
+
 def test_baseline_must_be_beaten_to_reset_patience():
     # Keras: improving epochs never stop training, but without beating the
     # baseline they do not reset the patience counter either.

@@ -155,6 +155,21 @@ def test_performance_lowers_the_rate_after_a_plateau() -> None:
     assert recorder.lrs == [rate for rate in result.history["lr"] for _ in range(STEPS)]
 
 
+@pytest.mark.parametrize(("monitor", "mode"), [
+    ("val_auc", "max"), ("val_recall", "max"), ("val_accuracy", "max"), ("val_mae", "min"),
+    ("val_loss", "min"),
+])
+def test_performance_auto_mode_follows_the_metrics_direction(monitor, mode) -> None:
+    scheduler = LearningRateScheduler({"performance": {"monitor": monitor, "patience": 1}})
+    assert scheduler.schedule.mode == mode
+    explicit = LearningRateScheduler({"performance": {"monitor": "val_auc", "mode": "min"}})
+    assert explicit.schedule.mode == "min"
+    # Rising values improve every epoch only when higher is better; else, with a
+    # patience of 1, each epoch after the first reduces the rate.
+    rates = [scheduler.schedule.update(value, 0.1) for value in (0.5, 0.6, 0.7)]
+    assert rates == pytest.approx([0.1, 0.1, 0.1] if mode == "max" else [0.1, 0.01, 0.01])
+
+
 def test_performance_missing_monitor_names_it_and_the_available_keys() -> None:
     with pytest.raises(UserInputError, match=r"^performance\.monitor: 'val_loss'.*loss"):
         train("performance", epochs=1)

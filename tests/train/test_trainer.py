@@ -426,6 +426,16 @@ def test_bad_data_is_one_line_and_trains_nothing(digits):
     assert trainer.history == {}
 
 
+def test_categorical_crossentropy_labels_are_checked_like_sparse_ones(digits):
+    x, y = digits
+    model = tricklab.build_model([64], [{"dense": {"units": 10, "activation": "softmax"}}])
+    trainer = Trainer(model, tricklab.make_optimizer("adam", model.parameters()),
+                      loss="categorical_crossentropy", progress="none")
+    assert "y: sample 2 has target -1; CategoricalCrossentropy takes class indices" in _refusal(
+        lambda: trainer.fit(x[:3], [0, 1, -1]))
+    assert "y: sample 0 has target 0.5" in _refusal(lambda: trainer.fit(x[:3], [0.5, 1, 2]))
+
+
 @pytest.mark.parametrize("split", [1.0, -0.1, 1.5, float("nan"), "0.2", True])
 def test_validation_split_out_of_range_is_one_line(digits, split):
     x, y = digits

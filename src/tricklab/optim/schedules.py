@@ -360,13 +360,13 @@ class CosineDecay(Schedule):
 class Performance(Schedule):
     """Performance scheduling: reduce the rate when `monitor` stops improving (Keras semantics).
 
-    Not a closed form: `update(value, current_lr)` takes the monitored value after
-    each epoch. An epoch improves when value < best - min_delta (mode "min") or
-    value > best + min_delta ("max"); "auto" picks "max" for names containing
-    "acc". Once `patience` epochs in a row have not improved and lr > min_lr, the
-    rate becomes max(lr · factor, min_lr), the count restarts, and the next
-    `cooldown` epochs are not counted. Reference: Keras `ReduceLROnPlateau`;
-    Géron, Hands-On ML ch. 11, "Performance scheduling".
+    Not a closed form: `update(value, current_lr)` takes the monitored value after each
+    epoch. An epoch improves when value < best - min_delta (mode "min") or value > best
+    + min_delta ("max"); "auto" picks "max" for the metrics where higher is better (see
+    `orient`; else for names containing "acc"). Once `patience` epochs in a row have not
+    improved and lr > min_lr, the rate becomes max(lr · factor, min_lr), the count
+    restarts, and the next `cooldown` epochs are not counted. Reference: Keras
+    `ReduceLROnPlateau`; Géron, Hands-On ML ch. 11, "Performance scheduling".
 
     Args:
         monitor: Epoch log key to watch. Defaults to `"val_loss"`.
@@ -392,10 +392,23 @@ class Performance(Schedule):
         per: Annotated[Per, AfterValidator(_epoch_only)] = "epoch",
     ) -> None:
         self.monitor, self.factor, self.patience = monitor, factor, patience
+        self.auto_mode = mode == "auto"
         self.mode = ("max" if "acc" in monitor else "min") if mode == "auto" else mode
         self.min_delta, self.cooldown, self.min_lr, self.per = min_delta, cooldown, min_lr, per
         self.wait, self.cooldown_counter = 0, 0
         self.best = -math.inf if self.mode == "max" else math.inf
+
+    def orient(self, higher_is_better: bool | None) -> None:
+        """Let an `auto` mode follow the monitored metric's known direction, before training.
+
+        The optimizers' layer knows no metric, so the trainer's layer, which does
+        (`tricklab.train.metrics.higher_is_better`), tells it: `val_auc` or
+        `val_recall` is then watched with "max", `val_mae` with "min". `None`
+        (an unknown name) keeps the "acc" rule; an explicit mode is kept.
+        """
+        if self.auto_mode and higher_is_better is not None:
+            self.mode = "max" if higher_is_better else "min"
+            self.best = -math.inf if self.mode == "max" else math.inf
 
     def learning_rate(self, t: int, base: float, total: int) -> float:
         raise TypeError("performance follows a monitored metric; feed it with update()")

@@ -15,6 +15,7 @@ import torch
 from tricklab.config import Configurable
 from tricklab.errors import UserInputError
 from tricklab.registry import Registry
+from tricklab.train.metrics import higher_is_better
 
 if TYPE_CHECKING:
     from tricklab.train.trainer import Trainer
@@ -77,12 +78,14 @@ callbacks: Registry[Callback] = Registry("callback", base=Callback)
 class EarlyStopping(Callback):
     """Stop training when `monitor` has not improved for `patience` epochs (Keras semantics).
 
-    An epoch improves when `current < best - min_delta` (mode `min`) or
-    `current > best + min_delta` (mode `max`); `auto` picks `max` for names
-    containing "acc" and `min` otherwise. Training stops once `patience` epochs
-    in a row have not improved. With `restore_best_weights`, the weights of the
-    best epoch are put back when the callback stops training; as in Keras, a run
-    that reaches its last epoch without stopping keeps its final weights.
+    An epoch improves when `current < best - min_delta` (mode `min`) or `current > best
+    + min_delta` (mode `max`); `auto` picks `max` for a metric where higher is better
+    (`val_accuracy`, `val_auc`, `val_recall`; see
+    `tricklab.train.metrics.higher_is_better`), `min` for losses and errors (`val_loss`,
+    `val_mae`), and for other names `max` when they contain "acc". Training stops once
+    `patience` epochs in a row have not improved. With `restore_best_weights`, the
+    weights of the best epoch are put back when the callback stops training; as in
+    Keras, a run that reaches its last epoch without stopping keeps its final weights.
 
     Args:
         monitor: History key to watch. Defaults to `"val_loss"`.
@@ -108,7 +111,11 @@ class EarlyStopping(Callback):
         self.monitor = monitor
         self.min_delta = abs(min_delta)
         self.patience = patience
-        self.mode = ("max" if "acc" in monitor else "min") if mode == "auto" else mode
+        self.mode = mode
+        if mode == "auto":
+            higher = higher_is_better(monitor)
+            self.mode = ("max" if "acc" in monitor else "min") if higher is None else (
+                "max" if higher else "min")
         self.baseline = baseline
         self.restore_best_weights = restore_best_weights
         self.start_from_epoch = start_from_epoch

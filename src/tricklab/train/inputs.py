@@ -13,11 +13,13 @@ inputs with the same rules:
   `.double()`): float64 is rounded to float32; integers and booleans keep their
   values, so uint8 images arrive as 0-255, not divided by 255 (scale them
   first, as Keras users do).
-- Targets of `sparse_categorical_crossentropy` become int64 class indices
-  (floats holding whole numbers are accepted; fractions, NaN, infinities and
-  negatives are refused); targets of `mse` and `binary_crossentropy` become the
-  model's floating dtype; for any other loss, float targets become that dtype
-  and integer ones are kept as given.
+- Targets of `sparse_categorical_crossentropy`, and the `[N]` class labels of
+  `categorical_crossentropy`, become int64 class indices (floats holding whole
+  numbers are accepted; fractions, NaN, infinities and negatives are refused);
+  targets of `mse`, `mae`, `huber`, `binary_crossentropy` and the one-hot or
+  probability rows of `categorical_crossentropy` become the model's floating
+  dtype; for any other loss, float targets become that dtype and integer ones
+  are kept as given.
 - A float32 CPU tensor, or a native-order float32 NumPy array, is used as it
   is, without a copy (NumPy shares its memory with the tensor).
 - `x` and `y` (and the two parts of `validation_data`) must have the same
@@ -41,7 +43,10 @@ import torch
 from tricklab.errors import UserInputError, shown_value
 from tricklab.train.losses import (
     BinaryCrossentropy,
+    CategoricalCrossentropy,
+    Huber,
     Loss,
+    MeanAbsoluteError,
     MeanSquaredError,
     SparseCategoricalCrossentropy,
 )
@@ -56,7 +61,9 @@ Pair = tuple[torch.Tensor, torch.Tensor]
 INDEX_TARGET_LOSSES = (SparseCategoricalCrossentropy,)
 """Losses whose targets are class indices, made int64 (what `F.cross_entropy` indexes with)."""
 
-FLOAT_TARGET_LOSSES = (MeanSquaredError, BinaryCrossentropy)
+FLOAT_TARGET_LOSSES = (
+    MeanSquaredError, MeanAbsoluteError, Huber, BinaryCrossentropy, CategoricalCrossentropy,
+)
 """Losses whose targets are numbers compared with the output, made the model's float dtype."""
 
 ACCEPTED_DATA = "numbers (bool, integer or float) as a NumPy array, a torch tensor or nested lists"
@@ -177,7 +184,9 @@ def to_targets(
     y: torch.Tensor, name: str, loss: Loss, dtype: torch.dtype, device: torch.device | None
 ) -> torch.Tensor:
     """Targets in the dtype `loss` computes with (see the module docstring)."""
-    if isinstance(loss, INDEX_TARGET_LOSSES):
+    if isinstance(loss, INDEX_TARGET_LOSSES) or (
+        isinstance(loss, CategoricalCrossentropy) and y.ndim == 1
+    ):
         return _class_indices(y, name, type(loss).__name__).to(device)
     if isinstance(loss, FLOAT_TARGET_LOSSES) or y.is_floating_point():
         return y.to(device=device, dtype=dtype)

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from tricklab.errors import UserInputError
 from tricklab.optim.schedules import Performance, Schedule, schedules
 from tricklab.train.callbacks import Callback
+from tricklab.train.metrics import higher_is_better
 
 if TYPE_CHECKING:
     import torch
@@ -46,6 +47,8 @@ class LearningRateScheduler(Callback):
 
     def __init__(self, schedule: str | dict[str, Any] | Schedule) -> None:
         self.schedule = schedules.get(schedule, "schedule")
+        if isinstance(self.schedule, Performance):
+            self.schedule.orient(higher_is_better(self.schedule.monitor))
         self.base: list[float] | None = None
         self.total = 0
 
