@@ -21,7 +21,7 @@ setup or checkpoint writing), the first epoch of every fit is left out as a
 warm-up, and the medians of the rest are compared. The final training losses
 of both are printed to show that they did the same work.
 
-Run: `.venv/bin/python benchmarks/csv_epoch.py [--rows 50000] [--rounds 3] [--epochs 4]`.
+Run: `.venv/bin/python benchmarks/csv_epoch.py [--rows 50000] [--rounds 8] [--epochs 3]`.
 """
 
 from __future__ import annotations
@@ -63,8 +63,8 @@ def direct_fit(recipe, splits) -> dict[str, list[float]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=50_000)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--epochs", type=int, default=4, help="per fit, the first one a warm-up")
+    parser.add_argument("--rounds", type=int, default=8)
+    parser.add_argument("--epochs", type=int, default=3, help="per fit, the first one a warm-up")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "table.csv"
