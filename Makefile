@@ -65,6 +65,10 @@ bench: data
 	$(PY) benchmarks/regularization_overhead.py
 	$(PY) benchmarks/train_memory.py
 	$(PY) benchmarks/study_speed.py
+	$(PY) benchmarks/csv_load.py
+	$(PY) benchmarks/csv_epoch.py
+	$(PY) benchmarks/csv_predict.py
+	$(PY) benchmarks/image_folder_load.py
 	$(PY) benchmarks/study_store_overhead.py
 	$(PY) benchmarks/doctor_overhead.py
 	$(PY) benchmarks/save_load.py
