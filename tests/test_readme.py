@@ -67,3 +67,12 @@ def test_the_walk_from_a_csv_file_to_a_report_and_predictions_runs_as_written(tm
     assert (tmp_path / "wine_predictions_confusion_matrix.png").is_file()
     report = (tmp_path / "runs" / "wine-tricks" / "report.html").read_text()
     assert "Do SELU or dropout help on my wine table?" in report
+    # A tired user's next command: predictions over their own training file. Refused.
+    training_file = (tmp_path / "wine.csv").read_bytes()
+    refused = subprocess.run(
+        [".venv/bin/tricklab", "predict", "runs/wine", "--input", "new_wines.csv", "--output",
+         "wine.csv"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert refused.returncode == 2 and refused.stderr == (
+        "error: --output: wine.csv exists and is not a predictions file tricklab wrote; "
+        "choose another name or move it away\n")
+    assert (tmp_path / "wine.csv").read_bytes() == training_file

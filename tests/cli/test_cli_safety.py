@@ -18,6 +18,9 @@ from .test_cli import SMALL, tricklab, write_recipe
 # to be interrupted in.
 SLOW_EPOCH = {
     **SMALL,
+    # An epoch of 500 single-sample steps: long enough (about a second) for a signal to
+    # land in the middle of one, short enough to resume and finish quickly.
+    "data": {**SMALL["data"], "train_size": 500},
     "model": {"layers": ["flatten", {"dense": {"units": 1024, "activation": "relu"}},
                          {"dense": {"units": 10, "activation": "softmax"}}]},
     "train": {**SMALL["train"], "epochs": 3, "batch_size": 1},

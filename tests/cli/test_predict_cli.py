@@ -7,8 +7,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-from sklearn.datasets import load_breast_cancer
-
 from tricklab.recipe import recipe_from_dict
 from tricklab.run import train_recipe
 
@@ -38,39 +36,6 @@ def test_predict_prints_the_table_and_writes_the_files(fixture_data, cli_env, tm
     assert f"plot: {run / 'plots' / 'accuracy_vs_confidence.png'}" in done.stderr
     assert f"plot: {run / 'predictions_confusion_matrix.png'}" in done.stderr
     assert "Traceback" not in done.stderr
-
-
-def test_predict_on_a_new_csv_file_writes_rows_and_a_summary(cli_env, tmp_path):
-    frame = load_breast_cancer(as_frame=True).frame
-    frame.iloc[:450].to_csv(tmp_path / "train.csv", index=False)
-    frame.iloc[450:].to_csv(tmp_path / "new.csv", index=False)
-    recipe = {"name": "cancer", "seed": 0,
-              "data": {"dataset": "csv", "path": str(tmp_path / "train.csv"), "target": "target"},
-              "model": {"layers": [{"dense": {"units": 16, "activation": "relu"}},
-                                   {"dense": {"units": 2, "activation": "softmax"}}]},
-              "train": {"optimizer": {"name": "adam"}, "epochs": 5, "batch_size": 32}}
-    run = train_recipe(recipe_from_dict(recipe), out=tmp_path / "run", progress="none").run_dir
-    out = tmp_path / "out" / "scores.csv"
-    out.parent.mkdir()
-    done = tricklab("predict", str(run), "--input", str(tmp_path / "new.csv"), "--output",
-                    str(out), "--mc-samples", "4", env=cli_env)
-    assert done.returncode == 0, done.stderr
-    summary = json.loads(out.with_suffix(".json").read_text())
-    assert summary["count"] == 119 and summary["labelled"] and summary["mc_samples"] == 4
-    assert f"{tmp_path / 'new.csv'}: 119 samples, 4 pass(es); accuracy" in done.stdout
-    precision = summary["per_class"]["1"]["precision"]
-    assert f"1 precision {precision:.3f}" in done.stdout
-    assert (out.parent / "scores_confusion_matrix.png").is_file()
-    header = out.read_text().splitlines()[0]
-    assert header == "id,label,predicted,probability_0,probability_1,std,entropy"
-
-    user_file = tmp_path / "notes.csv"
-    user_file.write_text("my,own\n1,2\n")
-    refused = tricklab("predict", str(run), "--input", str(tmp_path / "new.csv"), "--output",
-                       str(user_file), env=cli_env)
-    assert refused.returncode == 2 and refused.stderr.count("\n") == 1, refused.stderr
-    assert "is not a predictions file tricklab wrote" in refused.stderr
-    assert user_file.read_text() == "my,own\n1,2\n"
 
 
 def test_bad_input_exits_2_with_one_line(cli_env, tmp_path: Path):

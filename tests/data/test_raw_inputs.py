@@ -143,7 +143,7 @@ def refused(preprocessing: Preprocessing, source: Any) -> str:
 
 
 def test_table_mismatches_are_one_line(tmp_path: Path) -> None:
-    train, test, rows = diabetes_tables(tmp_path)
+    train, _, rows = diabetes_tables(tmp_path)
     preprocessing = stored(load_dataset("csv", path=str(train), target="target"),
                            tmp_path / "model")
 

@@ -427,7 +427,7 @@ def test_bad_data_is_one_line_and_trains_nothing(digits):
 
 
 def test_categorical_crossentropy_labels_are_checked_like_sparse_ones(digits):
-    x, y = digits
+    x, _ = digits
     model = tricklab.build_model([64], [{"dense": {"units": 10, "activation": "softmax"}}])
     trainer = Trainer(model, tricklab.make_optimizer("adam", model.parameters()),
                       loss="categorical_crossentropy", progress="none")
