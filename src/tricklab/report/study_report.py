@@ -290,7 +290,8 @@ def _doctor_html(reports: dict[str, list[dict[str, Any]]]) -> str:
 
 
 def render_html(
-    results: StudyResults, doctor: dict[str, list[dict[str, Any]]] | None = None
+    results: StudyResults, doctor: dict[str, list[dict[str, Any]]] | None = None,
+    recommendation: list[str] | None = None,
 ) -> str:
     """The whole report page as one self-contained HTML string.
 
@@ -298,6 +299,8 @@ def render_html(
         results: The study's results.
         doctor: Each variant's `doctor.json` contents, when runs were probed. Defaults
             to `None` (no doctor section).
+        recommendation: Lines to open the report with (`tricklab tricks`). Defaults to
+            `None` (none).
     """
     e = html.escape
     spec = results.spec
@@ -305,6 +308,10 @@ def render_html(
     parts = [f"<h1>Study: {e(name)}</h1>"]
     if spec.get("question"):
         parts.append(f'<p class="question">{e(spec["question"])}</p>')
+    if recommendation:
+        items = "".join(f"<li>{e(line)}</li>" for line in recommendation)
+        parts.append(f'<section id="recommendation"><h2>Recommendation</h2><ul>{items}</ul>'
+                     "</section>")
     if spec.get("description"):
         parts.append(f"<p>{e(spec['description'])}</p>")
     setup = "".join(f"<dt>{e(k)}</dt><dd>{e(v)}</dd>" for k, v in _setup(results))
@@ -348,8 +355,8 @@ def render_html(
             f"<style>{_STYLE}</style></head><body><main>{''.join(parts)}</main></body></html>\n")
 
 
-def render_markdown(results: StudyResults) -> str:
-    """The report's title, question, ranked table and warnings as Markdown."""
+def render_markdown(results: StudyResults, recommendation: list[str] | None = None) -> str:
+    """The report's title, question, recommendation (if any), ranked table and warnings."""
     def cell(text: str) -> str:
         return text.replace("|", "\\|").replace("\n", " ")
 
@@ -358,6 +365,8 @@ def render_markdown(results: StudyResults) -> str:
     lines = [f"# Study: {spec.get('name', '')}", ""]
     if spec.get("question"):
         lines += [f"> {cell(spec['question'])}", ""]
+    if recommendation:
+        lines += ["## Recommendation", "", *(f"- {cell(line)}" for line in recommendation), ""]
     lines += ["- " + "; ".join(f"**{k}**: {cell(v)}" for k, v in _setup(results)), ""]
     lines.append("| " + " | ".join(cell(h) for _, h in columns) + " |")
     lines.append("|" + "|".join("---" if k == "variant" else "---:" for k, _ in columns) + "|")
@@ -376,11 +385,14 @@ def _load(study_dir: str | Path) -> StudyResults:
         return load_results(store)
 
 
-def write_study_report(study_dir: str | Path) -> tuple[Path, Path]:
+def write_study_report(
+    study_dir: str | Path, recommendation: list[str] | None = None
+) -> tuple[Path, Path]:
     """Write `report.html` and `report.md` into a study directory, atomically.
 
     Args:
         study_dir: The study directory holding `study.db`.
+        recommendation: Lines to open the report with. Defaults to `None` (none).
 
     Returns:
         The paths of `report.html` and `report.md`.
@@ -391,8 +403,8 @@ def write_study_report(study_dir: str | Path) -> tuple[Path, Path]:
     study_dir = Path(study_dir)
     results = _load(study_dir)
     html_path, markdown_path = study_dir / "report.html", study_dir / "report.md"
-    write_text(html_path, render_html(results, _doctor_reports(study_dir, results)))
-    write_text(markdown_path, render_markdown(results))
+    write_text(html_path, render_html(results, _doctor_reports(study_dir, results), recommendation))
+    write_text(markdown_path, render_markdown(results, recommendation))
     return html_path, markdown_path
 
 

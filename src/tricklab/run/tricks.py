@@ -1,0 +1,443 @@
+"""`tricklab tricks`: the chapter's tricks tried one at a time on a user's recipe, as one study.
+
+The baseline is the recipe unchanged; every other variant changes one thing
+the chapter recommends, where it applies to this model (`trick_variants`).
+The variants become an ordinary study file, `tricks.yaml`, whose `base:` is
+the user's recipe, validated as every study is and run by the study machinery
+(store, resume, Ray, report). What does not apply is listed with its reason in
+`skipped.json`.
+
+Optimizers are compared at a learning rate each: with a validation split, the
+study's own `lr_search` (the DeepOBS protocol, Schneider et al. 2019) picks
+it per optimizer from `LEARNING_RATES` and the recipe's rate, on the
+validation metric; without one, each trains at the recipe's rate (SGD
+variants of an SGD recipe) or Keras's default.
+
+After the study, `recommended.yaml` is the recipe with every variant whose
+difference from the baseline was detectably better (its 95% bootstrap interval
+excludes 0, the report's verdict `better`) applied together: the preset first
+(it sets what the others refine), then in the chapter's order. Of two variants
+changing the same thing (two optimizers), the one that helped more is kept.
+The combination itself is not tested.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tricklab.atomic import write_json, write_text
+from tricklab.errors import UserInputError, did_you_mean, shown_value
+from tricklab.recipe.load import apply_override, read_yaml, recipe_from_dict
+from tricklab.recipe.reported import has_validation, metric_names
+from tricklab.recipe.study import MAX_SEEDS, Study, load_study
+from tricklab.recipe.yaml_input import shown_path
+from tricklab.report.study_report import write_study_report
+from tricklab.run.replace import foreign_entries
+from tricklab.run.study import Backend, StudyOutcome, default_study_dir, run_study
+from tricklab.run.study_folder import LOCK_NAME, STORE_NAME, StudyLock, open_store
+from tricklab.run.trick_variants import FAMILIES, TRICKS, Change, Subject, Trick
+from tricklab.study.results import StudyResults, load_results
+from tricklab.study.store import StudyStore
+
+LEARNING_RATES = (1e-4, 1e-3, 1e-2)
+"""The search grid of the optimizer variants, with the recipe's own rate added."""
+STUDY_FILE = "tricks.yaml"
+SKIPPED_FILE = "skipped.json"
+RECOMMENDED_FILE = "recommended.yaml"
+DEFAULT_SEEDS = 5
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A trick that applies, with its change and whether its learning rate is searched."""
+
+    trick: Trick
+    change: Change
+    description: str
+    searched: bool
+
+    @property
+    def name(self) -> str:
+        return self.trick.name
+
+
+@dataclass
+class TricksPlan:
+    """What `tricklab tricks` will run on one recipe.
+
+    Args:
+        recipe_path: The user's recipe file.
+        subject: The recipe, read.
+        variants: The variants that apply, in the chapter's order.
+        skipped: Each variant left out, with the reason.
+        seeds: Seeds per variant.
+        epochs: Epochs per run (the study's budget), or `None` for the recipe's.
+        quick: Two seeds of one epoch, one variant per family.
+        metric: The final metric compared, e.g. `test_accuracy`.
+        search_metric: The validation metric the learning-rate search ranks by, or
+            `None` when nothing is searched.
+        grid: The learning rates searched.
+    """
+
+    recipe_path: Path
+    subject: Subject
+    variants: list[Variant]
+    skipped: dict[str, str]
+    seeds: int
+    epochs: int | None
+    quick: bool
+    metric: str
+    search_metric: str | None
+    grid: list[float] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return f"{self.subject.recipe.name[:53]}-tricks"
+
+    def study_document(self, folder: Path) -> dict[str, Any]:
+        """The study file's contents, its `base:` the recipe as seen from `folder`."""
+        try:
+            base = os.path.relpath(self.recipe_path.resolve(), folder.resolve())
+        except ValueError:  # another drive: only an absolute path reaches it
+            base = str(self.recipe_path.resolve())
+        variants: dict[str, Any] = {"baseline": {"description": "the recipe as it is"}}
+        for variant in self.variants:
+            variants[variant.name] = {"description": variant.description,
+                                      "set": copy.deepcopy(variant.change.set)}
+        quick = [name for name, reason in self.skipped.items() if reason.startswith("--quick")]
+        skipped = [f"{name} ({reason})" for name, reason in self.skipped.items()
+                   if name not in quick]
+        if quick:
+            skipped.append(f"{len(quick)} more left out by --quick")
+        document: dict[str, Any] = {
+            "name": self.name,
+            "question": f"Which of the chapter's tricks help {self.subject.recipe.name}?",
+            "description": "Made by tricklab tricks: the baseline is the recipe as it is, each "
+                           "variant changes one thing of it."
+                           + (f" Not tried: {'; '.join(skipped)}." if skipped else ""),
+            "base": base, "seeds": self.seeds, "metric": self.metric, "baseline": "baseline",
+        }
+        if self.epochs is not None:
+            document["budget"] = {"epochs": self.epochs}
+        searched = [variant.name for variant in self.variants if variant.searched]
+        if searched:
+            document["lr_search"] = {"grid": self.grid, "seeds": 2,
+                                     "metric": self.search_metric, "variants": searched}
+        return {**document, "quick": {"seeds": 2, "epochs": 1}, "variants": variants}
+
+    def study_text(self, folder: Path) -> str:
+        """`tricks.yaml` as written into `folder`: a comment, then the study."""
+        header = (f"# The study `tricklab tricks {shown_path(self.recipe_path)}` made and ran: "
+                  "edit it and run it again\n# with `tricklab study` (--out DIR for another "
+                  "folder).\n")
+        return header + yaml.safe_dump(self.study_document(folder), sort_keys=False,
+                                       allow_unicode=True, width=100)
+
+
+def parse_families(text: str | None) -> tuple[str, ...]:
+    """`init_activation,optimizer` -> the families, in the chapter's order; `None`: all.
+
+    Raises:
+        UserInputError: Naming an unknown family and listing the known ones.
+    """
+    if text is None:
+        return FAMILIES
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    for name in names:
+        if name not in FAMILIES:
+            suggestion = did_you_mean(name, FAMILIES)
+            known = f" Known: {', '.join(FAMILIES)}" if suggestion else (
+                f"; known: {', '.join(FAMILIES)}")
+            raise UserInputError(f"--families: {shown_value(name)} is not a family of tricks"
+                                 f"{suggestion}{known}")
+    if not names:
+        raise UserInputError(f"--families: no family given; known: {', '.join(FAMILIES)}")
+    return tuple(family for family in FAMILIES if family in names)
+
+
+def _describe(trick: Trick, change: Change, searched: str | None) -> str:
+    """The variant's line; an optimizer's says its learning rate, or how it is chosen."""
+    optimizer = change.set.get("train.optimizer")
+    if trick.family != "optimizer" or optimizer is None:
+        return change.description
+    if searched is not None:
+        return f"{change.description}, learning rate chosen on {searched}"
+    return f"{change.description}, learning rate {optimizer['learning_rate']:g}"
+
+
+def _validate(document: dict[str, Any], change: Change, source: str) -> str | None:
+    """Why the recipe with the change would be invalid (a bug of the trick), or `None`."""
+    changed = copy.deepcopy(document)
+    for dotted, value in change.set.items():
+        apply_override(changed, dotted.split("."), copy.deepcopy(value))
+    try:
+        recipe_from_dict(changed, source)
+    except UserInputError as error:
+        return f"its recipe would be invalid: {error}"
+    return None
+
+
+def plan_tricks(
+    recipe_path: str | Path, families: tuple[str, ...] = FAMILIES, seeds: int = DEFAULT_SEEDS,
+    epochs: int | None = None, quick: bool = False,
+) -> TricksPlan:
+    """Derive the variants of a recipe and what is skipped, validating every variant's recipe.
+
+    Args:
+        recipe_path: The user's recipe file.
+        families: The families to try (see `parse_families`). Defaults to all.
+        seeds: Seeds per variant, from 1 to `MAX_SEEDS`. Defaults to `5`.
+        epochs: Epochs per run, replacing the recipe's. Defaults to `None`.
+        quick: Keep the first variant of each family (and run 2 seeds of 1 epoch).
+            Defaults to `False`.
+
+    Raises:
+        UserInputError: An invalid recipe, a bad number, or no variant that applies.
+    """
+    recipe_path = Path(recipe_path)
+    if not 1 <= seeds <= MAX_SEEDS:
+        raise UserInputError(f"--seeds: {seeds} is not a number of seeds from 1 to {MAX_SEEDS}")
+    if epochs is not None and epochs < 1:
+        raise UserInputError(f"--epochs: {epochs} is not a number of epochs (1 or more)")
+    document = read_yaml(recipe_path)
+    if not isinstance(document, dict):
+        raise UserInputError(
+            f"{shown_path(recipe_path)}: a recipe is a mapping with name, model and train")
+    subject = Subject.of(document, epochs, shown_path(recipe_path))
+    recipe = subject.recipe
+    stem = (metric_names(recipe) or ["loss"])[0]
+    search = f"val_{stem}" if has_validation(recipe) else None
+    rate = recipe.train.optimizer["learning_rate"]
+    grid = sorted({*LEARNING_RATES, rate}) if search else []
+    variants: list[Variant] = []
+    skipped: dict[str, str] = {}
+    for trick in (trick for trick in TRICKS if trick.family in families):
+        change = trick.derive(subject)
+        if isinstance(change, str):
+            skipped[trick.name] = change
+            continue
+        invalid = _validate(document, change, shown_path(recipe_path))
+        if invalid is not None:
+            skipped[trick.name] = invalid
+            continue
+        kept = next((v.name for v in variants if v.trick.family == trick.family), None)
+        if quick and kept is not None:
+            skipped[trick.name] = f"--quick tries one variant per family: {kept} here"
+            continue
+        searched = search if trick.family == "optimizer" and search else None
+        if searched is not None:
+            searched = f"{search} from {', '.join(f'{r:g}' for r in grid)} by the study's search"
+        variants.append(Variant(trick, change, _describe(trick, change, searched),
+                                searched is not None))
+    if not variants:
+        reasons = "; ".join(f"{name}: {reason}" for name, reason in skipped.items())
+        raise UserInputError(f"{shown_path(recipe_path)}: no trick of "
+                             f"{', '.join(families)} applies to this recipe ({reasons})")
+    return TricksPlan(recipe_path, subject, variants, skipped, seeds, epochs, quick,
+                      f"test_{stem}", search, grid)
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    """What the study says to change.
+
+    Args:
+        applied: The variants applied, each with its difference from the baseline
+            and that difference's interval, in the order applied.
+        left_out: Detectably better variants not applied, with the reason.
+        document: The recommended recipe document; `None` while runs are unfinished.
+        lines: The recommendation in words, for the terminal and the report.
+    """
+
+    applied: list[tuple[str, float, float, float]]
+    left_out: dict[str, str]
+    document: dict[str, Any] | None
+    lines: list[str]
+
+
+_APPLY_ORDER = [trick.name for trick in TRICKS if trick.family == "preset"] + [
+    trick.name for trick in TRICKS if trick.family != "preset"]
+
+
+def _combined(plan: TricksPlan, picked: list[Variant], rates: dict[str, float],
+              left_out: dict[str, str]) -> tuple[dict[str, Any], list[Variant]]:
+    """The recipe with the picked variants applied in `_APPLY_ORDER`, each derived anew."""
+    document = copy.deepcopy(plan.subject.document)
+    applied: list[Variant] = []
+    for variant in sorted(picked, key=lambda v: _APPLY_ORDER.index(v.name)):
+        # Derived from the recipe as changed so far: a 1cycle peak follows the new
+        # optimizer's rate, dropout after SELU becomes alpha dropout.
+        change = variant.trick.derive(Subject.of(document))
+        if isinstance(change, str):
+            after = ", ".join(v.name for v in applied)
+            left_out[variant.name] = f"no longer applies after {after}: {change}"
+            continue
+        for dotted, value in change.set.items():
+            apply_override(document, dotted.split("."), copy.deepcopy(value))
+        if variant.name in rates:
+            apply_override(document, ["train", "optimizer", "learning_rate"], rates[variant.name])
+        applied.append(variant)
+    return document, applied
+
+
+def recommend(plan: TricksPlan, results: StudyResults) -> Recommendation:
+    """The variants to combine, from a study's results, and the recipe that combines them.
+
+    Args:
+        plan: The plan the study was made from.
+        results: The study's results (`tricklab.study.results.load_results`).
+    """
+    metric, sign = results.metric, 1.0 if results.higher_is_better else -1.0
+    comparisons = {v.name: v.comparison for v in results.ranked if v.comparison is not None}
+    total = sum(v.counts.total for v in results.variants.values())
+    if results.unfinished:
+        return Recommendation([], {}, None, [
+            f"{results.unfinished} of {total} runs have not finished: run the same command "
+            f"again to finish the study; {RECOMMENDED_FILE} is written once they have."])
+    better = [v for v in plan.variants if results.verdict(v.name) == "better"]
+    picked: list[Variant] = []
+    left_out: dict[str, str] = {}
+    for variant in sorted(better, key=lambda v: -sign * comparisons[v.name].difference):
+        rival = next((p for p in picked if p.trick.touches & variant.trick.touches), None)
+        if rival is None:
+            picked.append(variant)
+        else:
+            what = sorted(rival.trick.touches & variant.trick.touches)[0].replace("_", " ")
+            left_out[variant.name] = f"it changes the {what} too, and {rival.name} helped more"
+    rates = {name: search.chosen for name, search in results.learning_rate_searches.items()
+             if search.chosen is not None}
+    document, applied = _combined(plan, picked, rates, left_out)
+    quick = ["Quick mode: 2 seeds of 1 epoch look at the pipeline; they measure little."] \
+        if plan.quick else []
+    if not applied:
+        return Recommendation([], left_out, copy.deepcopy(plan.subject.document), [
+            f"Nothing helped detectably: no variant's difference from the baseline in {metric} "
+            f"has a 95% interval excluding 0. {RECOMMENDED_FILE} is the recipe unchanged.",
+            *quick])
+    name = plan.subject.recipe.name
+    document["name"] = f"{name[:88]}-recommended"
+    recipe_from_dict(document, RECOMMENDED_FILE)  # a recipe that trains as it is
+    figures = [(v.name, comparisons[v.name].difference, comparisons[v.name].ci_low,
+                comparisons[v.name].ci_high) for v in applied]
+    lines = [f"Recommended: {', '.join(v.name for v in applied)}, applied together in "
+             f"{RECOMMENDED_FILE}."]
+    for variant, (_, difference, low, high) in zip(applied, figures, strict=True):
+        lines.append(f"{variant.name}: {metric} {difference:+.4f} [{low:+.4f}, {high:+.4f}] "
+                     f"against the baseline; {variant.description}")
+    lines += [f"{name} left out: {reason}" for name, reason in left_out.items()]
+    if len(applied) > 1:
+        lines.append("Each helped on its own; together they were not tested.")
+    return Recommendation(figures, left_out, document, [*lines, *quick])
+
+
+def _recommended_text(plan: TricksPlan, recommendation: Recommendation) -> str:
+    assert recommendation.document is not None
+    source = shown_path(plan.recipe_path)
+    if recommendation.applied:
+        changes = "".join(f"#   {name}: {difference:+.4f} [{low:+.4f}, {high:+.4f}]\n"
+                          for name, difference, low, high in recommendation.applied)
+        header = (f"# {source} with what `tricklab tricks` found detectably better in "
+                  f"{plan.metric}\n# (difference from the recipe, 95% interval):\n{changes}")
+    else:
+        header = f"# {source} unchanged: `tricklab tricks` found nothing detectably better.\n"
+    return header + yaml.safe_dump(recommendation.document, sort_keys=False, allow_unicode=True,
+                                   width=100)
+
+
+@dataclass
+class TricksOutcome:
+    """What `run_tricks` left behind: the study's outcome and the recommendation."""
+
+    study: StudyOutcome
+    recommendation: Recommendation | None
+
+    @property
+    def study_dir(self) -> Path:
+        return self.study.study_dir
+
+
+def _check_folder(study_dir: Path, study: Study) -> None:
+    """Refuse an `--out` that holds another study or anything else, before writing there."""
+    for folder in (study_dir, *study_dir.parents):
+        if folder.exists() and not folder.is_dir():
+            raise UserInputError(f"--out: {folder} exists and is not a directory")
+    if (study_dir / STORE_NAME).exists():
+        with StudyStore.open(study_dir / STORE_NAME) as store:
+            if store.fingerprint != study.fingerprint:
+                raise UserInputError(
+                    f"--out: {study_dir} holds another study ('{store.spec.get('name')}', made "
+                    "from other variants, epochs or metric); choose another folder")
+    elif study_dir.is_dir() and foreign_entries(study_dir, (LOCK_NAME,)):
+        raise UserInputError(f"--out: {study_dir} is not empty and holds no study; "
+                             "choose another folder")
+
+
+def run_tricks(
+    plan: TricksPlan, out: str | Path | None = None, workers: int | None = None,
+    backend: Backend = "local", address: str | None = None, progress: str = "auto",
+    batch_seeds: bool | None = None, announce: Callable[[Path], None] | None = None,
+) -> TricksOutcome:
+    """Write `tricks.yaml` and `skipped.json`, run (or resume) the study, recommend.
+
+    Everything is checked before anything is written: the study as `tricklab
+    study` would load it, the options, and the folder.
+
+    Args:
+        plan: From `plan_tricks`.
+        out: Study folder. Defaults to `runs/<recipe name>-tricks` (`-tricks-quick`
+            with `plan.quick`, as studies do).
+        workers: Parallel runs. Defaults to the number of cores.
+        backend: `"local"` or `"ray"`. Defaults to `"local"`.
+        address: Ray cluster address. Defaults to `None`.
+        progress: As `run_study`'s. Defaults to `"auto"`.
+        batch_seeds: As `run_study`'s. Defaults to `None`.
+        announce: Called with the study folder once the checks have passed, before
+            anything is written. Defaults to `None`.
+
+    Raises:
+        UserInputError: A bad option, or an `--out` holding another study or other files.
+    """
+    if workers is not None and workers < 1:
+        raise UserInputError(f"--workers: {workers} is not a number of processes (1 or more)")
+    if backend not in ("local", "ray"):
+        raise UserInputError(f"--backend: '{backend}' is not a backend (accepted: local, ray)")
+    if address and backend != "ray":
+        raise UserInputError("--address: only used with --backend ray")
+    with tempfile.TemporaryDirectory() as scratch:
+        draft = Path(scratch) / STUDY_FILE
+        write_text(draft, plan.study_text(Path(scratch)))
+        study = load_study(draft, quick=plan.quick)
+    study_dir = Path(out) if out is not None else default_study_dir(study)
+    _check_folder(study_dir, study)
+    if announce is not None:
+        announce(study_dir)
+    with StudyLock(study_dir):
+        open_store(study, study_dir).close()
+        write_text(study_dir / STUDY_FILE, plan.study_text(study_dir))
+        write_json(study_dir / SKIPPED_FILE, plan.skipped)
+    recommendations: list[Recommendation] = []
+
+    def report(folder: Path) -> Path:
+        with StudyStore.open(folder / STORE_NAME) as store:
+            recommendation = recommend(plan, load_results(store))
+        if recommendation.document is not None:
+            write_text(folder / RECOMMENDED_FILE, _recommended_text(plan, recommendation))
+        recommendations.append(recommendation)
+        return write_study_report(folder, recommendation=recommendation.lines)[0]
+
+    outcome = run_study(study_dir / STUDY_FILE, out=study_dir, quick=plan.quick, workers=workers,
+                        backend=backend, address=address, progress=progress, report=report,
+                        batch_seeds=batch_seeds)
+    return TricksOutcome(outcome, recommendations[-1] if recommendations else None)
+
+
+__all__ = ["FAMILIES", "Recommendation", "TricksOutcome", "TricksPlan", "parse_families",
+           "plan_tricks", "recommend", "run_tricks"]
