@@ -1,4 +1,4 @@
-"""The `tricklab` command: train, study, summary, lr-find, predict, data, schema, list.
+"""The `tricklab` command: train, study, tricks, summary, lr-find, predict, data, schema, list.
 
 All user errors end here as one line on stderr and exit code 2; the machine's
 refusals (disk full, read-only, out of memory) as one line and exit code 4; a
@@ -334,6 +334,77 @@ def study_run(
     if outcome.report is not None:
         typer.echo(f"report: {outcome.report}")
     return outcome.exit_code
+
+
+@app.command(name="tricks")
+def tricks_command(
+    recipe: RecipeArgument,
+    seeds: Annotated[
+        int | None, typer.Option(help="Seeds per variant (default: 5).")
+    ] = None,
+    epochs: Annotated[
+        int | None, typer.Option(min=1, help="Epochs per run (default: the recipe's).")
+    ] = None,
+    families: Annotated[
+        str | None, typer.Option(help="Families to try, comma-separated, of init_activation, "
+                                 "batch_norm, clipping, optimizer, schedule, regularization, "
+                                 "preset (default: all).")
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option(parser=folder_option,
+                                  help="Study directory (default: runs/<name>-tricks).")
+    ] = None,
+    quick: Annotated[
+        bool, typer.Option(help="2 seeds of 1 epoch, one variant per family, in "
+                           "runs/<name>-tricks-quick.")
+    ] = False,
+    workers: Annotated[
+        int | None, typer.Option(help="Runs in parallel (default: the number of cores).")
+    ] = None,
+    backend: Annotated[str, typer.Option(help="local (process pool) or ray.")] = "local",
+    address: Annotated[
+        str | None, typer.Option(help="Ray cluster address, e.g. 127.0.0.1:6379.")
+    ] = None,
+    quiet: Annotated[bool, typer.Option(help="One plain line per finished run.")] = False,
+    batch_seeds: Annotated[
+        bool | None,
+        typer.Option(
+            "--batch-seeds/--no-batch-seeds",
+            help="Train a variant's seeds together as one batched model where its recipe "
+            "allows (default: on a GPU only, where it pays).",
+        ),
+    ] = None,
+) -> int:
+    """Try the chapter's tricks one at a time on a recipe; recommend the ones that help."""
+    from tricklab.run.tricks import DEFAULT_SEEDS, parse_families, plan_tricks, run_tricks
+
+    plan = plan_tricks(recipe, parse_families(families),
+                       DEFAULT_SEEDS if seeds is None else seeds, epochs, quick)
+
+    def announce(folder: Path) -> None:
+        searched = [variant.name for variant in plan.variants if variant.searched]
+        typer.echo(f"tricks: the baseline and {len(plan.variants)} variants in {folder}"
+                   + (f"; learning rates of {', '.join(searched)} searched on "
+                      f"{plan.search_metric}" if searched else ""), err=True)
+        for name, reason in plan.skipped.items():
+            typer.echo(f"skipped {name}: {reason}", err=True)
+
+    outcome = run_tricks(
+        plan, out=out, workers=workers, backend=backend, address=address,
+        progress="lines" if quiet else "auto", batch_seeds=batch_seeds, announce=announce,
+    )
+    counts = ", ".join(f"{count} {status}" for status, count in sorted(
+        outcome.study.counts.items()))
+    typer.echo(f"runs: {counts}", err=True)
+    _show_study(outcome.study_dir)
+    for line in outcome.recommendation.lines if outcome.recommendation else []:
+        typer.echo(line)
+    if outcome.study.report is not None:
+        typer.echo(f"report: {outcome.study.report}")
+    if outcome.recommendation is not None and outcome.recommendation.document is not None:
+        typer.echo(f"recommended: {outcome.study_dir / 'recommended.yaml'}")
+    typer.echo(f"study: {outcome.study_dir / 'tricks.yaml'}")
+    return outcome.study.exit_code
 
 
 @study_app.command(name="show")
