@@ -64,6 +64,23 @@ def test_a_table_is_prepared_as_its_test_part_was(tmp_path: Path) -> None:
     assert torch.allclose(unlabelled.x, data.test.x, atol=1e-6) and unlabelled.labels is None
 
 
+def test_gaps_under_missing_mean_are_prepared_as_the_test_part_was(tmp_path: Path) -> None:
+    frame = load_diabetes(as_frame=True, scaled=False).frame
+    frame["sex"] = frame["sex"].map({1.0: "female", 2.0: "male"})
+    frame.loc[frame.index[::9], "bmi"] = np.nan
+    frame.loc[frame.index[4::7], "sex"] = None
+    train, test = tmp_path / "train.csv", tmp_path / "test.csv"
+    frame.iloc[:350].to_csv(train, index=False)
+    frame.iloc[350:].to_csv(test, index=False)
+    data = load_dataset("csv", path=str(train), target="target", test_path=str(test),
+                        missing="mean")
+    raw = read_inputs(stored(data, tmp_path / "model"), str(test))
+    assert torch.equal(raw.x, data.test.x)
+    sex = raw.x[:, 1:3]
+    empty = torch.tensor(frame["sex"].iloc[350:].isna().to_numpy())
+    assert sex[empty].abs().sum() == 0 and torch.all(sex[~empty].sum(1) == 1)
+
+
 def test_a_class_target_becomes_the_runs_class_indices(tmp_path: Path) -> None:
     frame = load_wine(as_frame=True).frame
     frame["target"] = frame["target"].map({0: "barolo", 1: "grignolino", 2: "barbera"})
@@ -166,6 +183,14 @@ def test_table_mismatches_are_one_line(tmp_path: Path) -> None:
     text = rows.astype({"age": object})
     text.loc[0, "age"] = "old"
     assert "column 'age' holds text ('old')" in refused(preprocessing, table(text))
+    # Several problems: the first column in the training order is named, whatever its kind.
+    text.loc[4, "sex"] = "other"
+    assert "column 'age' holds text" in refused(preprocessing, table(text))
+    unseen = unseen.astype({"bmi": object})
+    unseen.loc[1, "bmi"] = "heavy"
+    gap.loc[1, "sex"] = "other"
+    assert "column 'sex' has the category 'other'" in refused(preprocessing, table(unseen))
+    assert "column 'sex' has the category 'other' at line 3" in refused(preprocessing, table(gap))
     assert "no such file or folder" in refused(preprocessing, str(tmp_path / "absent.csv"))
     assert "trained on table" in refused(preprocessing, str(tmp_path))
     assert "has extension '.json'; expected a .csv" in refused(preprocessing, str(tmp_path / "model" /

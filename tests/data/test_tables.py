@@ -7,6 +7,7 @@ Each test writes the table with pandas to a CSV, TSV or Parquet file under
 from __future__ import annotations
 
 import json
+import math
 import re
 from pathlib import Path
 from typing import Any
@@ -117,6 +118,83 @@ def test_unseen_category_in_the_test_file_is_all_zeros(tmp_path: Path) -> None:
     assert data.test.x[:3, 1:3].abs().sum() == 0
     assert torch.all(data.test.x[3:, 1:3].sum(1) == 1)
     assert torch.allclose(data.test.y, torch.tensor(held["target"].to_numpy(), dtype=torch.float32))
+
+
+BMI_GAPS = np.arange(3, 442, 20)
+REGION_GAPS = np.arange(7, 442, 11)
+
+
+def mixed_frame() -> pd.DataFrame:
+    """Diabetes with an `id` feature, text, boolean and integer columns interleaved, and gaps.
+
+    `sex` is text; `smoker` a boolean and `visits` an integer, both drawn from a fixed seed;
+    `region` text and `bmi` a number, each with missing cells (`REGION_GAPS`, `BMI_GAPS`).
+    """
+    frame = diabetes_frame()
+    rng = np.random.default_rng(7)
+    rows = len(frame)
+    frame.insert(0, "id", np.arange(rows))
+    frame.insert(3, "smoker", rng.random(rows) < 0.3)
+    frame.insert(5, "region", rng.choice(["north", "south", "east", "west-coast"], rows))
+    frame.insert(6, "visits", rng.integers(0, 12, rows))
+    frame.loc[BMI_GAPS, "bmi"] = np.nan
+    frame.loc[REGION_GAPS, "region"] = None
+    return frame
+
+
+def reference(frame: pd.DataFrame, target: str, categorical: list[str], train: np.ndarray,
+              rows: np.ndarray) -> tuple[np.ndarray, list[list[str] | None]]:
+    """`rows` encoded cell by cell in float64, with `train`'s vocabularies and means, then float32."""
+    features = [name for name in frame.columns if name != target]
+    vocabularies: list[list[str] | None] = []
+    encoded = []
+    for name in features:
+        column = frame[name].to_numpy(dtype=object)
+        if name in categorical:
+            vocabulary = sorted({str(value) for value in column[train] if not pd.isna(value)})
+            vocabularies.append(vocabulary)
+            encoded.append([[float(not pd.isna(value) and str(value) == category)
+                             for category in vocabulary] for value in column[rows]])
+        else:
+            vocabularies.append(None)
+            known = [float(value) for value in column[train] if not pd.isna(value)]
+            fill = math.fsum(known) / len(known)
+            encoded.append([[fill if pd.isna(value) else float(value)] for value in column[rows]])
+    return np.concatenate([np.array(block, dtype=np.float64) for block in encoded],
+                          axis=1).astype(np.float32), vocabularies
+
+
+def test_encoding_matches_a_cell_by_cell_reference(tmp_path: Path) -> None:
+    frame = mixed_frame()
+    path = write(frame, tmp_path / "mixed.csv")
+    data = load_dataset("csv", path=str(path), target="target", missing="mean", scale="none")
+    # id, age, sex (2), smoker, bmi, region (4), visits, bp, s1..s6 -> 18 features.
+    assert data.input_shape == (18,)
+    train = data.train.x[:, 0].numpy().astype(np.int64)  # the id feature names each row
+    columns = data.raw_inputs["columns"]
+    for part in (data.train, data.val, data.test):
+        rows = part.x[:, 0].numpy().astype(np.int64)
+        filled = np.isin(rows, BMI_GAPS)
+        assert filled.any() and np.isin(rows, REGION_GAPS).any()  # gaps in every part
+        expected, vocabularies = reference(frame, "target", ["sex", "region"], train, rows)
+        assert [column.categories for column in columns] == vocabularies
+        # Bit for bit, but for the filled cells: the reference sums exactly, pandas pairwise.
+        assert np.array_equal(part.x.numpy()[~filled], expected[~filled])
+        np.testing.assert_allclose(part.x.numpy()[filled], expected[filled], rtol=1e-6)
+        assert np.array_equal(part.y.numpy(), frame["target"].to_numpy(np.float32)[rows])
+    region, empty = data.train.x[:, 6:10], torch.from_numpy(np.isin(train, REGION_GAPS))
+    assert region[empty].abs().sum() == 0 and torch.all(region[~empty].sum(1) == 1)
+    standardized = load_dataset("csv", path=str(path), target="target", missing="mean")
+    one_hot = np.zeros(18, dtype=bool)
+    one_hot[[2, 3, 6, 7, 8, 9]] = True
+    raw = data.train.x.numpy().astype(np.float64)
+    np.testing.assert_allclose(standardized.mean.numpy()[~one_hot], raw.mean(0)[~one_hot],
+                               rtol=1e-6)
+    np.testing.assert_allclose(standardized.std.numpy()[~one_hot], raw.std(0)[~one_hot],
+                               rtol=1e-6)
+    assert standardized.mean[one_hot].tolist() == [0.0] * 6
+    assert standardized.std[one_hot].tolist() == [1.0] * 6
+    assert torch.equal(standardized.train.x, (data.train.x - standardized.mean) / standardized.std)
 
 
 def test_integer_target_with_many_values_is_regression(tmp_path: Path) -> None:

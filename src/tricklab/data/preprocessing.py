@@ -48,17 +48,20 @@ Scale = Literal["unit", "standardize", "none"]
 
 
 def scale_values(
-    x: torch.Tensor, scale: str, mean: torch.Tensor | None, std: torch.Tensor | None
+    x: torch.Tensor, scale: str, mean: torch.Tensor | None, std: torch.Tensor | None,
+    copy: bool = True,
 ) -> torch.Tensor:
-    """Raw inputs scaled as a dataset's were, as a new float32 tensor.
+    """Raw inputs scaled as a dataset's were, as a float32 tensor.
 
     Args:
         x: Inputs `[..., *input_shape]` in the file's units (0–255 for images).
         scale: `unit` (x / 255), `standardize` ((x − mean) / std) or `none`.
         mean: The training part's mean, `input_shape`; needed for `standardize`.
         std: Its population deviation, 1 where a value is constant.
+        copy: Return a new tensor; else a float32 `x` is scaled in place and
+            returned. Defaults to `True`.
     """
-    x = x.to(torch.float32, copy=True)
+    x = x.to(torch.float32, copy=copy)
     if scale == "unit":
         return x.div_(255.0)
     if scale == "standardize":
@@ -130,12 +133,19 @@ class Preprocessing:
         """`classification` when there are class names, else `regression`."""
         return "classification" if self.class_names else "regression"
 
-    def scale_inputs(self, x: torch.Tensor) -> torch.Tensor:
-        """Raw inputs (a table's encoded rows, pixels, arrays) scaled as in training."""
-        return scale_values(x, self.scale, self.mean, self.std)
+    def scale_inputs(self, x: torch.Tensor, copy: bool = True) -> torch.Tensor:
+        """Raw inputs (a table's encoded rows, pixels, arrays) scaled as in training.
+
+        Args:
+            x: Inputs `[N, *input_shape]` in the file's units.
+            copy: Return a new tensor; else a float32 `x` is scaled in place.
+                Defaults to `True`.
+        """
+        return scale_values(x, self.scale, self.mean, self.std, copy)
 
     def encode(
-        self, frame: pd.DataFrame, where: str, parquet: bool = False, strict: bool = True
+        self, frame: pd.DataFrame, where: str, parquet: bool = False, strict: bool = True,
+        codes: dict[str, tuple[np.ndarray, list[str]]] | None = None,
     ) -> np.ndarray:
         """A table's rows as float32 features `[N, F]`, before scaling.
 
@@ -146,51 +156,91 @@ class Preprocessing:
         test rows) an unseen or missing category is all zeros, the one-hot code's
         "unknown", and an empty numeric cell takes its column's `fill`.
 
+        The features are written into one preallocated array: the numeric columns
+        (of a NumPy number or boolean dtype) converted together, each categorical
+        column factorized once (`category_codes`) and its ones set by index, so the
+        cost grows with the cells, not with rows times categories. A number goes
+        through float64 to float32, as it would one column at a time.
+
         Args:
             frame: Rows holding at least every column of `columns`.
             where: How messages name the file, e.g. `--input new.csv`.
             parquet: Whether the rows came from a Parquet file (rows are named
                 `row N` then, else by their CSV line). Defaults to `False`.
             strict: Refuse what training never saw. Defaults to `True`.
+            codes: The `category_codes` of categorical columns of `frame`, by name,
+                where the caller has them already (training does, from building the
+                vocabularies). Defaults to `None`: each is computed here.
 
         Raises:
             UserInputError: See above.
         """
-        encoded = []
+        codes = codes or {}
+        encoded = np.zeros((len(frame), sum(column.width for column in self.columns)),
+                           dtype=np.float32)
+        numbers: list[tuple[int, Column]] = []  # (position, column), converted together below
+        start = 0
         for column in self.columns:
             values = frame[column.name]
-            empty = values.isna().to_numpy()
-            if strict and self.missing != "mean" and empty.any():
-                raise UserInputError(
-                    f"{where}: column '{column.name}' has a missing value at "
-                    f"{row_name(int(np.flatnonzero(empty)[0]), parquet)}; the run was trained "
-                    f"with data.missing: {self.missing}, so fill it in"
-                )
-            if column.categories is None:
+            if strict and self.missing != "mean":
+                empty = values.isna().to_numpy()
+                if empty.any():
+                    raise UserInputError(
+                        f"{where}: column '{column.name}' has a missing value at "
+                        f"{row_name(int(np.flatnonzero(empty)[0]), parquet)}; the run was "
+                        f"trained with data.missing: {self.missing}, so fill it in"
+                    )
+            if column.categories is not None:
+                self._one_hot(encoded[:, start:start + column.width],
+                              codes.get(column.name) or category_codes(values), column, where,
+                              parquet, strict)
+            elif isinstance(values.dtype, np.dtype) and values.dtype.kind in "biuf":
+                numbers.append((start, column))
+            else:  # text, objects or an extension dtype: only this column's conversion can fail
                 try:
-                    numbers = values.to_numpy(dtype=np.float64, na_value=np.nan)
+                    number = values.to_numpy(dtype=np.float64, na_value=np.nan)
                 except (TypeError, ValueError):
                     raise UserInputError(
                         f"{where}: column '{column.name}' holds text "
                         f"({values.dropna().iloc[0]!r}); the run read it as numbers"
                     ) from None
-                encoded.append(np.where(np.isnan(numbers), column.fill, numbers)[:, None])
-                continue
-            text = values.astype(str).to_numpy(dtype=str)
-            vocabulary = np.array(column.categories, dtype=str)
-            known = (text[:, None] == vocabulary[None, :]) & ~empty[:, None]
-            unseen = ~known.any(axis=1) & ~empty
-            if strict and unseen.any():
-                row = int(np.flatnonzero(unseen)[0])
+                encoded[:, start] = np.where(np.isnan(number), column.fill, number)
+            start += column.width
+        if numbers:
+            block = frame[[column.name for _, column in numbers]].to_numpy(dtype=np.float64)
+            empty = np.isnan(block)
+            if empty.any():
+                block = np.where(empty, np.array([column.fill for _, column in numbers]), block)
+            positions = [position for position, _ in numbers]
+            if positions[-1] - positions[0] == len(positions) - 1:  # one run: a plain slice
+                encoded[:, positions[0]:positions[-1] + 1] = block
+            else:
+                encoded[:, positions] = block
+        return encoded
+
+    @staticmethod
+    def _one_hot(
+        block: np.ndarray, factorized: tuple[np.ndarray, list[str]], column: Column,
+        where: str, parquet: bool, strict: bool,
+    ) -> None:
+        """Set the ones of a categorical column's block (`[N, width]`, zeros) in place."""
+        assert column.categories is not None
+        codes, names = factorized
+        index = {name: code for code, name in enumerate(column.categories)}
+        # The last entry is what the code -1 (an empty cell) reads: unknown, all zeros.
+        lookup = np.array([index.get(name, -1) for name in names] + [-1], dtype=np.int64)
+        known = lookup[codes]
+        if strict:
+            unseen = np.flatnonzero((known < 0) & (codes >= 0))
+            if len(unseen):
+                row = int(unseen[0])
                 raise UserInputError(
-                    f"{where}: column '{column.name}' has the category {str(text[row])!r} at "
-                    f"{row_name(row, parquet)}, which the training data never had; known: "
+                    f"{where}: column '{column.name}' has the category {names[codes[row]]!r} "
+                    f"at {row_name(row, parquet)}, which the training data never had; known: "
                     f"{', '.join(column.categories)}"
                 )
-            encoded.append(known)
-        if not encoded:
-            return np.zeros((len(frame), 0), dtype=np.float32)
-        return np.concatenate(encoded, axis=1).astype(np.float32)
+        rows = np.flatnonzero(known >= 0)
+        block[rows, known[rows]] = 1.0
 
     def check_columns(self, columns: list[str], where: str) -> None:
         """Refuse a table whose columns are not the training features (the target may be there).
@@ -295,6 +345,26 @@ class Preprocessing:
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
             raise UserInputError(f"{path}: cannot be read as JSON ({error})") from None
         return cls.from_json(document, str(path))
+
+
+def category_codes(values: pd.Series) -> tuple[np.ndarray, list[str]]:
+    """A column's cells as indices into its distinct values written as text; -1 for an empty one.
+
+    The values become text as `Series.astype(str)` writes them (so the number 1
+    is the category `1`, the text `1.0` another), then are factorized: one hash
+    pass over the rows (a dictionary encoding for Arrow-backed text), with only
+    the distinct values turned into Python strings. Two values written alike
+    (the number 1 and the text `1` of an object column) are the same category.
+
+    Args:
+        values: One column of a table.
+
+    Returns:
+        The codes, int64 `[N]`, and the text of each code.
+    """
+    empty = values.isna().to_numpy()
+    codes, distinct = values.astype(str).factorize()
+    return np.where(empty, -1, codes), [str(value) for value in distinct]
 
 
 def row_name(row: int, parquet: bool) -> str:

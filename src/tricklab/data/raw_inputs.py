@@ -131,7 +131,7 @@ def _table(
         labels = _labels(preprocessing, frame[preprocessing.target].to_numpy(), where,
                          f"column '{preprocessing.target}'")
     return RawInputs([str(index) for index in range(len(frame))],
-                     preprocessing.scale_inputs(x), labels)
+                     preprocessing.scale_inputs(x, copy=False), labels)
 
 
 def _arrays(

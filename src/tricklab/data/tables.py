@@ -42,7 +42,7 @@ import torch
 from tricklab.data.arrays import Fraction, Validation
 from tricklab.data.datasets import INPUT_SHAPES, DatasetSplits, Split, datasets
 from tricklab.data.own import TEST_FRACTION, VALIDATION, NonNegativeInt, Task, own_splits
-from tricklab.data.preprocessing import Column, Preprocessing
+from tricklab.data.preprocessing import Column, Preprocessing, category_codes
 from tricklab.data.splits import PositiveInt
 from tricklab.errors import UserInputError
 
@@ -318,37 +318,52 @@ def _encoded(
     parts: DatasetSplits, table: pd.DataFrame, categorical: list[str], scale: TableScale,
     target: str, missing: Missing,
 ) -> DatasetSplits:
-    """Each part's row numbers replaced by its encoded, scaled features."""
+    """Each part's row numbers replaced by its encoded, scaled features.
+
+    The whole table is encoded once, with the training part's vocabularies and
+    fills, and each part is a gather of its rows from it. The statistics of
+    `standardize` are `torch.std_mean` of the training part's numeric features
+    (float32 values, accumulated in double by PyTorch), one-hot features keeping
+    mean 0 and deviation 1.
+    """
     train_rows = _rows(parts.train)
-    train = table.iloc[train_rows]
+    numeric = [name for name in table.columns if name not in categorical]
+    # Column by column, pandas' mean of the training values as float64, as the file holds them.
+    fills = table[numeric].take(train_rows).astype(float).mean()
     columns = []
+    codes = {name: category_codes(table[name]) for name in categorical}
     for name in table.columns:
         if name in categorical:
-            columns.append(Column(name, sorted(set(train[name].dropna().astype(str)))))
+            column_codes, names = codes[name]
+            seen = np.bincount(column_codes[train_rows] + 1, minlength=len(names) + 1)[1:] > 0
+            columns.append(Column(name, sorted({names[code] for code in np.flatnonzero(seen)})))
         else:
-            mean = float(pd.to_numeric(train[name], errors="coerce").astype(float).mean())
+            mean = float(fills[name])
             columns.append(Column(name, fill=0.0 if np.isnan(mean) else mean))
     preparing = Preprocessing(
         dataset="csv", kind="table", input_shape=(sum(c.width for c in columns),),
         scale=scale, class_names=parts.class_names, target=target, columns=columns,
         missing=missing,
     )
-
-    def encode(rows: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(preparing.encode(table.iloc[rows], "", strict=False))
-
-    train_x = encode(train_rows)
+    encoded = preparing.encode(table, "", strict=False, codes=codes)
+    # `take` gathers rows faster than fancy indexing does.
+    train_x = torch.from_numpy(encoded.take(train_rows, axis=0))
     if scale == "standardize":
-        std, mean = torch.std_mean(train_x, dim=0, correction=0)
-        std[std == 0] = 1.0
-        one_hot = torch.cat([torch.full((c.width,), c.categories is not None) for c in columns])
-        mean[one_hot], std[one_hot] = 0.0, 1.0  # one-hot columns stay 0/1
-        preparing.mean, preparing.std = mean, std
+        # One-hot features keep mean 0 and deviation 1; the numeric ones are measured run by
+        # run of adjacent features, views of the training rows (a feature's statistics do
+        # not depend on its neighbours).
+        preparing.mean = torch.zeros(preparing.input_shape[0])
+        preparing.std = torch.ones(preparing.input_shape[0])
+        for start, stop in _numeric_runs(columns):
+            preparing.std[start:stop], preparing.mean[start:stop] = torch.std_mean(
+                train_x[:, start:stop], dim=0, correction=0)
+        preparing.std[preparing.std == 0] = 1.0  # a constant feature: centred, not divided
 
     def part(split: Split | None, x: torch.Tensor | None = None) -> Split | None:
         if split is None:
             return None
-        return Split(preparing.scale_inputs(encode(_rows(split)) if x is None else x), split.y)
+        x = torch.from_numpy(encoded.take(_rows(split), axis=0)) if x is None else x
+        return Split(preparing.scale_inputs(x, copy=False), split.y)
 
     return DatasetSplits(
         name="csv", train=part(parts.train, train_x), val=part(parts.val),
@@ -357,6 +372,20 @@ def _encoded(
         std=preparing.std, raw_inputs={"kind": "table", "target": target, "columns": columns,
                                        "missing": missing},
     )
+
+
+def _numeric_runs(columns: list[Column]) -> list[tuple[int, int]]:
+    """`(start, stop)` of each run of adjacent numeric features among the encoded ones."""
+    runs: list[tuple[int, int]] = []
+    start = 0
+    for column in columns:
+        if column.categories is None:
+            if runs and runs[-1][1] == start:
+                runs[-1] = (runs[-1][0], start + 1)
+            else:
+                runs.append((start, start + 1))
+        start += column.width
+    return runs
 
 
 _PARAMETERS = set(inspect.signature(csv_table).parameters)
