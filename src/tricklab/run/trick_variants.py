@@ -307,8 +307,9 @@ def _batch_norm(subject: Subject) -> Change | str:
         inserted: list[dict[str, Any]] = [{"batch_norm": {}}]
         own = subject.config(index).get("activation")
         if subject.activation_layer(index) is None and _name(own) != "linear":
+            # As the recipe wrote it (`elu`), else as resolved (a preset's choice).
+            inserted.append({"activation": {"activation": config.get("activation", own)}})
             config["activation"] = None
-            inserted.append({"activation": {"activation": own}})
         layers[index + 1:index + 1] = inserted
     return Change("batch normalization after each hidden layer, before its activation; the "
                   "layers lose their bias (Ioffe & Szegedy 2015)", {"model.layers": layers})
