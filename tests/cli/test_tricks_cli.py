@@ -40,17 +40,16 @@ def test_quick_tricks_run_report_recommend_and_the_study_file_runs_again(
     started = time.perf_counter()
     done = subprocess.run(
         [sys.executable, "-m", "tricklab", "tricks", str(recipe), "--quick", "--quiet",
-         "--workers", "2", "--out", str(out)],
+         "--workers", "2", "--out", str(out), "--families", "preset,optimizer,batch_norm"],
         env=cli_env, capture_output=True, text=True, timeout=300)
     seconds = time.perf_counter() - started
     assert done.returncode == 0, done.stderr
-    # The baseline, one variant of each family that applies, 2 seeds; momentum's search
-    # trains 3 rates x 2 seeds, two of which are its main runs.
-    assert "runs: 20 completed" in done.stderr
+    # The baseline and one variant of each family asked for, 2 seeds each (8 runs), and
+    # momentum's search of 3 rates x 2 seeds (6), two of which its main runs reuse.
+    assert "runs: 14 completed" in done.stderr
     skipped = json.loads((out / "skipped.json").read_text())
-    assert skipped["clip_norm"] == ("the model has no recurrent layers (the chapter clips "
-                                    "gradients for those)")
-    assert skipped["he_relu"] == "the recipe already uses it"
+    assert skipped == {name: "--quick tries one variant per family: momentum here"
+                       for name in ("nesterov", "rmsprop", "adam", "nadam")}
     for name, reason in skipped.items():
         assert f"skipped {name}: {reason}\n" in done.stderr
     lines = done.stdout.splitlines()
@@ -75,10 +74,13 @@ def test_quick_tricks_run_report_recommend_and_the_study_file_runs_again(
     # tricks.yaml is the study that ran: `tricklab study` finds every run finished, and
     # the same command again would make the same file.
     assert read_yaml(out / "tricks.yaml")["base"] == "../tiny.yaml"
-    assert plan_tricks(recipe, quick=True).study_text(out) == (out / "tricks.yaml").read_text()
+    plan = plan_tricks(recipe, ("batch_norm", "optimizer", "preset"), quick=True)
+    assert plan.study_text(out) == (out / "tricks.yaml").read_text()
+    assert list(read_yaml(out / "tricks.yaml")["variants"]) == [
+        "baseline", "batch_norm", "momentum", "default_dnn"]
     code = main(["study", str(out / "tricks.yaml"), "--quick", "--out", str(out), "--quiet"])
     assert code == 0
-    assert "tiny-tricks: 14 runs, 14 already finished" in capsys.readouterr().err
+    assert "tiny-tricks: 8 runs, 8 already finished" in capsys.readouterr().err
     with StudyStore.open(out / "study.db") as store:
         assert store.fingerprint == load_study(out / "tricks.yaml", quick=True).fingerprint
     print(f"tricklab tricks --quick: {seconds:.1f} s")
