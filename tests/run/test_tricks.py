@@ -188,6 +188,16 @@ def test_reasons_for_what_does_not_apply(fixture_data, tmp_path, change, skipped
         assert not any(v.searched for v in plan.variants) and plan.search_metric is None
         assert next(v for v in plan.variants if v.name == "adam").description.endswith(
             "learning rate 0.001")
+        preset = next(v for v in plan.variants if v.name == "default_dnn")
+        assert preset.change.set["train.callbacks"] == []
+        assert preset.description.endswith("(no early stopping: no validation data)")
+
+
+def test_a_regression_is_compared_on_its_loss(fixture_data):
+    plan = plan_tricks(RECIPES / "architectures" / "adding_problem_lstm.yaml")
+    assert (plan.metric, plan.search_metric) == ("test_loss", "val_loss")
+    assert plan.skipped["self_normalizing"] == ("the model has recurrent layers (it needs a "
+                                                "plain dense stack)")
 
 
 def test_a_residual_network_keeps_its_blocks(fixture_data):

@@ -490,9 +490,9 @@ def _default_dnn(subject: Subject) -> Change | str:
     decisions = presets.info("default_dnn").factory(document)
     callbacks = document["train"]["callbacks"]
     what = "He initialization and ELU, early stopping, Nadam and 1cycle"
-    if not has_validation(subject.recipe):
-        callbacks, what = [], what.replace(" early stopping,", "") + " (no early stopping: no " \
-            "validation data)"
+    if not has_validation(subject.recipe):  # early stopping would watch a missing val_loss
+        callbacks = []
+        what = "He initialization and ELU, Nadam and 1cycle (no early stopping: no validation data)"
     if any("batch_norm" in decision for decision in decisions):
         what += ", batch normalization (the net is deep)"
     return Change(f"the chapter's default DNN configuration (Table 11-3) as a whole: {what}", {

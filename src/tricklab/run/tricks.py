@@ -57,7 +57,14 @@ DEFAULT_SEEDS = 5
 
 @dataclass(frozen=True)
 class Variant:
-    """A trick that applies, with its change and whether its learning rate is searched."""
+    """A trick that applies to the recipe: one variant of the study.
+
+    Args:
+        trick: The trick.
+        change: What it changes in this recipe.
+        description: The variant's line in the study file and the report.
+        searched: Whether the study's `lr_search` chooses its learning rate.
+    """
 
     trick: Trick
     change: Change
