@@ -65,7 +65,7 @@ def test_the_walk_from_a_csv_file_to_a_report_and_predictions_runs_as_written(tm
     assert summary["count"] == 20 and summary["accuracy"] > 0.8
     assert set(summary["per_class"]) == {"barbera", "grignolino", "nebbiolo"}
     assert (tmp_path / "wine_predictions_confusion_matrix.png").is_file()
-    report = (tmp_path / "runs" / "wine-tricks" / "report.html").read_text()
+    report = (tmp_path / "runs" / "wine-study" / "report.html").read_text()
     assert "Do SELU or dropout help on my wine table?" in report
     # A tired user's next command: predictions over their own training file. Refused.
     training_file = (tmp_path / "wine.csv").read_bytes()

@@ -118,6 +118,16 @@ def _is_interruption(error: BaseException) -> bool:
         EXIT_INTERRUPTED, EXIT_TERMINATED)
 
 
+def check_backend_options(workers: int | None, backend: str, address: str | None) -> None:
+    """Refuse `--workers`, `--backend` or `--address` values no backend takes, in one line."""
+    if workers is not None and workers < 1:
+        raise UserInputError(f"--workers: {workers} is not a number of processes (1 or more)")
+    if backend not in ("local", "ray"):
+        raise UserInputError(f"--backend: '{backend}' is not a backend (accepted: local, ray)")
+    if address and backend != "ray":
+        raise UserInputError("--address: only used with --backend ray")
+
+
 def _execute(
     runs: list[PlannedRun], store: StudyStore, study_dir: Path, backend: Any,
     progress: StudyProgress, label: str, doctor: bool = False, batch_seeds: bool | None = False,
@@ -366,12 +376,7 @@ def run_study(
             do. The runs it refused are `pending` with their attempts unspent.
     """
     study = load_study(path, seeds=seeds, quick=quick)
-    if workers is not None and workers < 1:
-        raise UserInputError(f"--workers: {workers} is not a number of processes (1 or more)")
-    if backend not in ("local", "ray"):
-        raise UserInputError(f"--backend: '{backend}' is not a backend (accepted: local, ray)")
-    if address and backend != "ray":
-        raise UserInputError("--address: only used with --backend ray")
+    check_backend_options(workers, backend, address)
     # Every run's recipe is validated before anything is written.
     main_runs = {
         (variant, seed): study.plan(variant, seed)

@@ -41,7 +41,13 @@ from tricklab.recipe.study import MAX_SEEDS, Study, load_study
 from tricklab.recipe.yaml_input import shown_path
 from tricklab.report.study_report import write_study_report
 from tricklab.run.replace import foreign_entries
-from tricklab.run.study import Backend, StudyOutcome, default_study_dir, run_study
+from tricklab.run.study import (
+    Backend,
+    StudyOutcome,
+    check_backend_options,
+    default_study_dir,
+    run_study,
+)
 from tricklab.run.study_folder import LOCK_NAME, STORE_NAME, StudyLock, open_store
 from tricklab.run.trick_variants import FAMILIES, TRICKS, Change, Subject, Trick
 from tricklab.study.results import StudyResults, load_results
@@ -412,12 +418,7 @@ def run_tricks(
     Raises:
         UserInputError: A bad option, or an `--out` holding another study or other files.
     """
-    if workers is not None and workers < 1:
-        raise UserInputError(f"--workers: {workers} is not a number of processes (1 or more)")
-    if backend not in ("local", "ray"):
-        raise UserInputError(f"--backend: '{backend}' is not a backend (accepted: local, ray)")
-    if address and backend != "ray":
-        raise UserInputError("--address: only used with --backend ray")
+    check_backend_options(workers, backend, address)
     with tempfile.TemporaryDirectory() as scratch:
         draft = Path(scratch) / STUDY_FILE
         write_text(draft, plan.study_text(Path(scratch)))
