@@ -4,13 +4,18 @@ Fashion-MNIST images come from the repository's IDX fixture and scikit-learn's
 digits from `load_digits`; each test saves them with Pillow into one folder
 per class under `tmp_path`, as a user's photos would be, and reads them back
 through the registry. The `isolated` fixture keeps the decoded cache in `tmp_path`.
+Tests taking the `decoding` fixture run twice: decoding in threads, and in
+forked processes even for a few images (`images.PROCESSES_FROM` lowered).
 """
 
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import re
+import signal
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +34,43 @@ from tricklab.run import train_recipe
 FASHION = Path(__file__).resolve().parent / "fixtures" / "fashion_mnist"
 KEPT = {1: "Trouser", 2: "Pullover", 5: "Sandal", 8: "Bag"}
 """Fashion-MNIST classes written out (names without a `/`), 60 images each."""
+FORKING = images._FORK
+"""Whether this platform decodes in forked processes (Linux)."""
+
+
+class Forks:
+    """How many times this process has forked (counted by `os.register_at_fork`).
+
+    A process forked from this one, such as a pool's worker, inherits the count
+    and the counting.
+    """
+
+    made = 0
+
+
+def _count_fork() -> None:
+    Forks.made += 1
+
+
+os.register_at_fork(after_in_parent=_count_fork)
+
+
+@pytest.fixture(params=["threads", "processes"])
+def decoding(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Decode in threads, or in forked processes from one image on (skipped where none fork)."""
+    if request.param == "processes" and not FORKING:
+        pytest.skip("decoding forks processes on Linux only")
+    monkeypatch.setattr(images, "PROCESSES_FROM", 1 if request.param == "processes" else 10**9)
+    return request.param
+
+
+def children_left() -> bool:
+    """Whether this process has a child not yet waited for."""
+    try:
+        os.waitpid(-1, os.WNOHANG)
+    except ChildProcessError:
+        return False
+    return True
 
 
 def fashion_folder(root: Path) -> dict[str, np.ndarray]:
@@ -72,8 +114,9 @@ def by_class(data: Any) -> dict[int, list[bytes]]:
     return {label: sorted(rows) for label, rows in groups.items()}
 
 
-def test_fashion_png_folder_round_trips_grayscale(isolated: Path) -> None:
+def test_fashion_png_folder_round_trips_grayscale(isolated: Path, decoding: str) -> None:
     written = fashion_folder(isolated / "photos")
+    forks = Forks.made
     path = str(isolated / "photos")
     data = load_dataset("image_folder", path=path, color_mode="grayscale", scale="none")
     assert data.class_names == ["Bag", "Pullover", "Sandal", "Trouser"]  # sorted folder names
@@ -89,6 +132,12 @@ def test_fashion_png_folder_round_trips_grayscale(isolated: Path) -> None:
     decoded = images.decode_images([Path(path) / file for _, file in files], None, "grayscale")
     assert np.array_equal(decoded, np.concatenate([written[name] for name in names]))
     assert INPUT_SHAPES["image_folder"]({"path": path, "color_mode": "grayscale"}) == (28, 28)
+    # What load_dataset splits: the pixels in file order with their class folder names.
+    folder = images.read_image_folder(path, color_mode="grayscale")
+    assert folder.class_names == names and folder.files == [file for _, file in files]
+    assert np.array_equal(folder.x, decoded) and folder.x.flags.writeable
+    assert folder.y.tolist() == [names[label] for label, _ in files]
+    assert (Forks.made > forks) == (decoding == "processes") and not children_left()
 
 
 def test_rgb_default_gives_three_equal_channels_and_unit_scale(isolated: Path) -> None:
@@ -160,6 +209,13 @@ def test_digits_round_trip_and_test_path(isolated: Path) -> None:
         assert len(groups[digit]) == len(source) + int((target[1500:] == digit).sum())
 
 
+def recorded(cached: Path) -> list[list[int]]:
+    """The sizes and modification times a cache file holds after its pixels."""
+    with open(cached, "rb") as handle:
+        np.load(handle, allow_pickle=False)
+        return np.load(handle, allow_pickle=False).tolist()
+
+
 def test_cache_is_used_and_invalidated_by_mtime(
     isolated: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -171,6 +227,10 @@ def test_cache_is_used_and_invalidated_by_mtime(
     cached = list((isolated / "cache" / "image_folder").glob("*.npy"))
     assert len(cached) == 1 and re.fullmatch(r"[0-9a-f]{64}\.npy", cached[0].name)
     assert np.load(cached[0], allow_pickle=False).shape == (40, 8, 8)
+    _, files = images.list_images(path)
+    stats = [os.stat(Path(path, file)) for _, file in files]
+    assert recorded(cached[0]) == [[stat.st_size for stat in stats],
+                                   [stat.st_mtime_ns for stat in stats]]
     victim = Path(path) / str(target[0]) / "0000.bmp"
     other = next(index for index in range(1, 40) if not np.array_equal(pixels[index], pixels[0]))
     donor = Path(path) / str(target[other]) / f"{other:04d}.bmp"
@@ -189,16 +249,27 @@ def test_cache_is_used_and_invalidated_by_mtime(
         assert torch.equal(getattr(first, part).x, getattr(again, part).x)
     os.utime(victim, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
     changed = load_dataset("image_folder", **options)
-    assert len(list((isolated / "cache" / "image_folder").glob("*.npy"))) == 2
+    # The same files: their entry is replaced, now with the new time.
+    assert list((isolated / "cache" / "image_folder").glob("*.npy")) == cached
+    assert stat.st_mtime_ns + 1_000_000_000 in recorded(cached[0])[1]
     old = torch.from_numpy(pixels[0].astype(np.float32))
     new = torch.from_numpy(pixels[other].astype(np.float32))
     everything = torch.cat([changed.train.x, changed.test.x])
     assert any(torch.equal(image, new) for image in everything)
     assert sum(torch.equal(image, old) for image in everything) < sum(
         torch.equal(image, old) for image in torch.cat([first.train.x, first.test.x]))
-    # Other pixel options are other cache entries; a cache that cannot be written is skipped.
+    # Another file list (a file added) and other pixel options are other cache entries.
+    Image.fromarray(pixels[40]).save(Path(path) / str(target[40]) / "0040.bmp")
+    more = load_dataset("image_folder", **options)
+    assert len(more.train) + len(more.test) == 41
+    assert len(list((isolated / "cache" / "image_folder").glob("*.npy"))) == 2
     load_dataset("image_folder", **{**options, "color_mode": "rgb"})
     assert len(list((isolated / "cache" / "image_folder").glob("*.npy"))) == 3
+    # An unreadable cache file is decoded again and replaced.
+    cached[0].write_bytes(b"not a cache")
+    (Path(path) / str(target[40]) / "0040.bmp").unlink()
+    assert torch.equal(load_dataset("image_folder", **options).train.x, changed.train.x)
+    assert np.load(cached[0], allow_pickle=False).shape == (40, 8, 8)
     monkeypatch.setenv("TRICKLAB_CACHE", str(victim))  # a file: no folder can be made in it
     resized = load_dataset("image_folder", **{**options, "image_size": [4, 4]})
     assert resized.input_shape == (4, 4)
@@ -248,7 +319,8 @@ GREY = np.full((8, 8), 100, dtype=np.uint8)
     ],
 )
 def test_bad_folders_are_one_line(
-    isolated: Path, files: dict[str, Any] | None, options: dict[str, Any], message: str
+    isolated: Path, decoding: str, files: dict[str, Any] | None, options: dict[str, Any],
+    message: str,
 ) -> None:
     root = isolated / "photos"
     if files is not None:
@@ -259,6 +331,108 @@ def test_bad_folders_are_one_line(
         load_dataset("image_folder", path=str(root), **options)
     assert str(caught.value) == message.format(root=root)
     assert "\n" not in str(caught.value)
+
+
+def test_the_first_problem_in_file_order_is_named(isolated: Path, decoding: str) -> None:
+    # 200 digits, so the problems fall in different spans of the workers.
+    path = digits_folder(isolated / "digits", range(200))
+    _, files = images.list_images(str(path))
+    unreadable, other_size = Path(path, files[150][1]), Path(path, files[60][1])
+    unreadable.write_bytes(b"not an image")
+    Image.fromarray(np.zeros((6, 9), np.uint8)).save(other_size, format="PNG")
+    first = Path(path, files[0][1])
+    with pytest.raises(UserInputError) as caught:
+        images.read_image_folder(str(path), color_mode="grayscale")
+    assert str(caught.value) == (
+        f"data.image_size: images differ in size: {first} is 8x8 (HxW) but {other_size} is "
+        "6x9; set data.image_size: [height, width] to resize them all")
+    Image.fromarray(digits_pixels()[0][0]).save(other_size, format="PNG")
+    with pytest.raises(UserInputError) as caught:
+        images.read_image_folder(str(path), color_mode="grayscale")
+    assert str(caught.value) == (f"data.path: cannot read image {unreadable} (cannot identify "
+                                 f"image file '{unreadable}')")
+    assert not list((isolated / "cache").rglob("*.npy*")) and not children_left()
+    # Past the problems: every image, cached; in the test folder, messages name test_path.
+    unreadable.write_bytes(other_size.read_bytes())
+    data = load_dataset("image_folder", path=str(path), test_path=str(path),
+                        color_mode="grayscale", validation=0)
+    assert len(data.train) == len(data.test) == 200
+    assert len(list((isolated / "cache" / "image_folder").glob("*.npy"))) == 1
+    test = digits_folder(isolated / "test", range(200, 300))
+    broken = test / str(digits_pixels()[1][250]) / "0250.png"
+    broken.write_bytes(b"")
+    with pytest.raises(UserInputError, match=re.escape(f"data.test_path: cannot read image "
+                                                       f"{broken} (cannot identify image file")):
+        load_dataset("image_folder", path=str(path), test_path=str(test))
+
+
+def read_in_worker(path: str, processes_from: int) -> tuple[np.ndarray, list[str], int, bool]:
+    """In a pool's worker: read a folder; its pixels, labels, forks made and children left."""
+    images.PROCESSES_FROM = processes_from
+    forks = Forks.made
+    folder = images.read_image_folder(path, color_mode="grayscale")
+    return folder.x, folder.y.tolist(), Forks.made - forks, children_left()
+
+
+def interrupt_in_worker(path: str) -> tuple[str, int, bool, list[str]]:
+    """In a pool's worker: a Ctrl-C right after decoding forks its first process.
+
+    Returns how the read ended, the forks made, whether a child is left, and what
+    the cache holds.
+    """
+    images.PROCESSES_FROM = 1
+    os.register_at_fork(after_in_parent=lambda: os.kill(os.getpid(), signal.SIGINT))
+    forks = Forks.made
+    try:
+        images.read_image_folder(path, color_mode="grayscale")
+        ended = "read"
+    except KeyboardInterrupt:
+        ended = "interrupted"
+    cache = Path(os.environ["TRICKLAB_CACHE"])
+    return ended, Forks.made - forks, children_left(), [str(file) for file in cache.rglob("*")]
+
+
+def die_in_worker(path: str) -> tuple[np.ndarray, int, bool]:
+    """In a pool's worker: read a folder while every decoding process dies 5 ms after its fork."""
+    images.PROCESSES_FROM = 1
+    # SIGALRM's default action ends the process; the timer is the child's alone.
+    os.register_at_fork(after_in_child=lambda: signal.setitimer(signal.ITIMER_REAL, 0.005))
+    forks = Forks.made
+    folder = images.read_image_folder(path, color_mode="grayscale")
+    return folder.x, Forks.made - forks, children_left()
+
+
+@pytest.mark.skipif(not FORKING, reason="decoding forks processes on Linux only")
+@pytest.mark.parametrize("pool", ["ProcessPoolExecutor", "multiprocessing.Pool"])
+def test_processes_decode_inside_a_pool_worker(isolated: Path, pool: str) -> None:
+    # A study's workers are forked ProcessPoolExecutor processes; a multiprocessing.Pool's
+    # are daemons, which multiprocessing forbids to start processes of its own.
+    path = str(digits_folder(isolated / "digits", range(300)))
+    expected = images.read_image_folder(path, color_mode="grayscale")
+    for cached in (isolated / "cache").rglob("*.npy"):
+        cached.unlink()
+    fork = multiprocessing.get_context("fork")
+    if pool == "ProcessPoolExecutor":
+        with ProcessPoolExecutor(1, mp_context=fork) as executor:
+            x, y, forks, left = executor.submit(read_in_worker, path, 1).result()
+    else:
+        with fork.Pool(1) as workers:
+            x, y, forks, left = workers.apply(read_in_worker, (path, 1))
+    assert np.array_equal(x, expected.x) and y == expected.y.tolist()
+    assert forks >= 1 and not left
+
+
+@pytest.mark.skipif(not FORKING, reason="decoding forks processes on Linux only")
+def test_a_ctrl_c_kills_the_processes_and_a_dead_one_leaves_its_spans(isolated: Path) -> None:
+    path = str(digits_folder(isolated / "digits"))
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork")) as executor:
+        ended, forks, left, cache = executor.submit(interrupt_in_worker, path).result()
+    assert (ended, forks, left, cache) == ("interrupted", 1, False, [])
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork")) as executor:
+        x, forks, left = executor.submit(die_in_worker, path).result()
+    pixels, target = digits_pixels()
+    order = sorted(range(len(target)), key=lambda index: (target[index], index))
+    assert np.array_equal(x, pixels[order]) and forks >= 1 and not left
 
 
 def test_mixed_sizes_across_test_path_and_resolution_errors(isolated: Path) -> None:

@@ -8,18 +8,28 @@ its subfolder, walked recursively as Keras walks it, in sorted order of their
 relative paths. Files directly in `path` belong to no class and are ignored,
 as in Keras.
 
-Every image is decoded once with Pillow, in a thread pool of `os.cpu_count()`
-workers (Pillow releases the GIL while it decodes, and threads measured faster
-than a process pool, which pays for sending every array back), converted to
-`L` (grayscale) or `RGB`, resized with Pillow's bilinear filter when
-`image_size` is given, and stacked into one uint8 array `[N, H, W]` or
-`[N, H, W, 3]`, channels last like the built-in image datasets. The array is
-cached as `<cache>/image_folder/<key>.npy` (the cache is `$TRICKLAB_CACHE`,
-default `~/.cache/tricklab`), written atomically and read back with
-`allow_pickle=False`; `<key>` is the SHA-256 of the sorted relative file list
-with each file's size and modification time, and of `image_size` and
-`color_mode`, so a later load of an unchanged folder opens no image, and
-touching, adding or removing any file decodes the folder again.
+Every image is decoded once with Pillow, converted to `L` (grayscale) or `RGB`
+unless it already is, and resized with Pillow's bilinear filter when
+`image_size` is given, straight into its row of one uint8 array `[N, H, W]` or
+`[N, H, W, 3]` (channels last like the built-in image datasets), allocated from
+the first image's shape. The files are cut into contiguous spans, 64 per
+worker, that the workers take in turn, the caller being one of them. From
+`PROCESSES_FROM` images on Linux the other workers are forked processes writing
+into an anonymous shared mapping: decoding a small PNG is mostly Python work
+under the GIL, so threads barely scale, and an anonymous mapping has no name
+that could outlive the load. Elsewhere, and for fewer images, they are threads.
+A worker that dies leaves its spans to the caller; a Ctrl-C stops the caller,
+which kills the processes.
+
+The array is cached as `<cache>/image_folder/<key>.npy` (the cache is
+`$TRICKLAB_CACHE`, default `~/.cache/tricklab`), written atomically: the pixels
+(what `numpy.load` returns), then a second array, the size and modification
+time in nanoseconds of every file as it was read (`os.fstat` of the open file).
+`<key>` is the SHA-256 of the folder's real path, the sorted relative file
+list, `image_size` and `color_mode`. A later load of the same list stats every
+file and takes the pixels (`allow_pickle=False`) only when every size and time
+is the recorded one, so an unchanged folder opens no image, and touching,
+adding or removing any file decodes the folder again.
 
 Everything after reading (splits, classes, scaling) is
 `tricklab.data.own.own_splits`, shared with the other sources of own data;
@@ -33,16 +43,19 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
+import itertools
+import mmap
 import os
-from collections.abc import Callable
+import signal
+import sys
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NamedTuple
 
 import numpy as np
 import pydantic
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from tricklab.atomic import write_with
 from tricklab.data.arrays import Fraction, Validation
@@ -59,8 +72,43 @@ ColorMode = Literal["grayscale", "rgb"]
 ImageSize = Annotated[list[PositiveInt], pydantic.Field(min_length=2, max_length=2)]
 """`data.image_size`: `[height, width]`, two integers > 0."""
 
-_CACHE_VERSION = 1
+PROCESSES_FROM = 1000
+"""Images from which decoding forks processes (Linux); below, forking costs more than it saves."""
+
+_CACHE_VERSION = 2
 """Part of every cache key: raising it makes every earlier cache file unused."""
+
+_FORK = sys.platform.startswith("linux")
+"""Whether decoding may fork: elsewhere fork is missing or unsafe (macOS), as for studies."""
+
+_SPANS_PER_WORKER = 64
+"""Short spans, so a worker slowed by the rest of the machine delays the end by little."""
+_MOST_SPANS = 1024
+"""Spans are handed out as 4-byte numbers through a pipe, written before any worker
+starts: 4 KiB, the least a Linux pipe holds, so that write never blocks."""
+
+_UNREADABLE = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)
+"""What Pillow raises for a file it cannot read."""
+
+_STOPS = {signal.SIGINT, signal.SIGTERM}
+"""The signals tricklab stops on (`tricklab.signals`), held back while a worker is forked."""
+
+_NOT_DONE = -2
+_DONE = -1
+"""A span's state: not (or not completely) decoded, decoded; else the index of its first problem."""
+
+
+class ImageFolder(NamedTuple):
+    """A folder of class subfolders as read by `read_image_folder`."""
+
+    x: np.ndarray
+    """uint8 pixels `[N, H, W]` (grayscale) or `[N, H, W, 3]`, in the order of `files`."""
+    y: np.ndarray
+    """The class folder name of every image, `[N]` strings."""
+    class_names: list[str]
+    """The class folder names, sorted."""
+    files: list[str]
+    """Every image's path relative to the folder, with `/` separators."""
 
 
 @datasets.register(
@@ -120,35 +168,64 @@ def image_folder(
             `image_size`, a `test_path` with other class folders, and every problem
             `own_splits` finds.
     """
-    size = None if image_size is None else (image_size[0], image_size[1])
-    names, files = list_images(path, "path")
-    x, first = _pixels(path, files, size, color_mode)
-    y = np.array([names[label] for label, _ in files])
+    train = read_image_folder(path, image_size, color_mode)
     test = None
     if test_path is not None:
-        test_names, test_files = list_images(test_path, "test_path")
-        if test_names != names:
+        # The class folders are compared before anything of the test folder is decoded.
+        test_names, test_files, test_counts = _listing(test_path, "test_path")
+        if test_names != train.class_names:
             raise UserInputError(
                 f"data.test_path: class folders {', '.join(test_names)} of {test_path} differ "
-                f"from {', '.join(names)} of {path}; expected the same"
+                f"from {', '.join(train.class_names)} of {path}; expected the same"
             )
-        x_test, test_first = _pixels(test_path, test_files, size, color_mode)
-        if x_test.shape[1:] != x.shape[1:]:
-            raise UserInputError(_mixed(first, x.shape, test_first, x_test.shape))
-        test = (x_test, np.array([names[label] for label, _ in test_files]))
+        held = _read(test_path, test_names, test_files, test_counts, image_size, color_mode,
+                     "test_path")
+        if held.x.shape[1:] != train.x.shape[1:]:
+            raise UserInputError(_mixed(os.path.join(path, train.files[0]), train.x.shape,
+                                        os.path.join(test_path, held.files[0]), held.x.shape))
+        test = (held.x, held.y)
     where = {
         "x": f"data.path {path}: images", "y": f"data.path {path}: class folders",
         "x_test": f"data.test_path {test_path}: images",
         "y_test": f"data.test_path {test_path}: class folders",
     }
     data = own_splits(
-        "image_folder", x, y, test, where, task="classification", validation=validation,
-        test_fraction=test_fraction, train_size=train_size, classes=classes, scale=scale,
-        data_seed=data_seed,
+        "image_folder", train.x, train.y, test, where, task="classification",
+        validation=validation, test_fraction=test_fraction, train_size=train_size,
+        classes=classes, scale=scale, data_seed=data_seed,
     )
     data.raw_inputs = {"kind": "images", "image_size": data.input_shape[:2],
                        "color_mode": color_mode}
     return data
+
+
+def read_image_folder(
+    path: str, image_size: Sequence[int] | None = None, color_mode: str = "rgb",
+    key: str = "path",
+) -> ImageFolder:
+    """List a folder of class subfolders and read all its images, from the cache or decoded.
+
+    This is everything `image_folder` does before splitting: the listing, the
+    cache key, and decoding (then caching) or reading the cached pixels.
+
+    Args:
+        path: The folder with one subfolder of images per class.
+        image_size: `(height, width)` to resize every image to, bilinear. Defaults
+            to `None` (keep the size, which must be the same for all).
+        color_mode: `grayscale` or `rgb`. Defaults to `"rgb"`.
+        key: The option that named the folder, for messages (`path` or
+            `test_path`). Defaults to `"path"`.
+
+    Returns:
+        The pixels, the class name of each image, the class names and the files.
+
+    Raises:
+        UserInputError: A missing folder, one without class subfolders, an empty
+            class folder, an image Pillow cannot read, images of different sizes
+            without `image_size`.
+    """
+    names, files, counts = _listing(path, key)
+    return _read(path, names, files, counts, image_size, color_mode, key)
 
 
 def list_images(path: str, key: str = "path") -> tuple[list[str], list[tuple[int, str]]]:
@@ -166,75 +243,31 @@ def list_images(path: str, key: str = "path") -> tuple[list[str], list[tuple[int
     Raises:
         UserInputError: A missing folder, one without subfolders, an empty class folder.
     """
-    root = Path(path)
-    if not root.is_dir():
-        raise UserInputError(
-            f"data.{key}: folder not found: {path}; expected a folder with one subfolder of "
-            "images per class"
-        )
-    names = sorted(entry.name for entry in root.iterdir() if entry.is_dir())
-    if not names:
-        raise UserInputError(
-            f"data.{key}: {path} has no class subfolders; expected one subfolder of images "
-            "per class"
-        )
-    files: list[tuple[int, str]] = []
-    for label, name in enumerate(names):
-        found = sorted(
-            Path(folder, file).relative_to(root).as_posix()
-            for folder, _, entries in os.walk(root / name)
-            for file in entries if file.lower().endswith(EXTENSIONS)
-        )
-        if not found:
-            raise UserInputError(
-                f"data.{key}: class folder {root / name} holds no images "
-                f"({' '.join(EXTENSIONS)}); add some or remove the folder"
-            )
-        files.extend((label, file) for file in found)
-    return names, files
+    names, files, counts = _listing(path, key)
+    labels = np.repeat(np.arange(len(names)), counts).tolist()
+    return names, list(zip(labels, files, strict=True))
 
 
 def cache_key(
-    path: str, files: list[tuple[int, str]], image_size: tuple[int, int] | None,
-    color_mode: str,
+    path: str, files: list[str], image_size: tuple[int, int] | None, color_mode: str
 ) -> str:
-    """SHA-256 of the relative file list, each file's size and mtime, and the pixel options."""
-    root = Path(path)
-    listing = []
-    for _, file in files:
-        stat = (root / file).stat()
-        listing.append([file, stat.st_size, stat.st_mtime_ns])
-    document = {
-        "version": _CACHE_VERSION, "files": sorted(listing),
-        "image_size": None if image_size is None else list(image_size),
-        "color_mode": color_mode,
-    }
-    return hashlib.sha256(json.dumps(document).encode()).hexdigest()
+    """SHA-256 of the folder's real path, its relative file list and the pixel options.
 
-
-def _pixels(
-    path: str, files: list[tuple[int, str]], size: tuple[int, int] | None, color_mode: str
-) -> tuple[np.ndarray, str]:
-    """All images of `files` as one uint8 array, from the cache or decoded; and the first file."""
-    first = str(Path(path) / files[0][1])
-    cached = cache_dir() / "image_folder" / f"{cache_key(path, files, size, color_mode)}.npy"
-    if cached.is_file():
-        try:
-            x = np.load(cached, allow_pickle=False)
-        except (OSError, ValueError):
-            x = None  # an unreadable cache file is decoded again and replaced
-        if x is not None and x.dtype == np.uint8 and len(x) == len(files):
-            return x, first
-    x = decode_images([Path(path) / file for _, file in files], size, color_mode)
-    # A cache that cannot be written (read-only, full) only costs the next load its time.
-    with contextlib.suppress(OSError):
-        write_with(cached, lambda handle: np.save(handle, x, allow_pickle=False))
-    return x, first
+    The files' sizes and modification times are not part of the key: they are
+    stored in the cache file and compared when it is read.
+    """
+    digest = hashlib.sha256(repr((
+        _CACHE_VERSION, os.path.realpath(path),
+        None if image_size is None else list(image_size), color_mode,
+    )).encode())
+    # NUL cannot occur in a path, so the joined list reads back one way only.
+    digest.update(os.fsencode("\0".join(files)))
+    return digest.hexdigest()
 
 
 def decode_images(
-    files: list[Path], image_size: tuple[int, int] | None = None, color_mode: str = "rgb",
-    executor: Callable[..., Any] = ThreadPoolExecutor, key: str = "data.path",
+    files: Sequence[str | os.PathLike[str]], image_size: Sequence[int] | None = None,
+    color_mode: str = "rgb", key: str = "data.path",
 ) -> np.ndarray:
     """Decode `files` with Pillow in parallel into one uint8 array `[N, H, W(, 3)]`.
 
@@ -243,38 +276,352 @@ def decode_images(
         image_size: `(height, width)` to resize to, bilinear. Defaults to `None`
             (keep the size, which must be the same for all).
         color_mode: `grayscale` or `rgb`. Defaults to `"rgb"`.
-        executor: The pool class, given `max_workers=os.cpu_count()`. Defaults to
-            `ThreadPoolExecutor`.
         key: What messages name the images by. Defaults to `"data.path"`.
 
     Raises:
-        UserInputError: A file Pillow cannot read, or two files of different sizes
-            without `image_size`, each named.
+        UserInputError: The first file in order that Pillow cannot read or whose size
+            differs from the first file's without `image_size`, named.
     """
-    jobs = [(str(file), image_size, color_mode) for file in files]
-    with executor(max_workers=os.cpu_count() or 1) as pool:
-        decoded = list(pool.map(_decode, jobs, chunksize=64))
-    for file, result in zip(files, decoded, strict=True):
-        if isinstance(result, str):
-            raise UserInputError(f"{key}: cannot read image {file} ({result})")
-    shapes = [result.shape for result in decoded]
-    for file, shape in zip(files, shapes, strict=True):
-        if shape != shapes[0]:
-            raise UserInputError(_mixed(str(files[0]), shapes[0], str(file), shape, sample=True))
-    return np.stack(decoded)
+    return _decode([os.fspath(file) for file in files], image_size, color_mode, key)[0]
 
 
-def _decode(job: tuple[str, tuple[int, int] | None, str]) -> np.ndarray | str:
-    """One image as uint8 `[H, W]` or `[H, W, 3]`, or why Pillow cannot read it."""
-    file, size, color_mode = job
+def _listing(path: str, key: str) -> tuple[list[str], list[str], list[int]]:
+    """The sorted class names, every image's relative path (class by class), each class's count."""
+    if not os.path.isdir(path):
+        raise UserInputError(
+            f"data.{key}: folder not found: {path}; expected a folder with one subfolder of "
+            "images per class"
+        )
+    with os.scandir(path) as entries:
+        names = sorted(entry.name for entry in entries if entry.is_dir())
+    if not names:
+        raise UserInputError(
+            f"data.{key}: {path} has no class subfolders; expected one subfolder of images "
+            "per class"
+        )
+    files: list[str] = []
+    counts = []
+    for name in names:
+        found = _images_under(path, name)
+        if not found:
+            raise UserInputError(
+                f"data.{key}: class folder {os.path.join(path, name)} holds no images "
+                f"({' '.join(EXTENSIONS)}); add some or remove the folder"
+            )
+        files.extend(found)
+        counts.append(len(found))
+    return names, files, counts
+
+
+def _images_under(path: str, folder: str) -> list[str]:
+    """The image files under `path/folder` as sorted paths relative to `path`, walked as `os.walk`.
+
+    As `os.walk` does, a folder that cannot be listed is skipped and a link to a
+    folder is not followed below the top.
+    """
+    found = []
+    pending = [folder]
+    while pending:
+        current = pending.pop()
+        try:
+            entries = os.scandir(os.path.join(path, current))
+        except OSError:
+            continue
+        with entries:
+            for entry in entries:
+                try:
+                    is_folder = entry.is_dir()
+                except OSError:
+                    is_folder = False
+                if is_folder:
+                    if not entry.is_symlink():
+                        pending.append(f"{current}/{entry.name}")
+                elif entry.name.lower().endswith(EXTENSIONS):
+                    found.append(f"{current}/{entry.name}")
+    found.sort()
+    return found
+
+
+def _read(
+    path: str, names: list[str], files: list[str], counts: list[int],
+    image_size: Sequence[int] | None, color_mode: str, key: str,
+) -> ImageFolder:
+    """The listed images of `path` from the cache when it is current, else decoded and cached."""
+    size = None if image_size is None else (int(image_size[0]), int(image_size[1]))
+    cached = cache_dir() / "image_folder" / f"{cache_key(path, files, size, color_mode)}.npy"
+    x = _from_cache(cached, path, files)
+    if x is None:
+        prefix = os.path.join(path, "")
+        x, stats = _decode([prefix + file for file in files], size, color_mode, f"data.{key}")
+        # A cache that cannot be written (read-only, full) only costs the next load its time.
+        with contextlib.suppress(OSError):
+            write_with(cached, lambda handle: _save(handle, x, stats))
+    y = np.repeat(np.array(names), counts)
+    return ImageFolder(x, y, names, files)
+
+
+def _save(handle: Any, x: np.ndarray, stats: np.ndarray) -> None:
+    np.save(handle, x, allow_pickle=False)
+    np.save(handle, stats, allow_pickle=False)
+
+
+def _from_cache(cached: Path, path: str, files: list[str]) -> np.ndarray | None:
+    """The cached pixels if `cached` holds them for exactly these files as they are now."""
     try:
-        with Image.open(file) as image:
-            converted = image.convert("L" if color_mode == "grayscale" else "RGB")
-        if size is not None and converted.size != (size[1], size[0]):
-            converted = converted.resize((size[1], size[0]), Image.Resampling.BILINEAR)
-        return np.asarray(converted, dtype=np.uint8)
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
-        return str(error).splitlines()[0] if str(error) else type(error).__name__
+        with open(cached, "rb") as handle:
+            x = np.lib.format.read_array(handle, allow_pickle=False)
+            recorded = np.lib.format.read_array(handle, allow_pickle=False)
+    except (OSError, ValueError):
+        return None  # absent or unreadable: decoded again and replaced
+    if x.dtype != np.uint8 or len(x) != len(files) or recorded.shape != (2, len(files)):
+        return None
+    try:
+        current = _file_stats(path, files)
+    except OSError:
+        return None  # a file gone since the listing: decoding names it
+    return x if np.array_equal(current, recorded) else None
+
+
+def _file_stats(path: str, files: list[str]) -> np.ndarray:
+    """Size and modification time (ns) of every file, `[2, N]` int64, as `_decode` records them."""
+    sizes, times = [], []
+    if os.stat in os.supports_dir_fd:
+        # Statting a name in an open folder spares the kernel the walk down the whole path.
+        folders: dict[str, int] = {}
+        try:
+            for file in files:
+                folder, _, name = file.rpartition("/")
+                descriptor = folders.get(folder)
+                if descriptor is None:
+                    descriptor = folders[folder] = os.open(
+                        os.path.join(path, folder), os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+                stat = os.stat(name, dir_fd=descriptor)
+                sizes.append(stat.st_size)
+                times.append(stat.st_mtime_ns)
+        finally:
+            for descriptor in folders.values():
+                os.close(descriptor)
+    else:
+        for file in files:
+            stat = os.stat(os.path.join(path, file))
+            sizes.append(stat.st_size)
+            times.append(stat.st_mtime_ns)
+    return np.array([sizes, times], dtype=np.int64)
+
+
+class _Job(NamedTuple):
+    """What every worker of one `_decode` shares."""
+
+    files: list[str]
+    size: tuple[int, int] | None
+    mode: str
+    shape: tuple[int, ...]
+    x: np.ndarray
+    """The result `[N, *shape]`, written row by row."""
+    stats: np.ndarray
+    """`[2, N]`: each file's size and modification time in ns, from `os.fstat`."""
+
+
+def _decode(
+    files: list[str], image_size: Sequence[int] | None, color_mode: str, key: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """Every file decoded into one uint8 array; the `[2, N]` sizes and times of the files read."""
+    size = None if image_size is None else (int(image_size[0]), int(image_size[1]))
+    mode = "L" if color_mode == "grayscale" else "RGB"
+    try:
+        first = _decode_one(files[0], size, mode)[0]
+    except _UNREADABLE as error:
+        raise UserInputError(
+            f"{key}: cannot read image {files[0]} ({_reason(error, files[0])})") from None
+    count = len(files)
+    processes = _FORK and count >= PROCESSES_FROM
+    workers = min(_cpus(), count)
+    bounds = np.linspace(0, count, min(count, workers * _SPANS_PER_WORKER, _MOST_SPANS) + 1)
+    spans = list(itertools.pairwise(bounds.astype(int).tolist()))
+    x_buffer = _buffer(count * first.size, processes)
+    stats_buffer = _buffer(2 * count * 8, processes)
+    state_buffer = _buffer(len(spans) * 8, processes)
+    job = _Job(files, size, mode, first.shape,
+               np.frombuffer(x_buffer, np.uint8).reshape(count, *first.shape),
+               np.frombuffer(stats_buffer, np.int64).reshape(2, count))
+    state = np.frombuffer(state_buffer, np.int64)
+    state[:] = _NOT_DONE
+
+    def work(index: int) -> None:
+        problem = _decode_span(job, *spans[index])
+        state[index] = _DONE if problem is None else problem[0]
+
+    _in_parallel(work, len(spans), workers, processes)
+    # Spans left undone (a worker died) are decoded here, and a span's problem is met
+    # again here, where its message can be raised: spans in order, so the first
+    # problem in file order is the one reported.
+    for (start, stop), done in zip(spans, state.tolist(), strict=True):
+        if done == _DONE:
+            continue
+        problem = _decode_span(job, start if done == _NOT_DONE else done, stop)
+        if problem is not None:
+            index, detail = problem
+            if isinstance(detail, str):
+                raise UserInputError(f"{key}: cannot read image {files[index]} ({detail})")
+            raise UserInputError(_mixed(files[0], first.shape, files[index], detail, sample=True))
+    if not processes:
+        return job.x, job.stats
+    return _private(job.x, x_buffer), job.stats.copy()
+
+
+def _decode_one(
+    file: str, size: tuple[int, int] | None, mode: str
+) -> tuple[np.ndarray, os.stat_result]:
+    """One image as uint8 `[H, W]` or `[H, W, 3]`, and the `os.fstat` of the file read."""
+    with open(file, "rb") as handle:
+        stat = os.fstat(handle.fileno())
+        with Image.open(handle) as opened:
+            image = opened if opened.mode == mode else opened.convert(mode)
+            if size is not None and image.size != (size[1], size[0]):
+                image = image.resize((size[1], size[0]), Image.Resampling.BILINEAR)
+            return np.asarray(image), stat
+
+
+def _decode_span(
+    job: _Job, start: int, stop: int
+) -> tuple[int, str | tuple[int, ...]] | None:
+    """Decode files `start:stop` into their rows; the first problem: its index, why or its shape."""
+    for index in range(start, stop):
+        file = job.files[index]
+        try:
+            pixels, stat = _decode_one(file, job.size, job.mode)
+        except _UNREADABLE as error:
+            return index, _reason(error, file)
+        if pixels.shape != job.shape:
+            return index, pixels.shape
+        job.x[index] = pixels
+        job.stats[0, index] = stat.st_size
+        job.stats[1, index] = stat.st_mtime_ns
+    return None
+
+
+def _reason(error: BaseException, file: str) -> str:
+    """The first line of Pillow's message, worded as if Pillow had been given the path."""
+    if isinstance(error, UnidentifiedImageError):
+        return f"cannot identify image file {file!r}"  # given a handle it names the handle
+    text = str(error)
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def _cpus() -> int:
+    """The CPUs this process may run on (its affinity where the platform has one)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def _buffer(size: int, shared: bool) -> Any:
+    """`size` bytes: an anonymous shared mapping (forked workers write into it), or private."""
+    if shared:
+        return mmap.mmap(-1, size)  # anonymous: nothing to unlink, even after a crash
+    return bytearray(size)
+
+
+def _private(shared: np.ndarray, mapping: mmap.mmap) -> np.ndarray:
+    """A private copy of an array in a shared mapping, which is emptied as the copy proceeds.
+
+    Returned shared, the array would stay shared with any process forked later
+    (a study's workers): one's writes would show in the others. Emptying the
+    mapping in steps keeps the peak memory near one array, not two.
+    """
+    copy = np.empty_like(shared)
+    source, target = shared.reshape(-1), copy.reshape(-1)
+    step = 1 << 23  # a whole number of pages, as madvise wants
+    for start in range(0, source.size, step):
+        target[start:start + step] = source[start:start + step]
+        mapping.madvise(mmap.MADV_REMOVE, start, min(step, source.size - start))
+    return copy
+
+
+def _in_parallel(work: Callable[[int], None], spans: int, workers: int, processes: bool) -> None:
+    """Run `work(span)` for spans `0..spans-1`, taken in turn by `workers` workers.
+
+    The caller is one of them; the others are threads, or forked processes when
+    `processes` (whose work must then go to shared memory). The span numbers wait in
+    a pipe, so each is read by exactly one worker.
+    """
+    read, write = os.pipe()
+    try:
+        try:
+            os.write(write, b"".join(index.to_bytes(4, "little") for index in range(spans)))
+        finally:
+            os.close(write)  # a worker reading an empty pipe gets its end, and stops
+        run = _in_processes if processes else _in_threads
+        run(lambda: _take(read, work), read, workers)
+    finally:
+        os.close(read)
+
+
+def _take(read: int, work: Callable[[int], None]) -> None:
+    while record := os.read(read, 4):
+        work(int.from_bytes(record, "little"))
+
+
+def _in_processes(task: Callable[[], None], read: int, workers: int) -> None:
+    """Run `task` here and in `workers - 1` forked processes; kill them if this one fails."""
+    children: list[int] = []
+    try:
+        for _ in range(workers - 1):
+            # A signal's exception raised between fork's return and the append would
+            # lose the child: stopping signals wait until it is counted.
+            held = signal.pthread_sigmask(signal.SIG_BLOCK, _STOPS)
+            try:
+                pid = os.fork()
+                if pid == 0:
+                    _child(task, held)
+                children.append(pid)
+            except OSError:
+                break  # no more processes to be had: fewer workers do the spans
+            finally:
+                signal.pthread_sigmask(signal.SIG_SETMASK, held)
+        task()
+        while children:
+            os.waitpid(children[-1], 0)  # one that died has its spans redone by the caller
+            children.pop()
+    finally:
+        if children:
+            os.read(read, 1 << 16)  # the spans left: no worker starts another
+        for pid in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        for pid in children:
+            os.waitpid(pid, 0)
+
+
+def _child(task: Callable[[], None], mask: set[signal.Signals]) -> None:
+    """A forked worker: run `task`, then end without returning into the caller's code."""
+    code = 1
+    try:
+        # The caller stops on a Ctrl-C (or SIGTERM) and kills this process; the
+        # caller's own handlers (tricklab's stop_signals) have no business here.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        task()
+        code = 0
+    finally:
+        os._exit(code)  # nor into its exit handlers
+
+
+def _in_threads(task: Callable[[], None], read: int, workers: int) -> None:
+    """Run `task` here and in `workers - 1` threads."""
+    if workers == 1:
+        task()
+        return
+    with ThreadPoolExecutor(workers - 1) as pool:
+        helpers = [pool.submit(task) for _ in range(workers - 1)]
+        try:
+            task()
+        except BaseException:
+            os.read(read, 1 << 16)  # the spans left: each thread stops after its current one
+            raise
+        for helper in helpers:
+            helper.result()
 
 
 def _mixed(
@@ -298,8 +645,8 @@ def _image_folder_shape(options: dict[str, Any]) -> tuple[int, ...]:
     size = options.get("image_size")
     if size is None:
         path = options["path"]
-        _, files = list_images(path, "path")
-        file = Path(path) / files[0][1]
+        _, files, _ = _listing(path, "path")
+        file = os.path.join(path, files[0])
         try:
             with Image.open(file) as image:
                 width, height = image.size  # read from the header; nothing decoded
