@@ -88,10 +88,18 @@ def test_a_class_target_becomes_the_runs_class_indices(tmp_path: Path) -> None:
     frame.iloc[1::2].to_csv(tmp_path / "test.csv", index=False)
     data = load_dataset("csv", path=str(tmp_path / "train.csv"), target="target",
                         test_path=str(tmp_path / "test.csv"))
-    raw = read_inputs(stored(data, tmp_path / "model"), str(tmp_path / "test.csv"))
+    preprocessing = stored(data, tmp_path / "model")
+    raw = read_inputs(preprocessing, str(tmp_path / "test.csv"))
     assert data.class_names == ["barbera", "barolo", "grignolino"]
     assert np.array_equal(raw.labels, data.test.y.numpy())
     assert torch.allclose(raw.x, data.test.x, atol=1e-6)
+    other = frame.iloc[1::2].reset_index(drop=True)
+    other.loc[[3, 8], "target"] = "nebbiolo"
+    assert refused(preprocessing, other).endswith(
+        "column 'target' has the label 'nebbiolo' (sample 3), not a class of the run; its "
+        "classes: barbera, barolo, grignolino")
+    assert "has the label '7' (sample 0), not a class" in refused(
+        preprocessing, other.assign(target=7))
 
 
 @pytest.mark.parametrize(("dtype", "scale"), [(np.uint8, "unit"), (np.float64, "standardize")])

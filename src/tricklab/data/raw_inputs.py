@@ -201,12 +201,33 @@ def _labels(preprocessing: Preprocessing, values: np.ndarray, where: str, what: 
         except (TypeError, ValueError):
             raise UserInputError(f"{where}: {what} holds non-numbers; the run is a "
                                  "regression") from None
-    names = [str(value) for value in values]
     index = {name: label for label, name in enumerate(preprocessing.class_names)}
-    for row, name in enumerate(names):
-        if name not in index:
-            raise UserInputError(
-                f"{where}: {what} has the label {name!r} (sample {row}), not a class of the "
-                f"run; its classes: {', '.join(preprocessing.class_names)}"
-            )
-    return np.array([index[name] for name in names], dtype=np.int64)
+    codes, distinct = _distinct(values)
+    # A value is named `str(value)`, as the class names were; each distinct one only once.
+    labels = np.array([index.get(str(value), -1) for value in distinct], dtype=np.int64)[codes]
+    unknown = np.flatnonzero(labels < 0)
+    if len(unknown):
+        row = int(unknown[0])
+        raise UserInputError(
+            f"{where}: {what} has the label {str(values[row])!r} (sample {row}), not a class "
+            f"of the run; its classes: {', '.join(preprocessing.class_names)}"
+        )
+    return labels
+
+
+def _distinct(values: np.ndarray) -> tuple[np.ndarray, Any]:
+    """Each value's index among the distinct ones, and those, told apart as `str` tells them.
+
+    Numbers, booleans and NumPy text are factorized by value, floats by their bits
+    (`0.0` and `-0.0` print differently), an object array of text as text. Any other
+    object array, where `1`, `1.0` and `True` are equal but print differently, is
+    taken value by value.
+    """
+    kind = values.dtype.kind if values.ndim == 1 else "V"  # rows of a 2-D array: one by one
+    if kind == "f" and values.dtype.itemsize in (2, 4, 8):
+        codes, bits = pd.factorize(values.view(f"i{values.dtype.itemsize}"))
+        return codes, bits.view(values.dtype)
+    if kind in "biuUS" or (kind == "O" and pd.api.types.infer_dtype(values, skipna=False)
+                           == "string"):
+        return pd.factorize(values)
+    return np.arange(len(values)), values  # also a long double, with no integer of its size
