@@ -57,10 +57,15 @@ os.register_at_fork(after_in_parent=_count_fork)
 
 @pytest.fixture(params=["threads", "processes"])
 def decoding(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Decode in threads, or in forked processes from one image on (skipped where none fork)."""
+    """Decode (and stat a reload's files) in threads, or in forked processes from one file on.
+
+    Skipped where decoding never forks.
+    """
     if request.param == "processes" and not FORKING:
         pytest.skip("decoding forks processes on Linux only")
-    monkeypatch.setattr(images, "PROCESSES_FROM", 1 if request.param == "processes" else 10**9)
+    fork = request.param == "processes"
+    monkeypatch.setattr(images, "PROCESSES_FROM", 1 if fork else 10**9)
+    monkeypatch.setattr(images, "_STAT_PROCESSES_FROM", 1 if fork else 10**9)
     return request.param
 
 
@@ -217,7 +222,7 @@ def recorded(cached: Path) -> list[list[int]]:
 
 
 def test_cache_is_used_and_invalidated_by_mtime(
-    isolated: Path, monkeypatch: pytest.MonkeyPatch
+    isolated: Path, monkeypatch: pytest.MonkeyPatch, decoding: str
 ) -> None:
     # BMP files of one size have the same length, so one can replace another byte for byte.
     path = str(digits_folder(isolated / "digits", range(40), suffix=".bmp"))
@@ -273,6 +278,13 @@ def test_cache_is_used_and_invalidated_by_mtime(
     monkeypatch.setenv("TRICKLAB_CACHE", str(victim))  # a file: no folder can be made in it
     resized = load_dataset("image_folder", **{**options, "image_size": [4, 4]})
     assert resized.input_shape == (4, 4)
+    # A file that cannot be statted any more is named by the decoding that follows.
+    monkeypatch.setenv("TRICKLAB_CACHE", str(isolated / "cache"))
+    donor.unlink()
+    donor.symlink_to(donor.with_name("absent.bmp"))
+    with pytest.raises(UserInputError, match=re.escape(
+            f"data.path: cannot read image {donor} ([Errno 2] No such file or directory: ")):
+        load_dataset("image_folder", **options)
 
 
 def write(root: Path, files: dict[str, Any]) -> Path:

@@ -14,10 +14,10 @@ unless it already is, and resized with Pillow's bilinear filter when
 `[N, H, W, 3]` (channels last like the built-in image datasets), allocated from
 the first image's shape. The files are cut into contiguous spans, 64 per
 worker, that the workers take in turn, the caller being one of them. From
-`PROCESSES_FROM` images on Linux the other workers are forked processes writing
-into an anonymous shared mapping: decoding a small PNG is mostly Python work
-under the GIL, so threads barely scale, and an anonymous mapping has no name
-that could outlive the load. Elsewhere, and for fewer images, they are threads.
+`PROCESSES_FROM` (1,000) images on Linux the other workers are forked processes
+writing into an anonymous shared mapping: decoding a small PNG is mostly Python
+work under the GIL, so threads barely scale, and an anonymous mapping has no
+name that could outlive the load. Elsewhere, and for fewer images, they are threads.
 A worker that dies leaves its spans to the caller; a Ctrl-C stops the caller,
 which kills the processes.
 
@@ -27,9 +27,10 @@ The array is cached as `<cache>/image_folder/<key>.npy` (the cache is
 time in nanoseconds of every file as it was read (`os.fstat` of the open file).
 `<key>` is the SHA-256 of the folder's real path, the sorted relative file
 list, `image_size` and `color_mode`. A later load of the same list stats every
-file and takes the pixels (`allow_pickle=False`) only when every size and time
-is the recorded one, so an unchanged folder opens no image, and touching,
-adding or removing any file decodes the folder again.
+file (on Linux, from 20,000 files on, half of them in one forked process) and
+takes the pixels (`allow_pickle=False`) only when every size and time is the
+recorded one, so an unchanged folder opens no image, and touching, adding or
+removing any file decodes the folder again.
 
 Everything after reading (splits, classes, scaling) is
 `tricklab.data.own.own_splits`, shared with the other sources of own data;
@@ -80,6 +81,10 @@ _CACHE_VERSION = 2
 
 _FORK = sys.platform.startswith("linux")
 """Whether decoding may fork: elsewhere fork is missing or unsafe (macOS), as for studies."""
+
+_STAT_PROCESSES_FROM = 20_000
+"""Files from which a reload's stats are shared with one forked process (Linux): a stat
+costs about 2.5 us, a fork of a process with torch imported about 15 ms."""
 
 _SPANS_PER_WORKER = 64
 """Short spans, so a worker slowed by the rest of the machine delays the end by little."""
@@ -379,11 +384,36 @@ def _from_cache(cached: Path, path: str, files: list[str]) -> np.ndarray | None:
         current = _file_stats(path, files)
     except OSError:
         return None  # a file gone since the listing: decoding names it
-    return x if np.array_equal(current, recorded) else None
+    return x if current is not None and np.array_equal(current, recorded) else None
 
 
-def _file_stats(path: str, files: list[str]) -> np.ndarray:
-    """Size and modification time (ns) of every file, `[2, N]` int64, as `_decode` records them."""
+def _file_stats(path: str, files: list[str]) -> np.ndarray | None:
+    """Size and modification time (ns) of every file, `[2, N]` int64, as `_decode` records them.
+
+    From `_STAT_PROCESSES_FROM` files on Linux, the files are shared with one
+    forked process (threads would share the time in the kernel, not the rest,
+    which holds the GIL). `None` if that process died.
+
+    Raises:
+        OSError: A file the caller could not stat.
+    """
+    count = len(files)
+    processes = _FORK and count >= _STAT_PROCESSES_FROM and _cpus() > 1
+    stats = np.frombuffer(_buffer(16 * count, processes), np.int64).reshape(2, count)
+
+    def work(start: int, stop: int) -> int:
+        stats[:, start:stop] = _stat_span(path, files[start:stop])
+        return _DONE
+
+    workers = 2 if processes else 1
+    if _NOT_DONE in _each_span(work, spans=_cut(count, workers * _SPANS_PER_WORKER),
+                               workers=workers, processes=processes):
+        return None  # the forked process died, on a file it could not stat or otherwise
+    return stats.copy() if processes else stats
+
+
+def _stat_span(path: str, files: list[str]) -> list[list[int]]:
+    """`[sizes, times]` of `files`."""
     sizes, times = [], []
     if os.stat in os.supports_dir_fd:
         # Statting a name in an open folder spares the kernel the walk down the whole path.
@@ -406,7 +436,7 @@ def _file_stats(path: str, files: list[str]) -> np.ndarray:
             stat = os.stat(os.path.join(path, file))
             sizes.append(stat.st_size)
             times.append(stat.st_mtime_ns)
-    return np.array([sizes, times], dtype=np.int64)
+    return [sizes, times]
 
 
 class _Job(NamedTuple):
@@ -434,28 +464,23 @@ def _decode(
         raise UserInputError(
             f"{key}: cannot read image {files[0]} ({_reason(error, files[0])})") from None
     count = len(files)
-    processes = _FORK and count >= PROCESSES_FROM
     workers = min(_cpus(), count)
-    bounds = np.linspace(0, count, min(count, workers * _SPANS_PER_WORKER, _MOST_SPANS) + 1)
-    spans = list(itertools.pairwise(bounds.astype(int).tolist()))
+    processes = _FORK and count >= PROCESSES_FROM and workers > 1
+    spans = _cut(count, workers * _SPANS_PER_WORKER)
     x_buffer = _buffer(count * first.size, processes)
-    stats_buffer = _buffer(2 * count * 8, processes)
-    state_buffer = _buffer(len(spans) * 8, processes)
     job = _Job(files, size, mode, first.shape,
                np.frombuffer(x_buffer, np.uint8).reshape(count, *first.shape),
-               np.frombuffer(stats_buffer, np.int64).reshape(2, count))
-    state = np.frombuffer(state_buffer, np.int64)
-    state[:] = _NOT_DONE
+               np.frombuffer(_buffer(16 * count, processes), np.int64).reshape(2, count))
 
-    def work(index: int) -> None:
-        problem = _decode_span(job, *spans[index])
-        state[index] = _DONE if problem is None else problem[0]
+    def work(start: int, stop: int) -> int:
+        problem = _decode_span(job, start, stop)
+        return _DONE if problem is None else problem[0]
 
-    _in_parallel(work, len(spans), workers, processes)
+    states = _each_span(work, spans, workers, processes)
     # Spans left undone (a worker died) are decoded here, and a span's problem is met
     # again here, where its message can be raised: spans in order, so the first
     # problem in file order is the one reported.
-    for (start, stop), done in zip(spans, state.tolist(), strict=True):
+    for (start, stop), done in zip(spans, states, strict=True):
         if done == _DONE:
             continue
         problem = _decode_span(job, start if done == _NOT_DONE else done, stop)
@@ -536,6 +561,31 @@ def _private(shared: np.ndarray, mapping: mmap.mmap) -> np.ndarray:
         target[start:start + step] = source[start:start + step]
         mapping.madvise(mmap.MADV_REMOVE, start, min(step, source.size - start))
     return copy
+
+
+def _cut(count: int, parts: int) -> list[tuple[int, int]]:
+    """`0..count` cut into `parts` (at most `_MOST_SPANS`, at most `count`) contiguous spans."""
+    bounds = np.linspace(0, count, min(count, parts, _MOST_SPANS) + 1).astype(int).tolist()
+    return list(itertools.pairwise(bounds))
+
+
+def _each_span(
+    work: Callable[[int, int], int], spans: list[tuple[int, int]], workers: int,
+    processes: bool,
+) -> list[int]:
+    """`work(start, stop)` of every span, in parallel: its result, `_NOT_DONE` if its worker died.
+
+    With `processes`, `work` runs in forked processes too: what it writes must be
+    in memory from `_buffer(..., shared=True)`.
+    """
+    states = np.frombuffer(_buffer(8 * len(spans), processes), np.int64)
+    states[:] = _NOT_DONE
+
+    def run(index: int) -> None:
+        states[index] = work(*spans[index])
+
+    _in_parallel(run, len(spans), workers, processes)
+    return states.tolist()
 
 
 def _in_parallel(work: Callable[[int], None], spans: int, workers: int, processes: bool) -> None:
