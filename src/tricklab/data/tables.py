@@ -271,9 +271,10 @@ def _check_kinds(
 
 def _check_missing(table: pd.DataFrame, path: str, missing: str) -> None:
     """Refuse a missing value, naming the first row holding one and its first such column."""
-    empty = table.isna().to_numpy()
-    if not empty.any():
+    empty = table.isna()
+    if not empty.any(axis=None):  # reduced block by block, without a row-major copy
         return
+    empty = empty.to_numpy()
     row = int(np.flatnonzero(empty.any(axis=1))[0])
     column = table.columns[int(np.flatnonzero(empty[row])[0])]
     place = f"row {row + 1}" if path.lower().endswith(".parquet") else (
