@@ -24,8 +24,10 @@ this run:
   threads, or `os.cpu_count()` forked processes (their start-up counted)
   writing into shared memory; the plain loops are given the file list, so they
   neither list the folder nor write a cache. Target: tricklab's images/s >=
-  0.8 x the faster loop's. `decode_images` alone (no listing, no cache) is
-  printed too.
+  0.8 x the faster loop's. Printed too: each one's CPU seconds (its own and
+  its child processes'), and the parts of a first read timed alone: listing
+  the folder, the cache key, `decode_images` (decoding alone), and writing the
+  cache file (`np.save` of the pixels and the file sizes and times, `fsync`).
 - (b) cached reload: the same call again with the cache in place, and its
   parts (listing, statting every file against the recorded sizes and times,
   reading the cache file) timed alone. Target: reload / first load <= 1/20.
@@ -62,6 +64,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from tricklab.atomic import write_with
 from tricklab.data import images, load_dataset
 from tricklab.data.images import decode_images, read_image_folder
 
@@ -166,6 +169,12 @@ def timed(call: Callable[[], object]) -> float:
     return time.perf_counter() - start
 
 
+def cpu_seconds() -> float:
+    """CPU seconds of this process and of its children waited for, user and system."""
+    times = os.times()
+    return times.user + times.system + times.children_user + times.children_system
+
+
 def in_cache(cache: Path, call: Callable[[], object]) -> Callable[[], object]:
     """`call` with `$TRICKLAB_CACHE` set to `cache`."""
     def run() -> object:
@@ -186,6 +195,23 @@ def child_peak_mb(folder: Path | None, cache: Path | None, what: str = "read") -
     output = subprocess.run([sys.executable, "-c", HOP, sys.executable, "-c", code, *arguments],
                             check=True, capture_output=True, text=True).stdout
     return int(output.split()[-1]) * 1024 / 1e6
+
+
+def first_parts(folder: Path, scratch: Path, files: list[str]) -> dict[str, float]:
+    """Seconds of each part of a first read, each timed alone."""
+    path = str(folder)
+    relative = images._listing(path, "path")[1]
+    decoded: list[np.ndarray] = []
+    parts = {
+        "listing the folder": timed(lambda: images._listing(path, "path")),
+        "cache key": timed(lambda: images.cache_key(path, relative, None, "grayscale")),
+        "decode_images": timed(lambda: decoded.append(decode_images(files, None,
+                                                                    "grayscale"))),
+    }
+    stats = np.zeros((2, len(files)), np.int64)
+    parts["writing the cache file"] = timed(lambda: write_with(
+        scratch / "cache-part.npy", lambda handle: images._save(handle, decoded[0], stats)))
+    return parts
 
 
 def reload_parts(folder: Path, cache: Path) -> dict[str, float]:
@@ -227,6 +253,8 @@ def main() -> None:
         in_cache(Path(scratch) / "cache-warm-up", lambda: read_image_folder(
             path, color_mode="grayscale"))()
         seconds: dict[str, list[float]] = {}
+        cpu: dict[str, list[float]] = {}
+        first: dict[str, list[float]] = {}
         parts: dict[str, list[float]] = {}
         for repeat in range(args.repeats):  # alternated so drift affects all alike
             cache = Path(scratch) / f"cache-{repeat}"
@@ -236,35 +264,41 @@ def main() -> None:
                 "read": in_cache(cache, lambda: read_image_folder(path, color_mode="grayscale")),
                 "reload": in_cache(cache, lambda: read_image_folder(path,
                                                                     color_mode="grayscale")),
-                "decode_images": lambda: decode_images(files, None, "grayscale"),
                 "load_dataset": in_cache(whole, lambda: load_dataset(
                     "image_folder", path=path, color_mode="grayscale")),
                 "load_dataset reload": in_cache(whole, lambda: load_dataset(
                     "image_folder", path=path, color_mode="grayscale")),
             }
             for name, call in calls.items():
+                used = cpu_seconds()
                 seconds.setdefault(name, []).append(timed(call))
+                cpu.setdefault(name, []).append(cpu_seconds() - used)
+            for name, value in first_parts(folder, Path(scratch), files).items():
+                first.setdefault(name, []).append(value)
             for name, value in reload_parts(folder, cache).items():
                 parts.setdefault(name, []).append(value)
         median = {name: statistics.median(values) for name, values in seconds.items()}
         fastest = min(loops, key=median.__getitem__)
         labels = {"threads": f"plain loop, {os.cpu_count()} threads",
                   "processes": f"plain loop, {os.cpu_count()} processes",
-                  "decode_images": "tricklab decode_images alone",
                   "read": "tricklab read_image_folder, cold",
                   "load_dataset": "load_dataset, cold (information)"}
         print(f"(a) first load, median of {args.repeats}:")
         for name, label in labels.items():
             print(f"    {label:38s}: {median[name]:7.3f} s  {len(files) / median[name]:8.0f} "
-                  f"images/s")
+                  f"images/s  {statistics.median(cpu[name]):6.2f} CPU s")
         ratio = median[fastest] / median["read"]
         print(f"    throughput read_image_folder / plain {fastest} (the faster loop) = "
               f"{ratio:.3f}  (target >= 0.8: {'ok' if ratio >= 0.8 else 'MISSED'})")
+        print("    its parts, each timed alone:")
+        for name, values in first.items():
+            print(f"      {name:36s}: {statistics.median(values):7.3f} s")
         reload = median["reload"] / median["read"]
         print(f"(b) cached reload {median['reload']:.3f} s, / first load = {reload:.4f} = "
               f"1/{1 / reload:.1f}  (target <= 1/20: {'ok' if reload <= 1 / 20 else 'MISSED'})")
+        print("    its parts, each timed alone:")
         for name, values in parts.items():
-            print(f"    {name:38s}: {statistics.median(values):7.3f} s")
+            print(f"      {name:36s}: {statistics.median(values):7.3f} s")
         print(f"    load_dataset reload (information)     : "
               f"{median['load_dataset reload']:7.3f} s")
         baseline = child_peak_mb(None, None)

@@ -69,13 +69,15 @@ def decoding(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) ->
     return request.param
 
 
-def children_left() -> bool:
-    """Whether this process has a child not yet waited for."""
-    try:
-        os.waitpid(-1, os.WNOHANG)
-    except ChildProcessError:
-        return False
-    return True
+def children() -> set[int]:
+    """This process's children, ended ones not yet waited for included (Linux; else none).
+
+    Read from /proc, so that no child of another part of the test run is reaped.
+    """
+    found: set[int] = set()
+    for task in Path("/proc/self/task").glob("*/children"):
+        found.update(int(pid) for pid in task.read_text().split())
+    return found
 
 
 def fashion_folder(root: Path) -> dict[str, np.ndarray]:
@@ -121,7 +123,7 @@ def by_class(data: Any) -> dict[int, list[bytes]]:
 
 def test_fashion_png_folder_round_trips_grayscale(isolated: Path, decoding: str) -> None:
     written = fashion_folder(isolated / "photos")
-    forks = Forks.made
+    forks, before = Forks.made, children()
     path = str(isolated / "photos")
     data = load_dataset("image_folder", path=path, color_mode="grayscale", scale="none")
     assert data.class_names == ["Bag", "Pullover", "Sandal", "Trouser"]  # sorted folder names
@@ -142,7 +144,7 @@ def test_fashion_png_folder_round_trips_grayscale(isolated: Path, decoding: str)
     assert folder.class_names == names and folder.files == [file for _, file in files]
     assert np.array_equal(folder.x, decoded) and folder.x.flags.writeable
     assert folder.y.tolist() == [names[label] for label, _ in files]
-    assert (Forks.made > forks) == (decoding == "processes") and not children_left()
+    assert (Forks.made > forks) == (decoding == "processes") and children() == before
 
 
 def test_rgb_default_gives_three_equal_channels_and_unit_scale(isolated: Path) -> None:
@@ -348,6 +350,7 @@ def test_bad_folders_are_one_line(
 def test_the_first_problem_in_file_order_is_named(isolated: Path, decoding: str) -> None:
     # 200 digits, so the problems fall in different spans of the workers.
     path = digits_folder(isolated / "digits", range(200))
+    before = children()
     _, files = images.list_images(str(path))
     unreadable, other_size = Path(path, files[150][1]), Path(path, files[60][1])
     unreadable.write_bytes(b"not an image")
@@ -363,7 +366,7 @@ def test_the_first_problem_in_file_order_is_named(isolated: Path, decoding: str)
         images.read_image_folder(str(path), color_mode="grayscale")
     assert str(caught.value) == (f"data.path: cannot read image {unreadable} (cannot identify "
                                  f"image file '{unreadable}')")
-    assert not list((isolated / "cache").rglob("*.npy*")) and not children_left()
+    assert not list((isolated / "cache").rglob("*.npy*")) and children() == before
     # Past the problems: every image, cached; in the test folder, messages name test_path.
     unreadable.write_bytes(other_size.read_bytes())
     data = load_dataset("image_folder", path=str(path), test_path=str(path),
@@ -383,7 +386,7 @@ def read_in_worker(path: str, processes_from: int) -> tuple[np.ndarray, list[str
     images.PROCESSES_FROM = processes_from
     forks = Forks.made
     folder = images.read_image_folder(path, color_mode="grayscale")
-    return folder.x, folder.y.tolist(), Forks.made - forks, children_left()
+    return folder.x, folder.y.tolist(), Forks.made - forks, bool(children())
 
 
 def interrupt_in_worker(path: str) -> tuple[str, int, bool, list[str]]:
@@ -401,7 +404,7 @@ def interrupt_in_worker(path: str) -> tuple[str, int, bool, list[str]]:
     except KeyboardInterrupt:
         ended = "interrupted"
     cache = Path(os.environ["TRICKLAB_CACHE"])
-    return ended, Forks.made - forks, children_left(), [str(file) for file in cache.rglob("*")]
+    return ended, Forks.made - forks, bool(children()), [str(file) for file in cache.rglob("*")]
 
 
 def die_in_worker(path: str) -> tuple[np.ndarray, int, bool]:
@@ -411,7 +414,7 @@ def die_in_worker(path: str) -> tuple[np.ndarray, int, bool]:
     os.register_at_fork(after_in_child=lambda: signal.setitimer(signal.ITIMER_REAL, 0.005))
     forks = Forks.made
     folder = images.read_image_folder(path, color_mode="grayscale")
-    return folder.x, Forks.made - forks, children_left()
+    return folder.x, Forks.made - forks, bool(children())
 
 
 @pytest.mark.skipif(not FORKING, reason="decoding forks processes on Linux only")
