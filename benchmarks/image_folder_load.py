@@ -1,11 +1,12 @@
 """Reading the 70,000 Fashion-MNIST images from a PNG folder: time, cached reload and memory.
 
-The subject is reading the image folder into its decoded uint8 array, what
-`tricklab.data.images.read_image_folder(path, color_mode="grayscale")` does
-and what `image_folder` calls before anything else: listing the class folders
-and files, computing the cache key, and decoding (then writing the cache) or
-reading the cache, into one uint8 array `[70000, 28, 28]` and the labels, the
-same array the plain Pillow loops below produce. The float32 conversion,
+The subject (as settled for issue 14) is reading the image folder into its
+decoded uint8 array: what `tricklab.data.images.read_image_folder(path,
+color_mode="grayscale")` does, and `image_folder` calls before anything else:
+listing the class folders and files, computing the cache key, and decoding
+(then writing the cache) or reading the cache, into one uint8 array
+`[70000, 28, 28]` and the labels, the same array the plain Pillow loops below
+produce. The float32 conversion,
 splitting and scaling that follow are `own_splits`, shared with every other
 source of own data and not part of it; the whole `load_dataset("image_folder",
 ...)` is printed beside it for information.
@@ -25,12 +26,15 @@ this run:
   writing into shared memory; the plain loops are given the file list, so they
   neither list the folder nor write a cache. Target: tricklab's images/s >=
   0.8 x the faster loop's. Printed too: each one's CPU seconds (its own and
-  its child processes'), and the parts of a first read timed alone: listing
-  the folder, the cache key, `decode_images` (decoding alone), and writing the
-  cache file (`np.save` of the pixels and the file sizes and times, `fsync`).
+  its child processes'; on a machine busy with other work, a load whose CPU
+  seconds come close to its wall time had less than its cores), and the parts
+  of a first read timed alone: listing the folder, the cache key,
+  `decode_images` (decoding alone), and writing the cache file (`np.save` of
+  the pixels and the file sizes and times, `fsync`).
 - (b) cached reload: the same call again with the cache in place, and its
-  parts (listing, statting every file against the recorded sizes and times,
-  reading the cache file) timed alone. Target: reload / first load <= 1/20.
+  parts timed alone: listing, the cache key, statting every file (whose sizes
+  and times are compared with the recorded ones), reading the cached pixels.
+  Target: reload / first load <= 1/20.
 - (c) peak RSS (`getrusage(RUSAGE_SELF).ru_maxrss` read by a fresh child
   process) of a child doing a first `read_image_folder`, against a child that
   only imports the same modules (interpreter, NumPy, Pillow, torch, tricklab).
