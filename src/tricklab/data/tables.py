@@ -18,6 +18,12 @@ category under `missing: mean`) is encoded as all zeros in its block, the
 one-hot columns stay 0/1 (their recorded mean is 0 and deviation 1, so
 `DatasetSplits.scale_inputs` applied to encoded rows does the same).
 
+The whole table is encoded once, by `Preprocessing.encode` (the code a
+prediction runs on new rows), and each part is a gather of its rows. A fill is
+pandas' float64 mean of a column's training values, a mean and deviation are
+`torch.std_mean` of the encoded float32 training features (accumulated in
+double), both over the training rows in their shuffled order.
+
 Rows are named as the file counts them: in a CSV or TSV file `line 1` is the
 header and the first data row is `line 2`; in a Parquet file, which has no lines,
 the first row is `row 1`.
