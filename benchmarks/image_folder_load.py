@@ -29,8 +29,8 @@ this run:
   its child processes'; on a machine busy with other work, a load whose CPU
   seconds come close to its wall time had less than its cores), and the parts
   of a first read timed alone: listing the folder, the cache key,
-  `decode_images` (decoding alone), and writing the cache file (`np.save` of
-  the pixels and the file sizes and times, `fsync`).
+  `decode_images` (decoding alone), and `read_image_folder` where no cache
+  can be written (what writing the cache file costs is the difference).
 - (b) cached reload: the same call again with the cache in place, and its
   parts timed alone: listing, the cache key, statting every file (whose sizes
   and times are compared with the recorded ones), reading the cached pixels.
@@ -68,7 +68,6 @@ import numpy as np
 import torch
 from PIL import Image
 
-from tricklab.atomic import write_with
 from tricklab.data import images, load_dataset
 from tricklab.data.images import decode_images, read_image_folder
 
@@ -205,17 +204,15 @@ def first_parts(folder: Path, scratch: Path, files: list[str]) -> dict[str, floa
     """Seconds of each part of a first read, each timed alone."""
     path = str(folder)
     relative = images._listing(path, "path")[1]
-    decoded: list[np.ndarray] = []
-    parts = {
+    unwritable = scratch / "not-a-folder"  # a file: no cache can be written under it
+    unwritable.touch()
+    return {
         "listing the folder": timed(lambda: images._listing(path, "path")),
         "cache key": timed(lambda: images.cache_key(path, relative, None, "grayscale")),
-        "decode_images": timed(lambda: decoded.append(decode_images(files, None,
-                                                                    "grayscale"))),
+        "decode_images": timed(lambda: decode_images(files, None, "grayscale")),
+        "read_image_folder writing no cache": timed(in_cache(unwritable, lambda: (
+            read_image_folder(path, color_mode="grayscale")))),
     }
-    stats = np.zeros((2, len(files)), np.int64)
-    parts["writing the cache file"] = timed(lambda: write_with(
-        scratch / "cache-part.npy", lambda handle: images._save(handle, decoded[0], stats)))
-    return parts
 
 
 def reload_parts(folder: Path, cache: Path) -> dict[str, float]:

@@ -14,6 +14,7 @@ import json
 import multiprocessing
 import os
 import re
+import resource
 import signal
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -142,6 +143,8 @@ def test_fashion_png_folder_round_trips_grayscale(isolated: Path, decoding: str)
     # What load_dataset splits: the pixels in file order with their class folder names.
     folder = images.read_image_folder(path, color_mode="grayscale")
     assert folder.class_names == names and folder.files == [file for _, file in files]
+    (cached,) = (isolated / "cache" / "image_folder").glob("*.npy")  # written as decoded
+    assert np.array_equal(np.load(cached, allow_pickle=False), decoded)
     assert np.array_equal(folder.x, decoded) and folder.x.flags.writeable
     assert folder.y.tolist() == [names[label] for label, _ in files]
     assert (Forks.made > forks) == (decoding == "processes") and children() == before
@@ -392,8 +395,8 @@ def read_in_worker(path: str, processes_from: int) -> tuple[np.ndarray, list[str
 def interrupt_in_worker(path: str) -> tuple[str, int, bool, list[str]]:
     """In a pool's worker: a Ctrl-C right after decoding forks its first process.
 
-    Returns how the read ended, the forks made, whether a child is left, and what
-    the cache holds.
+    Returns how the read ended, the forks made, whether a child is left, and the
+    files in the cache.
     """
     images.PROCESSES_FROM = 1
     os.register_at_fork(after_in_parent=lambda: os.kill(os.getpid(), signal.SIGINT))
@@ -404,17 +407,52 @@ def interrupt_in_worker(path: str) -> tuple[str, int, bool, list[str]]:
     except KeyboardInterrupt:
         ended = "interrupted"
     cache = Path(os.environ["TRICKLAB_CACHE"])
-    return ended, Forks.made - forks, bool(children()), [str(file) for file in cache.rglob("*")]
+    written = [str(file) for file in cache.rglob("*") if file.is_file()]
+    return ended, Forks.made - forks, bool(children()), written
 
 
-def die_in_worker(path: str) -> tuple[np.ndarray, int, bool]:
-    """In a pool's worker: read a folder while every decoding process dies 5 ms after its fork."""
+def die_in_worker(path: str) -> tuple[np.ndarray, np.ndarray, int, bool]:
+    """In a pool's worker: read a folder while every decoding process dies 5 ms after its fork.
+
+    Returns the pixels, those of the cache file, the forks made and whether a child is left.
+    """
     images.PROCESSES_FROM = 1
     # SIGALRM's default action ends the process; the timer is the child's alone.
     os.register_at_fork(after_in_child=lambda: signal.setitimer(signal.ITIMER_REAL, 0.005))
     forks = Forks.made
     folder = images.read_image_folder(path, color_mode="grayscale")
-    return folder.x, Forks.made - forks, bool(children())
+    (cached,) = Path(os.environ["TRICKLAB_CACHE"], "image_folder").glob("*.npy")
+    return (folder.x, np.load(cached, allow_pickle=False), Forks.made - forks,
+            bool(children()))
+
+
+def read_unwritable_in_worker(
+    path: str, processes_from: int
+) -> tuple[np.ndarray, int, list[str]]:
+    """In a pool's worker that may write files of 1000 bytes at most: read a folder.
+
+    Returns the pixels, the forks made and the files in the cache.
+    """
+    images.PROCESSES_FROM = processes_from
+    resource.setrlimit(resource.RLIMIT_FSIZE, (1000, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+    forks = Forks.made
+    folder = images.read_image_folder(path, color_mode="grayscale")
+    cache = Path(os.environ["TRICKLAB_CACHE"])
+    return folder.x, Forks.made - forks, [str(file) for file in cache.rglob("*") if file.is_file()]
+
+
+@pytest.mark.skipif(not FORKING, reason="decoding forks processes on Linux only")
+@pytest.mark.parametrize("processes_from", [1, 10**9])
+def test_a_cache_file_that_cannot_be_written_whole_is_dropped(
+    isolated: Path, processes_from: int
+) -> None:
+    # The limit lets the cache file begin (its header) and refuses its rows.
+    path = str(digits_folder(isolated / "digits", range(300)))
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork")) as executor:
+        x, forks, cache = executor.submit(read_unwritable_in_worker, path, processes_from).result()
+    assert np.array_equal(x, images.read_image_folder(path, color_mode="grayscale").x)
+    # Decoded once (in two processes when forking), the partial file dropped.
+    assert forks == (1 if processes_from == 1 else 0) and cache == []
 
 
 @pytest.mark.skipif(not FORKING, reason="decoding forks processes on Linux only")
@@ -444,10 +482,11 @@ def test_a_ctrl_c_kills_the_processes_and_a_dead_one_leaves_its_spans(isolated: 
         ended, forks, left, cache = executor.submit(interrupt_in_worker, path).result()
     assert (ended, forks, left, cache) == ("interrupted", 1, False, [])
     with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork")) as executor:
-        x, forks, left = executor.submit(die_in_worker, path).result()
+        x, cached, forks, left = executor.submit(die_in_worker, path).result()
     pixels, target = digits_pixels()
     order = sorted(range(len(target)), key=lambda index: (target[index], index))
-    assert np.array_equal(x, pixels[order]) and forks >= 1 and not left
+    assert np.array_equal(x, pixels[order]) and np.array_equal(cached, x)
+    assert forks >= 1 and not left
 
 
 def test_mixed_sizes_across_test_path_and_resolution_errors(isolated: Path) -> None:

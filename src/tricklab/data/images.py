@@ -52,13 +52,13 @@ import sys
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Annotated, Any, Literal, NamedTuple
+from typing import IO, Annotated, Any, Literal, NamedTuple
 
 import numpy as np
 import pydantic
 from PIL import Image, UnidentifiedImageError
 
-from tricklab.atomic import write_with
+from tricklab.atomic import atomic_open
 from tricklab.data.arrays import Fraction, Validation
 from tricklab.data.datasets import AUTO_OPTIONS, INPUT_SHAPES, DatasetSplits, datasets
 from tricklab.data.own import TEST_FRACTION, VALIDATION, NonNegativeInt, OwnScale, own_splits
@@ -80,6 +80,8 @@ _CACHE_VERSION = 2
 """Part of every cache key: raising it makes every earlier cache file unused."""
 
 _FORK = sys.platform.startswith("linux")
+_PWRITE = hasattr(os, "pwrite")
+"""Whether workers can write their rows of a cache file each in its place (not on Windows)."""
 """Whether decoding may fork: elsewhere fork is missing or unsafe (macOS), as for studies."""
 
 _STAT_PROCESSES_FROM = 20_000
@@ -357,17 +359,33 @@ def _read(
     x = _from_cache(cached, path, files)
     if x is None:
         prefix = os.path.join(path, "")
-        x, stats = _decode([prefix + file for file in files], size, color_mode, f"data.{key}")
-        # A cache that cannot be written (read-only, full) only costs the next load its time.
-        with contextlib.suppress(OSError):
-            write_with(cached, lambda handle: _save(handle, x, stats))
+        x = _decode_cached(cached, [prefix + file for file in files], size, color_mode,
+                           f"data.{key}")
     y = np.repeat(np.array(names), counts)
     return ImageFolder(x, y, names, files)
 
 
-def _save(handle: Any, x: np.ndarray, stats: np.ndarray) -> None:
-    np.save(handle, x, allow_pickle=False)
-    np.save(handle, stats, allow_pickle=False)
+class _Unwritten(Exception):
+    """Part of a cache file could not be written (a full disk): the file is dropped."""
+
+
+def _decode_cached(
+    cached: Path, files: list[str], size: tuple[int, int] | None, color_mode: str, key: str
+) -> np.ndarray:
+    """`_decode`, writing the cache file as the spans are decoded (atomically, see `atomic_open`).
+
+    A cache that cannot be written (read-only, full) only costs the next load its time.
+    """
+    decoded = None
+    try:
+        with atomic_open(cached, "wb") as handle:
+            decoded, _, written = _decode(files, size, color_mode, key, handle)
+            if not written:
+                raise _Unwritten  # the file is dropped, the pixels kept
+    except (OSError, _Unwritten):
+        if decoded is None:  # the file could not even be begun
+            decoded = _decode(files, size, color_mode, key)[0]
+    return decoded
 
 
 def _from_cache(cached: Path, path: str, files: list[str]) -> np.ndarray | None:
@@ -453,9 +471,14 @@ class _Job(NamedTuple):
 
 
 def _decode(
-    files: list[str], image_size: Sequence[int] | None, color_mode: str, key: str
-) -> tuple[np.ndarray, np.ndarray]:
-    """Every file decoded into one uint8 array; the `[2, N]` sizes and times of the files read."""
+    files: list[str], image_size: Sequence[int] | None, color_mode: str, key: str,
+    cache: IO[bytes] | None = None,
+) -> tuple[np.ndarray, np.ndarray, bool]:
+    """Every file decoded into one uint8 array; the `[2, N]` sizes and times of the files read.
+
+    With `cache` (a new file), the pixels and then the sizes and times are written to
+    it as a cache file; last, whether all of it was written (else it is to be dropped).
+    """
     size = None if image_size is None else (int(image_size[0]), int(image_size[1]))
     mode = "L" if color_mode == "grayscale" else "RGB"
     try:
@@ -472,9 +495,15 @@ def _decode(
                np.frombuffer(x_buffer, np.uint8).reshape(count, *first.shape),
                np.frombuffer(_buffer(16 * count, processes), np.int64).reshape(2, count))
 
+    rows = None if cache is None else _CacheRows(cache, job.x.shape, processes)
+
     def work(start: int, stop: int) -> int:
         problem = _decode_span(job, start, stop)
-        return _DONE if problem is None else problem[0]
+        if problem is not None:
+            return problem[0]
+        if rows is not None:
+            rows.write(job.x, start, stop)
+        return _DONE
 
     states = _each_span(work, spans, workers, processes)
     # Spans left undone (a worker died) are decoded here, and a span's problem is met
@@ -489,9 +518,68 @@ def _decode(
             if isinstance(detail, str):
                 raise UserInputError(f"{key}: cannot read image {files[index]} ({detail})")
             raise UserInputError(_mixed(files[0], first.shape, files[index], detail, sample=True))
-    if not processes:
-        return job.x, job.stats
-    return _private(job.x, x_buffer), job.stats.copy()
+        if rows is not None:
+            rows.write(job.x, start, stop)
+    x = _private(job.x, x_buffer) if processes else job.x
+    stats = job.stats.copy() if processes else job.stats
+    return x, stats, rows is None or rows.finish(x, stats)
+
+
+class _CacheRows:
+    """A cache file written as it is decoded: the `.npy` header, each span's rows, the stats.
+
+    The worker that decoded a span writes its rows (`os.pwrite`) and has the system
+    start writing them to disk (`posix_fadvise`), so the `fsync` that ends the file
+    waits for little; without `os.pwrite`, the rows are written at the end.
+    A failed write is remembered, in memory the forked workers share.
+
+    Args:
+        handle: The new file, at its start.
+        shape: The pixels' shape.
+        shared: Whether forked processes write too.
+    """
+
+    def __init__(self, handle: IO[bytes], shape: tuple[int, ...], shared: bool) -> None:
+        np.lib.format.write_array_header_1_0(
+            handle, {"descr": "|u1", "fortran_order": False, "shape": shape})
+        handle.flush()
+        self.handle = handle
+        self.offset = handle.tell()
+        self.row = int(np.prod(shape[1:]))
+        self.failed = np.frombuffer(_buffer(8, shared), np.int64)
+        self.failed[0] = 0
+
+    def write(self, x: np.ndarray, start: int, stop: int) -> None:
+        """Write rows `start:stop` of `x` in their place."""
+        if not _PWRITE:
+            return
+        data = memoryview(x[start:stop]).cast("B")
+        position = self.offset + start * self.row
+        try:
+            while data:
+                done = os.pwrite(self.handle.fileno(), data, position)
+                data, position = data[done:], position + done
+            if hasattr(os, "posix_fadvise"):
+                # Starts writing these pages to disk now; pages being written stay cached.
+                os.posix_fadvise(self.handle.fileno(), self.offset + start * self.row,
+                                 (stop - start) * self.row, os.POSIX_FADV_DONTNEED)
+        except OSError:
+            self.failed[0] = 1
+
+    def finish(self, x: np.ndarray, stats: np.ndarray) -> bool:
+        """Write what is left: the rows (without `os.pwrite`), then the sizes and times.
+
+        Returns:
+            Whether every row was written.
+        """
+        if self.failed[0]:
+            return False
+        self.handle.seek(self.offset)
+        if not _PWRITE:
+            self.handle.write(memoryview(x).cast("B"))
+        self.handle.seek(self.offset + x.nbytes)
+        np.save(self.handle, stats, allow_pickle=False)
+        return True
 
 
 def _decode_one(
