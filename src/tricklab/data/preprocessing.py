@@ -79,12 +79,14 @@ class Column:
         categories: Its one-hot vocabulary, or `None` for a numeric column.
             Defaults to `None`.
         fill: What an empty numeric cell becomes under `missing: mean` (the
-            training mean). Defaults to `0.0`.
+            training mean); `None` when the run fills nothing (an empty cell then
+            stays NaN, which every other `missing` rule has refused or dropped
+            before encoding). Defaults to `None`.
     """
 
     name: str
     categories: list[str] | None = None
-    fill: float = 0.0
+    fill: float | None = None
 
     @property
     def width(self) -> int:
@@ -204,13 +206,13 @@ class Preprocessing:
                         f"{where}: column '{column.name}' holds text "
                         f"({values.dropna().iloc[0]!r}); the run read it as numbers"
                     ) from None
-                encoded[:, start] = np.where(np.isnan(number), column.fill, number)
+                encoded[:, start] = np.where(np.isnan(number), _fill(column), number)
             start += column.width
         if numbers:
             block = frame[[column.name for _, column in numbers]].to_numpy(dtype=np.float64)
             empty = np.isnan(block)
             if empty.any():
-                block = np.where(empty, np.array([column.fill for _, column in numbers]), block)
+                block = np.where(empty, np.array([_fill(column) for _, column in numbers]), block)
             positions = [position for position, _ in numbers]
             if positions[-1] - positions[0] == len(positions) - 1:  # one run: a plain slice
                 encoded[:, positions[0]:positions[-1] + 1] = block
@@ -314,7 +316,8 @@ class Preprocessing:
                 dataset=str(document["dataset"]), kind=document["kind"], input_shape=shape,
                 scale=document["scale"], class_names=[str(n) for n in document["class_names"]],
                 mean=statistics["mean"], std=statistics["std"], target=document.get("target"),
-                columns=[Column(str(c["name"]), c["categories"], float(c["fill"]))
+                columns=[Column(str(c["name"]), c["categories"],
+                                None if c["fill"] is None else float(c["fill"]))
                          for c in document.get("columns", [])],
                 missing=document.get("missing", "error"),
                 image_size=(int(size[0]), int(size[1])) if size else None,
@@ -365,6 +368,10 @@ def category_codes(values: pd.Series) -> tuple[np.ndarray, list[str]]:
     empty = values.isna().to_numpy()
     codes, distinct = values.astype(str).factorize()
     return np.where(empty, -1, codes), [str(value) for value in distinct]
+
+
+def _fill(column: Column) -> float:
+    return np.nan if column.fill is None else column.fill
 
 
 def row_name(row: int, parquet: bool) -> str:

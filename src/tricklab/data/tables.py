@@ -335,8 +335,9 @@ def _encoded(
     """
     train_rows = _rows(parts.train)
     numeric = [name for name in table.columns if name not in categorical]
-    # Column by column, pandas' mean of the training values as float64, as the file holds them.
-    fills = table[numeric].take(train_rows).astype(float).mean()
+    # Column by column, pandas' mean of the training values as float64, as the file holds them;
+    # only `missing: mean` fills a cell (the other rules refused or dropped empty ones).
+    fills = table[numeric].take(train_rows).astype(float).mean() if missing == "mean" else None
     columns = []
     codes = {name: category_codes(table[name]) for name in categorical}
     for name in table.columns:
@@ -345,8 +346,8 @@ def _encoded(
             seen = np.bincount(column_codes[train_rows] + 1, minlength=len(names) + 1)[1:] > 0
             columns.append(Column(name, sorted({names[code] for code in np.flatnonzero(seen)})))
         else:
-            mean = float(fills[name])
-            columns.append(Column(name, fill=0.0 if np.isnan(mean) else mean))
+            mean = None if fills is None else float(fills[name])
+            columns.append(Column(name, fill=0.0 if mean is not None and np.isnan(mean) else mean))
     preparing = Preprocessing(
         dataset="csv", kind="table", input_shape=(sum(c.width for c in columns),),
         scale=scale, class_names=parts.class_names, target=target, columns=columns,
