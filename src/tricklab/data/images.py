@@ -22,9 +22,11 @@ A worker that dies leaves its spans to the caller; a Ctrl-C stops the caller,
 which kills the processes.
 
 The array is cached as `<cache>/image_folder/<key>.npy` (the cache is
-`$TRICKLAB_CACHE`, default `~/.cache/tricklab`), written atomically: the pixels
-(what `numpy.load` returns), then a second array, the size and modification
-time in nanoseconds of every file as it was read (`os.fstat` of the open file).
+`$TRICKLAB_CACHE`, default `~/.cache/tricklab`), written atomically while it is
+decoded (each worker writes a span's rows in their place and starts their way
+to disk, so the closing `fsync` waits for little): the pixels (what
+`numpy.load` returns), then a second array, the size and modification time in
+nanoseconds of every file as it was read (`os.fstat` of the open file).
 `<key>` is the SHA-256 of the folder's real path, the sorted relative file
 list, `image_size` and `color_mode`. A later load of the same list stats every
 file (on Linux, from 20,000 files on, half of them in one forked process) and
