@@ -496,7 +496,6 @@ def _decode(
     job = _Job(files, size, mode, first.shape,
                np.frombuffer(x_buffer, np.uint8).reshape(count, *first.shape),
                np.frombuffer(_buffer(16 * count, processes), np.int64).reshape(2, count))
-
     rows = None if cache is None else _CacheRows(cache, job.x.shape, processes)
 
     def work(start: int, stop: int) -> int:
@@ -548,8 +547,7 @@ class _CacheRows:
         self.handle = handle
         self.offset = handle.tell()
         self.row = int(np.prod(shape[1:]))
-        self.failed = np.frombuffer(_buffer(8, shared), np.int64)
-        self.failed[0] = 0
+        self.failed = np.frombuffer(_buffer(8, shared), np.int64)  # zeroed
 
     def write(self, x: np.ndarray, start: int, stop: int) -> None:
         """Write rows `start:stop` of `x` in their place."""
