@@ -20,6 +20,11 @@ from tricklab.data import sources
 # to other processes competing for the cores; CLI subprocesses use the default.
 torch.set_num_threads(1)
 
+# A shell starts a background job (`make test &`) with SIGINT ignored, and Python then
+# leaves it so; the tests of Ctrl-C need it raising KeyboardInterrupt, as in a terminal.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
 FIXTURES = Path(__file__).resolve().parent / "data" / "fixtures"
 REPOSITORY = Path(__file__).resolve().parent.parent
 
