@@ -57,7 +57,7 @@ def test_a_table_is_prepared_as_its_test_part_was(tmp_path: Path) -> None:
     raw = read_inputs(preprocessing, str(test))
     assert torch.allclose(raw.x, data.test.x, atol=1e-6)
     assert np.allclose(raw.labels, data.test.y.numpy())
-    assert raw.ids == [str(i) for i in range(len(rows))]
+    assert raw.ids.tolist() == list(range(len(rows)))
     # Without the target, in another column order, as a DataFrame: the same inputs, no labels.
     shuffled = rows.drop(columns="target")[list(reversed(rows.columns[:-1]))]
     unlabelled = read_inputs(preprocessing, shuffled)

@@ -42,14 +42,15 @@ class RawInputs:
     """Inputs ready for the model, with what names each sample and its label if known.
 
     Args:
-        ids: One name per sample: a table's row index (0 for the first data row),
-            an array's index, an image's path relative to the folder.
+        ids: One name per sample: a table's row index (0 for the first data row)
+            or an array's index, as int64 `[N]`; an image's path relative to the
+            folder, as text.
         x: The prepared inputs, float32 `[N, *input_shape]`.
         labels: Class indices (int64) or target values (float32), or `None`
             when the inputs carry no labels.
     """
 
-    ids: list[str]
+    ids: np.ndarray | list[str]
     x: torch.Tensor
     labels: np.ndarray | None
 
@@ -130,8 +131,7 @@ def _table(
     if preprocessing.target in frame.columns:
         labels = _labels(preprocessing, frame[preprocessing.target].to_numpy(), where,
                          f"column '{preprocessing.target}'")
-    return RawInputs([str(index) for index in range(len(frame))],
-                     preprocessing.scale_inputs(x, copy=False), labels)
+    return RawInputs(np.arange(len(frame)), preprocessing.scale_inputs(x, copy=False), labels)
 
 
 def _arrays(
@@ -152,8 +152,8 @@ def _arrays(
         )
     labels = None if y is None else _labels(
         preprocessing, y, where, f"array '{preprocessing.y_key}'")
-    ids = [str(index) for index in range(len(x))]
-    return RawInputs(ids, preprocessing.scale_inputs(torch.from_numpy(np.asarray(x))), labels)
+    x = preprocessing.scale_inputs(torch.from_numpy(np.asarray(x)))
+    return RawInputs(np.arange(len(x)), x, labels)
 
 
 def _folder(preprocessing: Preprocessing, path: Path, where: str) -> RawInputs:

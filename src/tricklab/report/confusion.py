@@ -49,6 +49,10 @@ def plot_confusion_matrix(
 ) -> Path:
     """Draw the matrix, each row as shares of its true class, counts written in; write a PNG.
 
+    The colour of a cell is its share of the true class's samples; up to 20
+    classes each cell's count is written in and the x-axis caption explains the
+    colour, beyond that a colour bar does.
+
     Args:
         matrix: `confusion_matrix`'s counts.
         class_names: The classes, in label order.
@@ -59,16 +63,21 @@ def plot_confusion_matrix(
     support = matrix.sum(axis=1, keepdims=True)
     shares = np.divide(matrix, support, out=np.zeros(matrix.shape), where=support > 0)
     size = min(4 + 0.45 * classes, 20)
-    figure, axes = plt.subplots(figsize=(size + 1.5, size))
+    written = classes <= 20  # the counts fit in the cells
+    # A colour bar costs as much as the rest of the figure together; where the counts are
+    # written in, the caption says what the colour means instead.
+    figure, axes = plt.subplots(figsize=(size + (0 if written else 1.5), size))
     image = axes.imshow(shares, cmap="Blues", vmin=0, vmax=1)
-    figure.colorbar(image, ax=axes, label="share of the true class")
+    if not written:
+        figure.colorbar(image, ax=axes, label="share of the true class")
     ticks = np.arange(classes)
     labels = class_names if classes <= 40 else [""] * classes
     axes.set_xticks(ticks, labels, rotation=90 if classes > 6 else 0)
     axes.set_yticks(ticks, labels)
-    axes.set_xlabel("predicted class")
+    axes.set_xlabel("predicted class" + ("\n(colour: share of the true class, white to blue "
+                                         "for 0 to 1)" if written else ""))
     axes.set_ylabel("true class")
-    if classes <= 20:
+    if written:
         for i in range(classes):
             for j in range(classes):
                 axes.text(j, i, str(matrix[i, j]), ha="center", va="center", fontsize=8,

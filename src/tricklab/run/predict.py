@@ -18,6 +18,7 @@ replaced only when tricklab wrote it (a predictions CSV or summary).
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import IO, Any
 
@@ -139,7 +140,7 @@ def predict_run(
         if part is None:
             raise UserInputError(f"--split {split}: the run's data has no validation part "
                                  "(data.validation is 0); use test or train")
-        ids, x, labels = [str(i) for i in range(len(part))], part.x, part.y.numpy()
+        ids, x, labels = np.arange(len(part)), part.x, part.y.numpy()
         class_names = data.class_names
     try:
         prediction = predict(model, x, mc_samples, batch_size, seed,
@@ -152,22 +153,29 @@ def predict_run(
         "rows": str(rows), "mc_samples": prediction.samples, "seed": seed, "count": len(ids),
         "labelled": labels is not None,
     }
-    if class_names:
-        summary.update(_classification(prediction, labels, class_names))
-        if labels is not None:
-            matrix = np.array(summary["confusion_matrix"])
-            where = f"{recipe.name}: {summary.get('split') or Path(str(inputs)).name}"
-            plot_confusion_matrix(matrix, class_names, confusion_path, title=where)
-            if inputs is None:
-                predicted, confidence = _predicted(prediction)
-                plot_accuracy_vs_confidence(
-                    confidence, predicted == labels, run.plots / PLOT_FILE,
-                    title=f"{where}, {prediction.samples} pass(es)", label="max mean probability",
-                )
-    elif labels is not None:
-        errors = prediction.mean.numpy().reshape(len(labels), -1) - labels.reshape(len(labels), -1)
-        summary.update(mae=float(np.abs(errors).mean()), rmse=float(np.sqrt((errors**2).mean())))
-    atomic.write_with(rows, lambda file: write_rows(table, file))
+    # The rows are written on a second thread while the plots render: pyarrow formats the
+    # numbers without holding the GIL, and both take about as long.
+    with ThreadPoolExecutor(max_workers=1) as writer:
+        written = writer.submit(atomic.write_with, rows, lambda file: write_rows(table, file))
+        if class_names:
+            summary.update(_classification(prediction, labels, class_names))
+            if labels is not None:
+                matrix = np.array(summary["confusion_matrix"])
+                where = f"{recipe.name}: {summary.get('split') or Path(str(inputs)).name}"
+                plot_confusion_matrix(matrix, class_names, confusion_path, title=where)
+                if inputs is None:
+                    predicted, confidence = _predicted(prediction)
+                    plot_accuracy_vs_confidence(
+                        confidence, predicted == labels, run.plots / PLOT_FILE,
+                        title=f"{where}, {prediction.samples} pass(es)",
+                        label="max mean probability",
+                    )
+        elif labels is not None:
+            errors = (prediction.mean.numpy().reshape(len(labels), -1)
+                      - labels.reshape(len(labels), -1))
+            summary.update(mae=float(np.abs(errors).mean()),
+                           rmse=float(np.sqrt((errors**2).mean())))
+        written.result()
     # Last, as result.json is: a summary always has its rows and plots beside it.
     atomic.write_json(summary_path, summary)
     return summary

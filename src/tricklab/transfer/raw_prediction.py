@@ -77,13 +77,14 @@ def predict_raw(
 
 
 def prediction_table(
-    prediction: Prediction, ids: list[str], labels: np.ndarray | None, class_names: list[str]
+    prediction: Prediction, ids: np.ndarray | list[str], labels: np.ndarray | None,
+    class_names: list[str],
 ) -> pd.DataFrame:
     """One row per sample of `prediction`, with the columns `predict_raw` describes.
 
     Args:
         prediction: What `predict` returned (values for a regression).
-        ids: One name per sample.
+        ids: One name or index per sample.
         labels: Class indices or target values, or `None`.
         class_names: The classes in label order; empty for a regression.
 
@@ -102,16 +103,15 @@ def prediction_table(
                 f"predict: the model outputs {mean.shape[1]} probabilities but the run has "
                 f"{len(class_names)} classes"
             )
-        chosen = mean.argmax(axis=1)
-        names = np.array(class_names, dtype=object)
+        # Categoricals: the class names are stored once, not once per row.
         if labels is not None:
-            columns["label"] = names[labels]
-        columns["predicted"] = names[chosen]
+            columns["label"] = pd.Categorical.from_codes(labels, class_names)
+        columns["predicted"] = pd.Categorical.from_codes(mean.argmax(axis=1), class_names)
         columns.update({f"probability_{name}": mean[:, index]
                         for index, name in enumerate(class_names)})
         if prediction.samples > 1:
             assert prediction.entropy is not None
-            columns["std"] = std[np.arange(len(chosen)), chosen]
+            columns["std"] = std[np.arange(len(mean)), columns["predicted"].codes]
             columns["entropy"] = prediction.entropy.numpy()
         return pd.DataFrame(columns)
     values = mean.reshape(len(mean), -1)
