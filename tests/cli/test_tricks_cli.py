@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import html
 import json
+import os
+import re
+import signal
 import subprocess
 import sys
 import time
@@ -92,7 +95,11 @@ def test_quick_tricks_run_report_recommend_and_the_study_file_runs_again(
      "batch_norm, clipping, optimizer, schedule, regularization, preset"),
     (["--seeds", "0"], "error: --seeds: 0 is not a number of seeds from 1 to 1000"),
     (["--backend", "spark"], "error: --backend: 'spark' is not a backend (accepted: local, ray)"),
-], ids=["family", "seeds", "backend"])
+    (["--budget", "soon"], "error: --budget: 'soon' is not a duration; write e.g. 90s, 20m or "
+                           "1.5h"),
+    (["--budget", "5m", "--quick"], "error: --budget: --quick runs 2 seeds of 1 epoch whatever "
+                                    "the budget; give one of the two"),
+], ids=["family", "seeds", "backend", "budget", "budget-quick"])
 def test_bad_options_are_one_line_and_exit_2_with_nothing_written(
     fixture_data, tmp_path, capsys, arguments, message
 ):
@@ -131,5 +138,84 @@ def test_an_out_folder_holding_another_study_is_refused_untouched(
     code = main(["tricks", str(recipe), "--out", str(out), "--families", "optimizer"])
     error = capsys.readouterr().err
     assert (code, error) == (2, f"error: --out: {out} holds another study ('tiny-tricks', made "
-                                "from other variants, epochs or metric); choose another folder\n")
+                                "from other variants, epochs, budget or metric); choose another "
+                                "folder\n")
     assert {path.name: path.read_bytes() for path in out.iterdir()} == before
+
+
+def test_a_budget_is_planned_from_one_epoch_and_kept(cli_env, tmp_path):
+    recipe, out = write_recipe(tmp_path), tmp_path / "out"
+    started = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-m", "tricklab", "tricks", str(recipe), "--budget", "40s", "--quiet",
+         "--workers", "2", "--out", str(out), "--families", "batch_norm"],
+        env=cli_env, capture_output=True, text=True, timeout=300)
+    seconds = time.perf_counter() - started
+    assert done.returncode == 0, done.stderr
+    assert seconds <= 1.1 * 40
+    planning = json.loads((out / "planning.json").read_text())
+    probe, budget = planning["probe"], planning["budget"]
+    # The probe trained exactly one epoch of the 600 training images, in batches of 32.
+    assert probe["one_epoch"] and probe["steps"] == 19
+    # One variant: no second round; the recipe's one epoch; as many seeds as asked (5) fit.
+    assert (budget["seeds"], budget["epochs"], budget["runs"], budget["left_out"]) == (
+        5, 1, 10, [])
+    assert f"Budget 40.0s: one epoch of the baseline takes {seconds_of(probe)} on one core, " \
+           "so 10 runs of 5 seeds x 1 epoch(s)" in done.stderr
+    assert "runs: 10 completed" in done.stderr
+    took = next(line for line in done.stdout.splitlines() if line.startswith("Took "))
+    assert "against a budget of 40.0s: the runs " in took and "% of the runs." in took
+    report = html.unescape((out / "report.html").read_text())
+    block = report[report.index('<section id="recommendation">'):report.index('id="ranking"')]
+    assert block.index("The doctor found the baseline") < block.index("Budget 40.0s") < (
+        block.index("Took "))
+    assert (out / "doctor" / "doctor.json").is_file()
+
+
+def seconds_of(probe: dict) -> str:
+    from tricklab.run.tricks_probe import seconds
+
+    return seconds(probe["fit_seconds"])
+
+
+def test_a_budget_too_small_is_one_line_and_writes_nothing(cli_env, tmp_path):
+    recipe, out = write_recipe(tmp_path), tmp_path / "out"
+    done = subprocess.run(
+        [sys.executable, "-m", "tricklab", "tricks", str(recipe), "--budget", "1s", "--out",
+         str(out), "--families", "batch_norm"],
+        env=cli_env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert done.stderr.startswith("error: --budget: 1.0s is too short: one epoch of the "
+                                  "baseline takes ")
+    assert "give more time or leave --budget out" in done.stderr
+    assert not out.exists()
+
+
+def test_ctrl_c_stops_tricks_and_the_same_command_finishes_it(cli_env, tmp_path):
+    recipe = write_recipe(tmp_path, {**RECIPE, "train": {**RECIPE["train"], "epochs": 3,
+                                                         "batch_size": 8}})
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "tricklab", "tricks", str(recipe), "--quiet", "--seeds",
+               "3", "--workers", "2", "--out", str(out), "--families", "batch_norm,clipping"]
+    process = subprocess.Popen(command, env=cli_env, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.monotonic() + 240
+    while not list(out.glob("runs/*/seed-*/result.json")):
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, "no run finished"
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGINT)  # Ctrl-C reaches the command and its workers
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    planned = (out / "planning.json").read_bytes()
+    probed = (out / "doctor" / "doctor.json").stat().st_mtime_ns
+
+    done = subprocess.run(command, env=cli_env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert re.search(r"tiny-tricks: 6 runs, [1-5] already finished", done.stderr), done.stderr
+    # The planning was read back, not made again: the same study resumed.
+    assert (out / "planning.json").read_bytes() == planned
+    assert (out / "doctor" / "doctor.json").stat().st_mtime_ns == probed
+    with StudyStore.open(out / "study.db") as store:
+        assert {record.status for record in store.runs()} == {"completed"}

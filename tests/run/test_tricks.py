@@ -358,7 +358,7 @@ def test_an_out_folder_holding_another_study_or_files_is_refused_untouched(
     with pytest.raises(UserInputError) as error:
         run_tricks(plan, out=folder)
     assert str(error.value) == (f"--out: {folder} holds another study ('leaky-relu-he-tricks', "
-                                "made from other variants, epochs or metric); choose another "
+                                "made from other variants, epochs, budget or metric); choose another "
                                 "folder")
     assert sorted((path.name, path.stat().st_mtime_ns) for path in folder.iterdir()) == before
     files = tmp_path / "thesis"

@@ -345,6 +345,12 @@ def tricks_command(
     epochs: Annotated[
         int | None, typer.Option(min=1, help="Epochs per run (default: the recipe's).")
     ] = None,
+    budget: Annotated[
+        str | None, typer.Option(help="Finish within this time, e.g. 90s, 20m, 1.5h: one "
+                                 "epoch of the baseline is timed, then seeds (at least 3), "
+                                 "epochs (at most --epochs) and, if it must, the variants "
+                                 "are chosen to fit.")
+    ] = None,
     families: Annotated[
         str | None, typer.Option(help="Families to try, comma-separated, of init_activation, "
                                  "batch_norm, clipping, optimizer, schedule, regularization, "
@@ -376,22 +382,33 @@ def tricks_command(
     ] = None,
 ) -> int:
     """Try the chapter's tricks one at a time on a recipe; recommend the ones that help."""
-    from tricklab.run.tricks import DEFAULT_SEEDS, parse_families, plan_tricks, run_tricks
+    from tricklab.run.tricks import (
+        DEFAULT_SEEDS,
+        TricksPlan,
+        parse_families,
+        plan_tricks,
+        run_tricks,
+    )
+    from tricklab.run.tricks_probe import parse_budget
 
+    budget_seconds = None if budget is None else parse_budget(budget)
     plan = plan_tricks(recipe, parse_families(families),
                        DEFAULT_SEEDS if seeds is None else seeds, epochs, quick)
 
-    def announce(folder: Path) -> None:
-        searched = [variant.name for variant in plan.variants if variant.searched]
-        typer.echo(f"tricks: the baseline and {len(plan.variants)} variants in {folder}"
+    def announce(folder: Path, arranged: TricksPlan, lines: list[str]) -> None:
+        for line in lines:
+            typer.echo(line, err=True)
+        searched = [variant.name for variant in arranged.variants if variant.searched]
+        typer.echo(f"tricks: the baseline and {len(arranged.variants)} variants in {folder}"
                    + (f"; learning rates of {', '.join(searched)} searched on "
-                      f"{plan.search_metric}" if searched else ""), err=True)
-        for name, reason in plan.skipped.items():
+                      f"{arranged.search_metric}" if searched else ""), err=True)
+        for name, reason in arranged.skipped.items():
             typer.echo(f"skipped {name}: {reason}", err=True)
 
     outcome = run_tricks(
         plan, out=out, workers=workers, backend=backend, address=address,
         progress="lines" if quiet else "auto", batch_seeds=batch_seeds, announce=announce,
+        budget_seconds=budget_seconds,
     )
     counts = ", ".join(f"{count} {status}" for status, count in sorted(
         outcome.study.counts.items()))
@@ -399,6 +416,8 @@ def tricks_command(
     _show_study(outcome.study_dir)
     for line in outcome.recommendation.lines if outcome.recommendation else []:
         typer.echo(line)
+    if outcome.timing is not None:
+        typer.echo(outcome.timing)
     if outcome.study.report is not None:
         typer.echo(f"report: {outcome.study.report}")
     if outcome.recommendation is not None and outcome.recommendation.document is not None:

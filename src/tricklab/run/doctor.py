@@ -10,6 +10,7 @@ and the doctor's plots into the run directory.
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,11 +39,17 @@ class DoctorOutcome:
         run_dir: The folder holding `doctor.json`, `recipe.yaml` and `plots/`.
         diagnosis: The verdict and findings.
         steps: Training steps taken.
+        fit_seconds: Wall time of the training itself, without loading the data,
+            building the model or writing the diagnosis. Defaults to `0.0`.
+        prepare_seconds: Wall time of loading the data and building the model.
+            Defaults to `0.0`.
     """
 
     run_dir: Path
     diagnosis: Diagnosis
     steps: int
+    fit_seconds: float = 0.0
+    prepare_seconds: float = 0.0
 
 
 def write_doctor(folder: Path, probes: dict[str, Any]) -> Diagnosis:
@@ -56,7 +63,7 @@ def write_doctor(folder: Path, probes: dict[str, Any]) -> Diagnosis:
 def doctor_recipe(
     recipe: Recipe,
     out: str | Path | None = None,
-    steps: int = 300,
+    steps: int | None = 300,
     overwrite: bool = False,
     progress: ProgressMode = "auto",
 ) -> DoctorOutcome:
@@ -70,7 +77,8 @@ def doctor_recipe(
     Args:
         recipe: A resolved recipe.
         out: The folder. Defaults to `runs/<name>-doctor`.
-        steps: Training steps to take, >= 1. Defaults to `300`.
+        steps: Training steps to take, >= 1, or `None` for exactly one epoch.
+            Defaults to `300`.
         overwrite: Replace an earlier doctor run in `out`. Defaults to `False`.
         progress: Progress display, see `ProgressReporter`. Defaults to `"auto"`.
 
@@ -80,13 +88,16 @@ def doctor_recipe(
     run_dir = RunDirectory(out if out is not None else Path("runs") / f"{recipe.name}-doctor")
     run_dir.check_usable(resume=False, overwrite=overwrite)
     check_before_data(recipe)
+    begun = time.perf_counter()
     splits = load_data(recipe)
     if recipe.train.target == "inputs":
         splits = splits.as_reconstruction()
     model, optimizer = build(recipe)
     check_built(recipe, model, splits)
+    prepare_seconds = time.perf_counter() - begun
     train = recipe.train
     per_epoch = math.ceil(len(splits.train.y) / train.batch_size)
+    steps = per_epoch if steps is None else steps
     epochs = math.ceil(steps / per_epoch)
     count = min(len(splits.train.y), steps * train.batch_size)
     callbacks: list[Any] = []
@@ -97,12 +108,15 @@ def doctor_recipe(
             trainer = Trainer(model, optimizer, loss=train.loss, metrics=train.metrics,
                               callbacks=[*callbacks, DoctorCallback(probe)], seed=recipe.seed,
                               progress=progress, precision=train.precision)
+            started = time.perf_counter()
             fit = trainer.fit(splits.train.x[:count], splits.train.y[:count], epochs=epochs,
                               batch_size=train.batch_size, shuffle=train.shuffle)
+            fit_seconds = time.perf_counter() - started
             probes = probe.to_dict()
         if fit.status == "interrupted":
             raise RunInterrupted("the doctor was stopped before it had seen enough; "
                                  "nothing was saved")
         run_dir.write_recipe(recipe.to_dict())
         diagnosis = write_doctor(run_dir.path, probes)
-    return DoctorOutcome(run_dir.path, diagnosis, trainer.global_step)
+    return DoctorOutcome(run_dir.path, diagnosis, trainer.global_step, fit_seconds,
+                         prepare_seconds)

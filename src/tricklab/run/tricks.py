@@ -26,8 +26,9 @@ from __future__ import annotations
 import copy
 import os
 import tempfile
+import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -45,11 +46,23 @@ from tricklab.run.study import (
     Backend,
     StudyOutcome,
     check_backend_options,
-    default_study_dir,
     run_study,
 )
 from tricklab.run.study_folder import LOCK_NAME, STORE_NAME, StudyLock, open_store
 from tricklab.run.trick_variants import FAMILIES, TRICKS, Change, Subject, Trick
+from tricklab.run.tricks_probe import (
+    Planning,
+    changed_document,
+    duration,
+    fit_budget,
+    focus_order,
+    learning_rate_from_range_test,
+    planning_entries,
+    probe_baseline,
+    remedies_first,
+    with_peak,
+    with_rate,
+)
 from tricklab.study.results import StudyResults, load_results
 from tricklab.study.store import StudyStore
 
@@ -293,6 +306,8 @@ def _combined(plan: TricksPlan, picked: list[Variant], rates: dict[str, float],
             after = ", ".join(v.name for v in applied)
             left_out[variant.name] = f"no longer applies after {after}: {change}"
             continue
+        if change == variant.trick.derive(plan.subject):
+            change = variant.change  # as tested: with the range test's rate, if it had one
         for dotted, value in change.set.items():
             apply_override(document, dotted.split("."), copy.deepcopy(value))
         if variant.name in rates:
@@ -367,41 +382,115 @@ def _recommended_text(plan: TricksPlan, recommendation: Recommendation) -> str:
 
 @dataclass
 class TricksOutcome:
-    """What `run_tricks` left behind: the study's outcome and the recommendation."""
+    """What `run_tricks` left behind: the study's outcome, the recommendation, the plan.
+
+    Args:
+        study: The study's outcome.
+        recommendation: The recommendation, once every run has finished.
+        lines: The doctor's verdict and the budget's plan, in words.
+        timing: The time taken, the runs' and planning's, once the study is done.
+    """
 
     study: StudyOutcome
     recommendation: Recommendation | None
+    lines: list[str] = field(default_factory=list)
+    timing: str | None = None
 
     @property
     def study_dir(self) -> Path:
         return self.study.study_dir
 
 
-def _check_folder(study_dir: Path, study: Study) -> None:
-    """Refuse an `--out` that holds another study or anything else, before writing there."""
+def _check_folder(study_dir: Path, study: Study | str) -> None:
+    """Refuse an `--out` that holds another study or anything else, before writing there.
+
+    Args:
+        study_dir: The study folder.
+        study: The study to run there, or (before planning, when no `planning.json`
+            of this command is there) only its name.
+    """
     for folder in (study_dir, *study_dir.parents):
         if folder.exists() and not folder.is_dir():
             raise UserInputError(f"--out: {folder} exists and is not a directory")
     if (study_dir / STORE_NAME).exists():
         with StudyStore.open(study_dir / STORE_NAME) as store:
-            if store.fingerprint != study.fingerprint:
+            # Before planning, a store with runs is another study: this command's own
+            # would have its `planning.json`.
+            if (store.spec.get("name") != study or store.runs(phase=None)
+                    if isinstance(study, str) else store.fingerprint != study.fingerprint):
                 raise UserInputError(
                     f"--out: {study_dir} holds another study ('{store.spec.get('name')}', made "
-                    "from other variants, epochs or metric); choose another folder")
-    elif study_dir.is_dir() and foreign_entries(study_dir, (LOCK_NAME,)):
+                    "from other variants, epochs, budget or metric); choose another folder")
+    elif study_dir.is_dir() and foreign_entries(study_dir, (LOCK_NAME,
+                                                            *planning_entries(study_dir))):
         raise UserInputError(f"--out: {study_dir} is not empty and holds no study; "
                              "choose another folder")
+
+
+def _planning_key(plan: TricksPlan, budget_seconds: float | None) -> dict[str, Any]:
+    return {"recipe": plan.subject.document, "variants": [v.name for v in plan.variants],
+            "seeds": plan.seeds, "epochs": plan.epochs, "quick": plan.quick,
+            "budget_seconds": budget_seconds}
+
+
+def _plan_ahead(plan: TricksPlan, scratch: Path, budget_seconds: float | None,
+                workers: int, started: float) -> Planning:
+    """Probe the baseline, run the range tests, fit the budget; everything into `scratch`."""
+    probe = probe_baseline(plan.recipe_path, scratch, one_epoch=budget_seconds is not None)
+    rates: dict[str, float | None] = {}
+    for variant in plan.variants:
+        if variant.name == "one_cycle" or (budget_seconds is not None
+                                           and variant.trick.family == "optimizer"):
+            document = (plan.subject.document if variant.name == "one_cycle"
+                        else changed_document(plan.subject.document, variant.change.set))
+            rates[variant.name] = learning_rate_from_range_test(
+                document, scratch / f"lr-find-{variant.name}", shown_path(plan.recipe_path))
+    budget = None
+    if budget_seconds is not None:
+        order = focus_order([v.name for v in plan.variants], probe.findings)
+        budget = fit_budget(order, probe, budget_seconds, time.perf_counter() - started,
+                            plan.epochs or plan.subject.recipe.train.epochs, plan.seeds,
+                            workers)
+    return Planning(_planning_key(plan, budget_seconds), probe, rates, budget,
+                    time.perf_counter() - started)
+
+
+def arrange(plan: TricksPlan, planning: Planning) -> TricksPlan:
+    """The plan as the planning shapes it: remedies of the findings first, range-test rates,
+    and the budget's seeds, epochs and variants."""
+    by_name = {variant.name: variant for variant in plan.variants}
+    variants = []
+    for name in focus_order(list(by_name), planning.probe.findings):
+        variant = by_name[name]
+        if name in planning.rates:
+            rate = planning.rates[name]
+            variant = with_peak(variant, rate) if name == "one_cycle" else with_rate(
+                variant, rate)
+        variants.append(variant)
+    budget = planning.budget
+    if budget is None:
+        return replace(plan, variants=variants)
+    skipped = {**plan.skipped, **{name: f"left out for time by --budget "
+                                  f"{duration(budget.budget_seconds)}"
+                                  for name in budget.left_out}}
+    return replace(plan, variants=[v for v in variants if v.name not in budget.left_out],
+                   skipped=skipped, seeds=budget.seeds, epochs=budget.epochs)
 
 
 def run_tricks(
     plan: TricksPlan, out: str | Path | None = None, workers: int | None = None,
     backend: Backend = "local", address: str | None = None, progress: str = "auto",
-    batch_seeds: bool | None = None, announce: Callable[[Path], None] | None = None,
+    batch_seeds: bool | None = None,
+    announce: Callable[[Path, TricksPlan, list[str]], None] | None = None,
+    budget_seconds: float | None = None,
 ) -> TricksOutcome:
-    """Write `tricks.yaml` and `skipped.json`, run (or resume) the study, recommend.
+    """Probe and plan, write `tricks.yaml` and `skipped.json`, run (or resume) the study, recommend.
 
-    Everything is checked before anything is written: the study as `tricklab
-    study` would load it, the options, and the folder.
+    First the doctor probes the baseline (`tricks_probe`), the range tests find
+    the rates they are used for, and `--budget` is fitted, all in a scratch
+    folder; then everything is checked (the study as `tricklab study` would
+    load it, the options, the folder) before anything is written. A rerun of
+    the same command reuses the planning (`planning.json`) and resumes.
 
     Args:
         plan: From `plan_tricks`.
@@ -412,39 +501,81 @@ def run_tricks(
         address: Ray cluster address. Defaults to `None`.
         progress: As `run_study`'s. Defaults to `"auto"`.
         batch_seeds: As `run_study`'s. Defaults to `None`.
-        announce: Called with the study folder once the checks have passed, before
-            anything is written. Defaults to `None`.
+        announce: Called with the study folder, the plan as arranged (budget,
+            range tests) and the planning's lines once the checks have passed,
+            before anything is written. Defaults to `None`.
+        budget_seconds: The whole command's time budget (`parse_budget`); the
+            seeds (at least 3), epochs and, if it must, the variants are chosen to
+            fit it. Defaults to `None` (the plan's seeds and epochs).
 
     Raises:
-        UserInputError: A bad option, or an `--out` holding another study or other files.
+        UserInputError: A bad option, a budget too small, or an `--out` holding
+            another study or other files.
     """
+    started = time.perf_counter()
     check_backend_options(workers, backend, address)
+    if budget_seconds is not None and plan.quick:
+        raise UserInputError("--budget: --quick runs 2 seeds of 1 epoch whatever the budget; "
+                             "give one of the two")
+    study_dir = Path(out) if out is not None else Path("runs") / (
+        f"{plan.name}-quick" if plan.quick else plan.name)
+    planning = Planning.read(study_dir, _planning_key(plan, budget_seconds))
     with tempfile.TemporaryDirectory() as scratch:
+        if planning is None:
+            _check_folder(study_dir, plan.name)
+            planning = _plan_ahead(plan, Path(scratch), budget_seconds,
+                                   workers or os.cpu_count() or 1, started)
+            fresh = True
+        else:
+            fresh = False
+        arranged = arrange(plan, planning)
         draft = Path(scratch) / STUDY_FILE
-        write_text(draft, plan.study_text(Path(scratch)))
-        study = load_study(draft, quick=plan.quick)
-    study_dir = Path(out) if out is not None else default_study_dir(study)
-    _check_folder(study_dir, study)
-    if announce is not None:
-        announce(study_dir)
-    with StudyLock(study_dir):
-        open_store(study, study_dir).close()
-        write_text(study_dir / STUDY_FILE, plan.study_text(study_dir))
-        write_json(study_dir / SKIPPED_FILE, plan.skipped)
+        write_text(draft, arranged.study_text(Path(scratch)))
+        study = load_study(draft, quick=arranged.quick)
+        draft.unlink()
+        _check_folder(study_dir, study)
+        lines = planning.probe.lines(
+            remedies_first([v.name for v in plan.variants], planning.probe.findings))
+        if planning.budget is not None:
+            lines += planning.budget.lines(planning.probe.fit_seconds)
+        if announce is not None:
+            announce(study_dir, arranged, lines)
+        with StudyLock(study_dir):
+            open_store(study, study_dir).close()
+            if fresh:
+                planning.keep(Path(scratch), study_dir)
+            write_text(study_dir / STUDY_FILE, arranged.study_text(study_dir))
+            write_json(study_dir / SKIPPED_FILE, arranged.skipped)
     recommendations: list[Recommendation] = []
+    reporting = [0.0]
 
     def report(folder: Path) -> Path:
+        begun = time.perf_counter()
         with StudyStore.open(folder / STORE_NAME) as store:
-            recommendation = recommend(plan, load_results(store))
+            recommendation = recommend(arranged, load_results(store))
         if recommendation.document is not None:
-            write_text(folder / RECOMMENDED_FILE, _recommended_text(plan, recommendation))
+            write_text(folder / RECOMMENDED_FILE, _recommended_text(arranged, recommendation))
         recommendations.append(recommendation)
-        return write_study_report(folder, recommendation=recommendation.lines)[0]
+        path = write_study_report(folder, recommendation=[*lines, *recommendation.lines])[0]
+        reporting[0] += time.perf_counter() - begun
+        return path
 
-    outcome = run_study(study_dir / STUDY_FILE, out=study_dir, quick=plan.quick, workers=workers,
-                        backend=backend, address=address, progress=progress, report=report,
-                        batch_seeds=batch_seeds)
-    return TricksOutcome(outcome, recommendations[-1] if recommendations else None)
+    running = time.perf_counter()
+    outcome = run_study(study_dir / STUDY_FILE, out=study_dir, quick=arranged.quick,
+                        workers=workers, backend=backend, address=address, progress=progress,
+                        report=report, batch_seeds=batch_seeds)
+    runs = time.perf_counter() - running - reporting[0]
+    recommendation = recommendations[-1] if recommendations else None
+    timing = None
+    if recommendation is not None and recommendation.document is not None:
+        overhead = (planning.seconds if fresh else 0.0) + reporting[0]
+        timing = (f"Took {duration(time.perf_counter() - started)}"
+                  + (f" against a budget of {duration(budget_seconds)}" if budget_seconds
+                     else "")
+                  + f": the runs {duration(runs)}, planning (doctor, lr-find) and report "
+                  f"{duration(overhead)}, {100 * overhead / max(runs, 1e-9):.1f}% of the runs.")
+        write_study_report(study_dir, recommendation=[*lines, *recommendation.lines, timing])
+    return TricksOutcome(outcome, recommendation, lines, timing)
 
 
 __all__ = ["FAMILIES", "Recommendation", "TricksOutcome", "TricksPlan", "parse_families",

@@ -1,0 +1,346 @@
+"""Before `tricklab tricks` runs its study: the doctor on the baseline, lr-find, a time budget.
+
+The baseline is probed once by the doctor (`doctor_recipe`), one thread as a
+study worker trains. Its findings move the remedies that address them to the
+front (`FOCUS`), so they are tried first and are the last a budget leaves out.
+The same probe times the baseline: with `--budget`, it trains exactly one
+epoch, and its seconds plan the study (`fit_budget`).
+
+Learning rates come from the range test (`lr_find_recipe`, Smith 2017) where
+it is cheaper than a search: 1cycle always takes its peak from it, and under
+`--budget` every optimizer variant takes its rate from it instead of the
+study's `lr_search` (one 300-step test per optimizer against a grid of full
+runs).
+
+Everything is written into a scratch folder first and moved into the study
+folder only when the plan holds (`Planning.keep`): a budget too small leaves
+nothing behind. A rerun of the same command reads `planning.json` back instead
+of probing again, so the study it makes is the same and resumes.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import re
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from tricklab import atomic
+from tricklab.errors import UserInputError
+from tricklab.recipe.load import apply_override, recipe_from_dict
+from tricklab.run.doctor import doctor_recipe
+from tricklab.run.lr_find import lr_find_recipe
+from tricklab.run.trick_variants import TRICKS, default_learning_rate
+
+PLANNING_FILE = "planning.json"
+DOCTOR_FOLDER = "doctor"
+LR_FIND_PREFIX = "lr-find-"
+LR_FIND_STEPS = 300
+DEFAULT_DOCTOR_STEPS = 300
+MIN_SEEDS = 3
+SAFETY = 1.25
+"""Planned seconds are the estimate times this: evaluation, two workers sharing memory
+bandwidth, and the last runs that leave a core idle, measured on the chapter's networks."""
+REPORT_SECONDS = 5.0
+"""Kept back from a budget for writing the report."""
+
+FOCUS: dict[str, tuple[str, ...]] = {
+    "vanishing_gradients": ("init_activation", "batch_norm"),
+    "saturation": ("init_activation", "batch_norm"),
+    "exploding_gradients": ("clipping", "init_activation"),
+    "divergence": ("clipping", "optimizer"),
+    "dead_units": ("he_leaky_relu", "he_elu", "self_normalizing"),
+    "learning_rate_too_high": ("optimizer", "schedule"),
+    "learning_rate_too_low": ("optimizer", "schedule"),
+    "activation_shift": ("batch_norm",),
+}
+"""The doctor's findings and the families (or single tricks) that remedy them, most direct
+first, as `tricklab.doctor.findings.REMEDIES` gives the chapter's remedies."""
+
+
+def parse_budget(text: str) -> float:
+    """`90s`, `20m`, `1.5h` or a number of minutes -> seconds.
+
+    Raises:
+        UserInputError: Anything else, or a budget of 0.
+    """
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*", text)
+    if match is None or float(match[1]) <= 0:
+        raise UserInputError(f"--budget: {text!r} is not a duration; write e.g. 90s, 20m or 1.5h")
+    return float(match[1]) * {"s": 1, "m": 60, "h": 3600, "": 60}[match[2]]
+
+
+def seconds(value: float) -> str:
+    """`0.0123` -> `0.012 s`, `8.04` -> `8.0 s`: two significant digits below a second."""
+    return f"{value:.2g} s" if value < 1 else f"{value:.1f} s"
+
+
+def duration(value: float) -> str:
+    """`754.2` -> `12m34s`; under a minute, `41.5s`."""
+    if value < 60:
+        return f"{value:.1f}s"
+    minutes, rest = divmod(round(value), 60)
+    return f"{minutes // 60}h{minutes % 60:02d}m{rest:02d}s" if minutes >= 60 else (
+        f"{minutes}m{rest:02d}s")
+
+
+@contextmanager
+def _one_thread() -> Iterator[None]:
+    """Time the probe as a study worker trains: on one thread (`study_backends`)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+@dataclass(frozen=True)
+class Probe:
+    """The doctor's look at the baseline and what one epoch of it costs.
+
+    Args:
+        verdict: `healthy` or `unhealthy`.
+        findings: The kinds found, in the doctor's order.
+        one_epoch: Whether the probe trained exactly one epoch (for a budget).
+        steps: Steps trained.
+        fit_seconds: Seconds of those steps, on one thread.
+        start_seconds: Seconds to load the data and build the model.
+    """
+
+    verdict: str
+    findings: list[str]
+    one_epoch: bool
+    steps: int
+    fit_seconds: float
+    start_seconds: float
+
+    def lines(self, focus: list[str]) -> list[str]:
+        """The verdict and what it moved to the front, for the report's top."""
+        if not self.findings:
+            return ["The doctor found the baseline healthy: the tricks run in the chapter's "
+                    "order."]
+        return [f"The doctor found the baseline {self.verdict}: {', '.join(self.findings)} "
+                f"(see doctor/doctor.json); tried first: {', '.join(focus)}."]
+
+
+def probe_baseline(recipe_path: Path, folder: Path, one_epoch: bool) -> Probe:
+    """Run the doctor on the recipe into `folder / doctor`, on one thread."""
+    from tricklab.recipe import load_recipe
+
+    recipe = load_recipe(recipe_path)
+    with _one_thread():
+        outcome = doctor_recipe(recipe, out=folder / DOCTOR_FOLDER,
+                                steps=None if one_epoch else DEFAULT_DOCTOR_STEPS,
+                                progress="none")
+    return Probe(outcome.diagnosis.verdict, [f.kind for f in outcome.diagnosis.findings],
+                 one_epoch, outcome.steps, outcome.fit_seconds, outcome.prepare_seconds)
+
+
+def remedies_first(names: list[str], findings: list[str]) -> list[str]:
+    """Those of `names` (trick names) that remedy `findings`, most direct first."""
+    families = {trick.name: trick.family for trick in TRICKS}
+    first: list[str] = []
+    for kind in findings:
+        for entry in FOCUS.get(kind, ()):
+            first += [name for name in names
+                      if entry in (name, families.get(name)) and name not in first]
+    return first
+
+
+def focus_order(names: list[str], findings: list[str]) -> list[str]:
+    """`names` (trick names in the chapter's order) with those remedying `findings` first."""
+    first = remedies_first(names, findings)
+    return first + [name for name in names if name not in first]
+
+
+def planning_entries(folder: Path) -> set[str]:
+    """The names planning writes into a study folder, of those `folder` holds."""
+    return {PLANNING_FILE, DOCTOR_FOLDER} | {
+        entry.name for entry in folder.iterdir() if entry.name.startswith(LR_FIND_PREFIX)}
+
+
+def learning_rate_from_range_test(document: dict[str, Any], folder: Path, label: str
+                                  ) -> float | None:
+    """The lr-find suggestion for a recipe document (a decade below the loss minimum)."""
+    recipe = recipe_from_dict(copy.deepcopy(document), label)
+    _, summary = lr_find_recipe(recipe, out=folder, steps=LR_FIND_STEPS)
+    return summary["suggestion"]
+
+
+def changed_document(document: dict[str, Any], change_set: dict[str, Any]) -> dict[str, Any]:
+    """A copy of the recipe document with a change's dotted overrides applied."""
+    changed = copy.deepcopy(document)
+    for dotted, value in change_set.items():
+        apply_override(changed, dotted.split("."), copy.deepcopy(value))
+    return changed
+
+
+@dataclass(frozen=True)
+class BudgetPlan:
+    """How a time budget was spent: seeds, epochs, the variants kept and the estimate.
+
+    Args:
+        budget_seconds: The budget.
+        seeds: Seeds per variant.
+        epochs: Epochs per run.
+        left_out: Variants left out for time, in the order they were dropped.
+        estimate_seconds: The planned seconds of the runs still to do (with `SAFETY`).
+        runs: The runs planned, both rounds.
+    """
+
+    budget_seconds: float
+    seeds: int
+    epochs: int
+    left_out: list[str]
+    estimate_seconds: float
+    runs: int
+
+    def lines(self, epoch_seconds: float) -> list[str]:
+        """The plan in words, for the terminal and the report."""
+        kept = (f"; left out for time: {', '.join(self.left_out)}" if self.left_out else "")
+        return [f"Budget {duration(self.budget_seconds)}: one epoch of the baseline takes "
+                f"{seconds(epoch_seconds)} on one core, so {self.runs} runs of {self.seeds} "
+                f"seeds x {self.epochs} epoch(s), estimated {duration(self.estimate_seconds)}"
+                f"{kept}."]
+
+
+def run_seconds(probe: Probe, epochs: int) -> float:
+    """A study run's estimated seconds: starting it, then `epochs` epochs."""
+    return probe.start_seconds + epochs * probe.fit_seconds
+
+
+def fit_budget(variants: list[str], probe: Probe, budget_seconds: float, spent_seconds: float,
+               max_epochs: int, max_seeds: int, workers: int, second_round: int = 3,
+               ) -> BudgetPlan:
+    """The most epochs, then seeds (at least `MIN_SEEDS`), with as many variants as fit.
+
+    Variants are dropped from the end of `variants` (the least relevant to the
+    doctor's findings, then the chapter's last) only when even one epoch of
+    every one does not fit. The second round (`second_round` variants on fresh
+    seeds) is planned for whenever two or more variants are kept.
+
+    Args:
+        variants: The variants besides the baseline, most important first.
+        probe: One epoch of the baseline (`probe_baseline(..., one_epoch=True)`).
+        budget_seconds: The whole command's budget.
+        spent_seconds: Seconds already spent (probing, range tests).
+        max_epochs: The recipe's epochs (or `--epochs`).
+        max_seeds: The seeds asked for.
+        workers: Runs in parallel.
+
+    Raises:
+        UserInputError: Not even the baseline and one variant fit in 1 epoch of
+            `MIN_SEEDS` seeds; says what one epoch takes and what the least needs.
+    """
+    available = budget_seconds - spent_seconds - REPORT_SECONDS
+
+    def estimate(kept: int, seeds: int, epochs: int) -> tuple[float, int]:
+        runs = (1 + kept) * seeds + (second_round * seeds if kept >= 2 else 0)
+        parallel = max(1, min(workers, os.cpu_count() or 1, runs))
+        return SAFETY * runs * run_seconds(probe, epochs) / parallel, runs
+
+    for kept in range(len(variants), 0, -1):
+        for epochs in range(max_epochs, 0, -1):
+            needed, runs = estimate(kept, MIN_SEEDS, epochs)
+            if needed > available:
+                continue
+            seeds = MIN_SEEDS
+            while seeds < max_seeds and estimate(kept, seeds + 1, epochs)[0] <= available:
+                seeds += 1
+            needed, runs = estimate(kept, seeds, epochs)
+            return BudgetPlan(budget_seconds, seeds, epochs, variants[kept:], needed, runs)
+    least, _ = estimate(1, MIN_SEEDS, 1)
+    raise UserInputError(
+        f"--budget: {duration(budget_seconds)} is too short: one epoch of the baseline takes "
+        f"{seconds(probe.fit_seconds)} on one core (and {seconds(probe.start_seconds)} to "
+        "start), so "
+        f"the least study (the baseline and one variant, {MIN_SEEDS} seeds of 1 epoch) needs "
+        f"about {duration(least + spent_seconds + REPORT_SECONDS)}; give more time or leave "
+        "--budget out")
+
+
+@dataclass
+class Planning:
+    """What was found before the study: the probe, the range tests, the budget.
+
+    Args:
+        key: What the planning was made for (recipe, options); a rerun with the
+            same key reuses it.
+        probe: The doctor's probe of the baseline.
+        rates: Learning rates from the range test, by variant name.
+        budget: The budget plan, with `--budget`.
+        seconds: Seconds spent planning.
+    """
+
+    key: dict[str, Any]
+    probe: Probe
+    rates: dict[str, float | None]
+    budget: BudgetPlan | None
+    seconds: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {"key": self.key, "probe": asdict(self.probe), "rates": self.rates,
+                "budget": None if self.budget is None else asdict(self.budget),
+                "seconds": self.seconds}
+
+    @classmethod
+    def read(cls, folder: Path, key: dict[str, Any]) -> Planning | None:
+        """The planning a run of the same command left in `folder`, or `None`."""
+        try:
+            document = json.loads((folder / PLANNING_FILE).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        if not isinstance(document, dict) or document.get("key") != key:
+            return None
+        budget = document["budget"]
+        return cls(key, Probe(**document["probe"]), document["rates"],
+                   None if budget is None else BudgetPlan(**budget), document["seconds"])
+
+    def keep(self, scratch: Path, folder: Path) -> None:
+        """Move the doctor's and range tests' folders from `scratch` into `folder`, then
+        write `planning.json` (last: its presence means the rest is there)."""
+        folder.mkdir(parents=True, exist_ok=True)
+        for entry in sorted(scratch.iterdir()):
+            target = folder / entry.name
+            if target.exists():  # left by an interrupted first attempt (`planning_entries`)
+                shutil.rmtree(target)
+            shutil.move(str(entry), target)
+        atomic.write_json(folder / PLANNING_FILE, self.to_json())
+
+
+def with_rate(variant: Any, rate: float | None) -> Any:
+    """An optimizer variant at the range test's rate (Keras's default when it found none)."""
+    optimizer = dict(variant.change.set["train.optimizer"])
+    found = rate is not None
+    optimizer["learning_rate"] = rate if found else default_learning_rate(optimizer["name"])
+    change = replace(variant.change, set={**variant.change.set, "train.optimizer": optimizer})
+    how = ("from lr-find (the range test, cheaper than a search under --budget)" if found
+           else "Keras's default (lr-find found no minimum)")
+    description = f"{change.description}, learning rate {optimizer['learning_rate']:g} {how}"
+    return replace(variant, change=change, description=description, searched=False)
+
+
+def with_peak(variant: Any, rate: float | None) -> Any:
+    """The 1cycle variant peaking at the range test's suggestion (kept as is without one)."""
+    if rate is None:
+        return variant
+    schedule = {"one_cycle": {"max_learning_rate": rate}}
+    description = re.sub(r"climbs from \S+ to \S+ and back",
+                         f"climbs to {rate:g} (from lr-find) and back", variant.change.description)
+    return replace(variant, change=replace(variant.change, set={
+        **variant.change.set, "train.schedule": schedule}), description=description)
+
+
+__all__ = ["FOCUS", "BudgetPlan", "Planning", "Probe", "changed_document", "duration",
+           "fit_budget", "focus_order", "learning_rate_from_range_test", "parse_budget",
+           "planning_entries", "probe_baseline", "remedies_first", "with_peak", "with_rate"]
+
