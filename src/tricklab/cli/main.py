@@ -414,7 +414,7 @@ def tricks_command(
         outcome.study.counts.items()))
     typer.echo(f"runs: {counts}", err=True)
     _show_study(outcome.study_dir)
-    for line in outcome.recommendation.lines if outcome.recommendation else []:
+    for line in outcome.recommended_lines:
         typer.echo(line)
     if outcome.timing is not None:
         typer.echo(outcome.timing)
@@ -423,7 +423,7 @@ def tricks_command(
     if outcome.recommendation is not None and outcome.recommendation.document is not None:
         typer.echo(f"recommended: {outcome.study_dir / 'recommended.yaml'}")
     typer.echo(f"study: {outcome.study_dir / 'tricks.yaml'}")
-    return outcome.study.exit_code
+    return outcome.exit_code
 
 
 @study_app.command(name="show")

@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -66,12 +66,17 @@ from tricklab.run.tricks_probe import (
 from tricklab.study.results import StudyResults, load_results
 from tricklab.study.store import StudyStore
 
+if TYPE_CHECKING:
+    from tricklab.run.tricks_combined import Confirmation
+
 LEARNING_RATES = (1e-4, 1e-3, 1e-2)
 """The search grid of the optimizer variants, with the recipe's own rate added."""
 STUDY_FILE = "tricks.yaml"
 SKIPPED_FILE = "skipped.json"
 RECOMMENDED_FILE = "recommended.yaml"
 DEFAULT_SEEDS = 5
+QUICK_LINE = "Quick mode: 2 seeds of 1 epoch look at the pipeline; they measure little."
+TOGETHER_UNTESTED = "Each helped on its own; together they were not tested."
 
 
 @dataclass(frozen=True)
@@ -301,7 +306,7 @@ def _combined(plan: TricksPlan, picked: list[Variant], rates: dict[str, float],
     for variant in sorted(picked, key=lambda v: _APPLY_ORDER.index(v.name)):
         # Derived from the recipe as changed so far: a 1cycle peak follows the new
         # optimizer's rate, dropout after SELU becomes alpha dropout.
-        change = variant.trick.derive(Subject.of(document))
+        change = variant.trick.derive(Subject.of(document, plan.epochs))
         if isinstance(change, str):
             after = ", ".join(v.name for v in applied)
             left_out[variant.name] = f"no longer applies after {after}: {change}"
@@ -343,8 +348,7 @@ def recommend(plan: TricksPlan, results: StudyResults) -> Recommendation:
     rates = {name: search.chosen for name, search in results.learning_rate_searches.items()
              if search.chosen is not None}
     document, applied = _combined(plan, picked, rates, left_out)
-    quick = ["Quick mode: 2 seeds of 1 epoch look at the pipeline; they measure little."] \
-        if plan.quick else []
+    quick = [QUICK_LINE] if plan.quick else []
     if not applied:
         return Recommendation([], left_out, copy.deepcopy(plan.subject.document), [
             f"Nothing helped detectably: no variant's difference from the baseline in {metric} "
@@ -362,7 +366,7 @@ def recommend(plan: TricksPlan, results: StudyResults) -> Recommendation:
                      f"against the baseline; {variant.description}")
     lines += [f"{name} left out: {reason}" for name, reason in left_out.items()]
     if len(applied) > 1:
-        lines.append("Each helped on its own; together they were not tested.")
+        lines.append(TOGETHER_UNTESTED)
     return Recommendation(figures, left_out, document, [*lines, *quick])
 
 
@@ -389,16 +393,37 @@ class TricksOutcome:
         recommendation: The recommendation, once every run has finished.
         lines: The doctor's verdict and the budget's plan, in words.
         timing: The time taken, the runs' and planning's, once the study is done.
+        confirmation: Round 2's verdict (`tricks_combined`), when two or more
+            variants were combined.
     """
 
     study: StudyOutcome
     recommendation: Recommendation | None
     lines: list[str] = field(default_factory=list)
     timing: str | None = None
+    confirmation: Confirmation | None = None
 
     @property
     def study_dir(self) -> Path:
         return self.study.study_dir
+
+    @property
+    def exit_code(self) -> int:
+        """Round 1's exit code, else round 2's (130 when it was interrupted)."""
+        if self.study.exit_code or self.confirmation is None or self.confirmation.study is None:
+            return self.study.exit_code
+        return self.confirmation.study.exit_code
+
+    @property
+    def recommended_lines(self) -> list[str]:
+        """What to change, in words: round 1's recommendation, then round 2's verdict."""
+        if self.recommendation is None:
+            return []
+        if self.confirmation is None:
+            return self.recommendation.lines
+        first = [line for line in self.recommendation.lines
+                 if line not in (TOGETHER_UNTESTED, QUICK_LINE)]
+        return [*first, *self.confirmation.lines]
 
 
 def _check_folder(study_dir: Path, study: Study | str) -> None:
@@ -546,16 +571,17 @@ def run_tricks(
                 planning.keep(Path(scratch), study_dir)
             write_text(study_dir / STUDY_FILE, arranged.study_text(study_dir))
             write_json(study_dir / SKIPPED_FILE, arranged.skipped)
-    recommendations: list[Recommendation] = []
+    recommendations: list[tuple[Recommendation, StudyResults]] = []
     reporting = [0.0]
 
     def report(folder: Path) -> Path:
         begun = time.perf_counter()
         with StudyStore.open(folder / STORE_NAME) as store:
-            recommendation = recommend(arranged, load_results(store))
+            results = load_results(store)
+        recommendation = recommend(arranged, results)
         if recommendation.document is not None:
             write_text(folder / RECOMMENDED_FILE, _recommended_text(arranged, recommendation))
-        recommendations.append(recommendation)
+        recommendations.append((recommendation, results))
         path = write_study_report(folder, recommendation=[*lines, *recommendation.lines])[0]
         reporting[0] += time.perf_counter() - begun
         return path
@@ -564,18 +590,38 @@ def run_tricks(
     outcome = run_study(study_dir / STUDY_FILE, out=study_dir, quick=arranged.quick,
                         workers=workers, backend=backend, address=address, progress=progress,
                         report=report, batch_seeds=batch_seeds)
+    recommendation, results = recommendations[-1] if recommendations else (None, None)
+    confirmation = None
+    if recommendation is not None and results is not None and len(recommendation.applied) > 1:
+        # Imported here: round 2 builds on this module's plan and recommendation.
+        from tricklab.run.tricks_combined import run_combination
+
+        confirmation = run_combination(arranged, recommendation, results, study_dir, workers,
+                                       backend, address, progress, batch_seeds)
+        if confirmation is not None and confirmation.document is not None:
+            write_text(study_dir / RECOMMENDED_FILE,
+                       _confirmed_text(arranged, confirmation.lines, confirmation.document))
     runs = time.perf_counter() - running - reporting[0]
-    recommendation = recommendations[-1] if recommendations else None
-    timing = None
+    tricks = TricksOutcome(outcome, recommendation, lines, None, confirmation)
     if recommendation is not None and recommendation.document is not None:
         overhead = (planning.seconds if fresh else 0.0) + reporting[0]
-        timing = (f"Took {duration(time.perf_counter() - started)}"
-                  + (f" against a budget of {duration(budget_seconds)}" if budget_seconds
-                     else "")
-                  + f": the runs {duration(runs)}, planning (doctor, lr-find) and report "
-                  f"{duration(overhead)}, {100 * overhead / max(runs, 1e-9):.1f}% of the runs.")
-        write_study_report(study_dir, recommendation=[*lines, *recommendation.lines, timing])
-    return TricksOutcome(outcome, recommendation, lines, timing)
+        tricks.timing = (
+            f"Took {duration(time.perf_counter() - started)}"
+            + (f" against a budget of {duration(budget_seconds)}" if budget_seconds else "")
+            + f": the runs {duration(runs)}, planning (doctor, lr-find) and report "
+            f"{duration(overhead)}, {100 * overhead / max(runs, 1e-9):.1f}% of the runs.")
+        write_study_report(study_dir,
+                           recommendation=[*lines, *tricks.recommended_lines, tricks.timing])
+    return tricks
+
+
+def _confirmed_text(plan: TricksPlan, lines: list[str], document: dict[str, Any]) -> str:
+    """`recommended.yaml` after round 2: its verdict as comments, then the recipe."""
+    header = f"# {shown_path(plan.recipe_path)} as `tricklab tricks` recommends it:\n"
+    return header + "".join(f"# {line}\n" for line in lines) + yaml.safe_dump(
+        document, sort_keys=False, allow_unicode=True, width=100)
+
+
 
 
 __all__ = ["FAMILIES", "Recommendation", "TricksOutcome", "TricksPlan", "parse_families",
