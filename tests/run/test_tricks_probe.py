@@ -25,6 +25,7 @@ from tricklab.run.tricks_probe import (
     probe_baseline,
     remedies_first,
     seconds,
+    step_costs,
 )
 
 from ..conftest import REPOSITORY, TINY_RECIPE
@@ -70,11 +71,14 @@ def test_findings_move_their_remedies_to_the_front(fixture_data):
 PROBE = Probe("healthy", [], True, 100, fit_seconds=2.0, start_seconds=1.0)
 
 
-def planned(kept: int, seeds: int, epochs: int) -> float:
-    """The budget's estimate re-derived: each run starts (1 s) then trains (2 s an epoch),
-    one at a time, with the second round's 3 variants when two or more are kept."""
-    runs = (1 + kept) * seeds + (3 * seeds if kept >= 2 else 0)
-    return SAFETY * runs * (1.0 + 2.0 * epochs)
+def planned(kept: int, seeds: int, epochs: int, costs: list[float] | None = None) -> float:
+    """The budget's estimate re-derived: each run starts (1 s) then trains (2 s an epoch
+    times its variant's cost), one at a time, with the second round's 3 variants at the
+    kept ones' mean cost when two or more are kept."""
+    costs = (costs or [1.0] * 8)[:kept]
+    epoch = [1.0 + 2.0 * epochs * cost for cost in [1.0, *costs]]
+    second = 3 * (1.0 + 2.0 * epochs * sum(costs) / kept) if kept >= 2 else 0.0
+    return SAFETY * seeds * (sum(epoch) + second)
 
 
 @pytest.mark.parametrize("budget", [120.0, 300.0, 1000.0, 4000.0])
@@ -176,3 +180,32 @@ def test_range_test_rates_and_the_budget_shape_the_study(fixture_data, tmp_path)
     assert document["seeds"] == 4
     for variant in arranged.variants:
         build(recipe_from_dict(changed_document(plan.subject.document, variant.change.set)))
+
+
+def test_costlier_variants_take_more_of_the_budget():
+    variants = [f"v{index}" for index in range(8)]
+    costs = {"v0": 1.8, "v1": 1.3, "v5": 2.0}
+    weights = [costs.get(name, 1.0) for name in variants]
+    even = fit_budget(variants, PROBE, 1000.0, 10.0, max_epochs=10, max_seeds=5, workers=1)
+    plan = fit_budget(variants, PROBE, 1000.0, 10.0, max_epochs=10, max_seeds=5, workers=1,
+                      costs=costs)
+    assert plan.estimate_seconds == pytest.approx(
+        planned(8, plan.seeds, plan.epochs, weights))
+    assert plan.epochs < even.epochs
+    assert planned(8, 3, plan.epochs + 1, weights) > 1000.0 - 15.0
+
+
+def test_each_variant_step_is_timed_against_the_baseline(fixture_data, tmp_path):
+    plan = plan_tricks(write_tiny(tmp_path), ("batch_norm", "optimizer"))
+    documents = {"baseline": plan.subject.document} | {
+        variant.name: changed_document(plan.subject.document, variant.change.set)
+        for variant in plan.variants}
+    costs = step_costs(documents, "tiny.yaml")
+    assert list(costs) == list(documents) and costs["baseline"] == 1.0
+    assert all(0.2 < cost < 20 for cost in costs.values()), costs
+
+
+def write_tiny(folder: Path) -> Path:
+    path = folder / "tiny.yaml"
+    path.write_text(yaml.safe_dump(TINY_RECIPE, sort_keys=False))
+    return path

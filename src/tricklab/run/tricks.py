@@ -60,6 +60,7 @@ from tricklab.run.tricks_probe import (
     planning_entries,
     probe_baseline,
     remedies_first,
+    step_costs,
     with_peak,
     with_rate,
 )
@@ -470,14 +471,18 @@ def _plan_ahead(plan: TricksPlan, scratch: Path, budget_seconds: float | None,
                         else changed_document(plan.subject.document, variant.change.set))
             rates[variant.name] = learning_rate_from_range_test(
                 document, scratch / f"lr-find-{variant.name}", shown_path(plan.recipe_path))
-    budget = None
+    budget, costs = None, {}
     if budget_seconds is not None:
+        documents = {"baseline": plan.subject.document} | {
+            variant.name: changed_document(plan.subject.document, variant.change.set)
+            for variant in plan.variants}
+        costs = step_costs(documents, shown_path(plan.recipe_path))
         order = focus_order([v.name for v in plan.variants], probe.findings)
         budget = fit_budget(order, probe, budget_seconds, time.perf_counter() - started,
                             plan.epochs or plan.subject.recipe.train.epochs, plan.seeds,
-                            workers)
+                            workers, costs=costs)
     return Planning(_planning_key(plan, budget_seconds), probe, rates, budget,
-                    time.perf_counter() - started)
+                    time.perf_counter() - started, costs)
 
 
 def arrange(plan: TricksPlan, planning: Planning) -> TricksPlan:

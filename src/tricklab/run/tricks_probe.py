@@ -25,9 +25,10 @@ import json
 import os
 import re
 import shutil
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -44,11 +45,13 @@ PLANNING_FILE = "planning.json"
 DOCTOR_FOLDER = "doctor"
 LR_FIND_PREFIX = "lr-find-"
 LR_FIND_STEPS = 300
+COST_WARMUP = 10
+COST_STEPS = 100
 DEFAULT_DOCTOR_STEPS = 300
 MIN_SEEDS = 3
 SAFETY = 1.25
 """Planned seconds are the estimate times this: evaluation, two workers sharing memory
-bandwidth, and the last runs that leave a core idle, measured on the chapter's networks."""
+bandwidth, and the last runs that leave a core idle."""
 REPORT_SECONDS = 5.0
 """Kept back from a budget for writing the report."""
 
@@ -145,6 +148,53 @@ def probe_baseline(recipe_path: Path, folder: Path, one_epoch: bool) -> Probe:
                  one_epoch, outcome.steps, outcome.fit_seconds, outcome.prepare_seconds)
 
 
+def step_costs(documents: dict[str, dict[str, Any]], label: str) -> dict[str, float]:
+    """Each recipe's seconds per training step relative to the first one's, on one thread.
+
+    The variants do not cost the same: on the chapter's Leaky ReLU/He network an
+    RMSprop or Adam step takes about 1.8 times an SGD step, batch normalization
+    1.3 times. Each recipe's model trains `COST_WARMUP` untimed steps, then
+    `COST_WARMUP` and `COST_WARMUP + COST_STEPS` steps timed, on the first
+    recipe's training data (the variants change no shapes); the difference of
+    the two is `COST_STEPS` steps without a call's fixed cost. The first
+    recipe (the baseline) is 1 by definition.
+
+    Args:
+        documents: Recipe documents by name, the baseline first.
+        label: How messages name the recipe.
+    """
+    from tricklab.recipe import Recipe
+    from tricklab.run.runner import build, load_data
+    from tricklab.train import Trainer
+
+    def timed(recipe: Recipe, x: torch.Tensor, y: torch.Tensor) -> float:
+        model, optimizer = build(recipe)
+        train = recipe.train
+        trainer = Trainer(model, optimizer, loss=train.loss, seed=recipe.seed, progress="none",
+                          precision=train.precision)
+        seconds = []
+        for epoch, steps in enumerate((COST_WARMUP, COST_WARMUP, COST_WARMUP + COST_STEPS)):
+            count = train.batch_size * steps
+            started = time.perf_counter()
+            trainer.fit(x[:count], y[:count], epochs=epoch + 1, initial_epoch=epoch,
+                        batch_size=train.batch_size, shuffle=False)
+            seconds.append(time.perf_counter() - started)
+        # The difference of two fits is the steps alone, without what each fit call costs.
+        return max(seconds[2] - seconds[1], 1e-9) / COST_STEPS
+
+    recipes = {name: recipe_from_dict(copy.deepcopy(document), label)
+               for name, document in documents.items()}
+    first = next(iter(recipes.values()))
+    splits = load_data(first)
+    if first.train.target == "inputs":
+        splits = splits.as_reconstruction()
+    x, y = splits.train.x, splits.train.y
+    with _one_thread():
+        seconds_per_step = {name: timed(recipe, x, y) for name, recipe in recipes.items()}
+    reference = next(iter(seconds_per_step.values()))
+    return {name: value / reference for name, value in seconds_per_step.items()}
+
+
 def remedies_first(names: list[str], findings: list[str]) -> list[str]:
     """Those of `names` (trick names) that remedy `findings`, most direct first."""
     families = {trick.name: trick.family for trick in TRICKS}
@@ -213,14 +263,15 @@ class BudgetPlan:
                 f"{kept}."]
 
 
-def run_seconds(probe: Probe, epochs: int) -> float:
-    """A study run's estimated seconds: starting it, then `epochs` epochs."""
-    return probe.start_seconds + epochs * probe.fit_seconds
+def run_seconds(probe: Probe, epochs: int, cost: float = 1.0) -> float:
+    """A study run's estimated seconds: starting it, then `epochs` epochs of `cost` times the
+    baseline's."""
+    return probe.start_seconds + epochs * probe.fit_seconds * cost
 
 
 def fit_budget(variants: list[str], probe: Probe, budget_seconds: float, spent_seconds: float,
                max_epochs: int, max_seeds: int, workers: int, second_round: int = 3,
-               ) -> BudgetPlan:
+               costs: dict[str, float] | None = None) -> BudgetPlan:
     """The most epochs, then seeds (at least `MIN_SEEDS`), with as many variants as fit.
 
     Variants are dropped from the end of `variants` (the least relevant to the
@@ -236,6 +287,10 @@ def fit_budget(variants: list[str], probe: Probe, budget_seconds: float, spent_s
         max_epochs: The recipe's epochs (or `--epochs`).
         max_seeds: The seeds asked for.
         workers: Runs in parallel.
+        second_round: Variants of the second round. Defaults to `3`.
+        costs: Each variant's step time relative to the baseline's (`step_costs`);
+            the second round's runs cost the kept variants' mean. Defaults to `None`
+            (all alike).
 
     Raises:
         UserInputError: Not even the baseline and one variant fit in 1 epoch of
@@ -243,10 +298,16 @@ def fit_budget(variants: list[str], probe: Probe, budget_seconds: float, spent_s
     """
     available = budget_seconds - spent_seconds - REPORT_SECONDS
 
+    weights = [(costs or {}).get(name, 1.0) for name in variants]
+
     def estimate(kept: int, seeds: int, epochs: int) -> tuple[float, int]:
-        runs = (1 + kept) * seeds + (second_round * seeds if kept >= 2 else 0)
+        rounds = second_round if kept >= 2 else 0
+        runs = (1 + kept + rounds) * seeds
         parallel = max(1, min(workers, os.cpu_count() or 1, runs))
-        return SAFETY * runs * run_seconds(probe, epochs) / parallel, runs
+        mean = sum(weights[:kept]) / kept
+        total = sum(run_seconds(probe, epochs, cost) for cost in [1.0, *weights[:kept]])
+        total += rounds * run_seconds(probe, epochs, mean)
+        return SAFETY * seeds * total / parallel, runs
 
     for kept in range(len(variants), 0, -1):
         for epochs in range(max_epochs, 0, -1):
@@ -279,6 +340,8 @@ class Planning:
         rates: Learning rates from the range test, by variant name.
         budget: The budget plan, with `--budget`.
         seconds: Seconds spent planning.
+        costs: Each variant's step time relative to the baseline's, with `--budget`.
+            Defaults to none.
     """
 
     key: dict[str, Any]
@@ -286,11 +349,12 @@ class Planning:
     rates: dict[str, float | None]
     budget: BudgetPlan | None
     seconds: float
+    costs: dict[str, float] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {"key": self.key, "probe": asdict(self.probe), "rates": self.rates,
                 "budget": None if self.budget is None else asdict(self.budget),
-                "seconds": self.seconds}
+                "seconds": self.seconds, "costs": self.costs}
 
     @classmethod
     def read(cls, folder: Path, key: dict[str, Any]) -> Planning | None:
@@ -303,7 +367,8 @@ class Planning:
             return None
         budget = document["budget"]
         return cls(key, Probe(**document["probe"]), document["rates"],
-                   None if budget is None else BudgetPlan(**budget), document["seconds"])
+                   None if budget is None else BudgetPlan(**budget), document["seconds"],
+                   document["costs"])
 
     def keep(self, scratch: Path, folder: Path) -> None:
         """Move the doctor's and range tests' folders from `scratch` into `folder`, then
@@ -342,5 +407,6 @@ def with_peak(variant: Any, rate: float | None) -> Any:
 
 __all__ = ["FOCUS", "BudgetPlan", "Planning", "Probe", "changed_document", "duration",
            "fit_budget", "focus_order", "learning_rate_from_range_test", "parse_budget",
-           "planning_entries", "probe_baseline", "remedies_first", "with_peak", "with_rate"]
+           "planning_entries", "probe_baseline", "remedies_first", "step_costs", "with_peak",
+           "with_rate"]
 
