@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 import warnings
 from pathlib import Path
 from typing import Annotated
@@ -382,6 +383,7 @@ def tricks_command(
     ] = None,
 ) -> int:
     """Try the chapter's tricks one at a time on a recipe; recommend the ones that help."""
+    started = time.perf_counter()
     from tricklab.run.tricks import (
         DEFAULT_SEEDS,
         TricksPlan,
@@ -408,7 +410,7 @@ def tricks_command(
     outcome = run_tricks(
         plan, out=out, workers=workers, backend=backend, address=address,
         progress="lines" if quiet else "auto", batch_seeds=batch_seeds, announce=announce,
-        budget_seconds=budget_seconds,
+        budget_seconds=budget_seconds, started=started,
     )
     counts = ", ".join(f"{count} {status}" for status, count in sorted(
         outcome.study.counts.items()))

@@ -512,7 +512,7 @@ def run_tricks(
     backend: Backend = "local", address: str | None = None, progress: str = "auto",
     batch_seeds: bool | None = None,
     announce: Callable[[Path, TricksPlan, list[str]], None] | None = None,
-    budget_seconds: float | None = None,
+    budget_seconds: float | None = None, started: float | None = None,
 ) -> TricksOutcome:
     """Probe and plan, write `tricks.yaml` and `skipped.json`, run (or resume) the study, recommend.
 
@@ -537,12 +537,15 @@ def run_tricks(
         budget_seconds: The whole command's time budget (`parse_budget`); the
             seeds (at least 3), epochs and, if it must, the variants are chosen to
             fit it. Defaults to `None` (the plan's seeds and epochs).
+        started: When the command began (`time.perf_counter()`), so the budget and
+            the time reported count its imports and planning too. Defaults to
+            `None` (this call).
 
     Raises:
         UserInputError: A bad option, a budget too small, or an `--out` holding
             another study or other files.
     """
-    started = time.perf_counter()
+    started = time.perf_counter() if started is None else started
     check_backend_options(workers, backend, address)
     if budget_seconds is not None and plan.quick:
         raise UserInputError("--budget: --quick runs 2 seeds of 1 epoch whatever the budget; "
