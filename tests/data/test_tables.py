@@ -89,6 +89,17 @@ def test_wine_string_target_is_stratified_and_named_by_its_values(tmp_path: Path
     assert float(kept.train.x[:, 1].max()) <= float(bunch.data["proline"].max())
 
 
+def test_the_shape_is_read_once_per_version_of_the_file(tmp_path: Path) -> None:
+    frame = diabetes_frame()
+    path = write(frame, tmp_path / "diabetes.csv")
+    options = {"path": str(path), "target": "target"}
+    assert INPUT_SHAPES["csv"](options) == (11,)
+    frame["sex"] = frame["sex"].where(frame.index % 7 != 0, "third")
+    write(frame, path)  # a third category: one more feature
+    assert INPUT_SHAPES["csv"](options) == (12,)
+    assert INPUT_SHAPES["csv"]({**options, "features": ["age", "sex"]}) == (4,)
+
+
 def test_diabetes_sex_is_one_hot_with_training_vocabulary(tmp_path: Path) -> None:
     frame = diabetes_frame()
     path = write(frame, tmp_path / "diabetes.csv")

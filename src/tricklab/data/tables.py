@@ -38,6 +38,8 @@ that fit in memory (a 570-row, 31-column file takes milliseconds). A relative
 from __future__ import annotations
 
 import inspect
+import json
+import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -403,10 +405,26 @@ def _numeric_runs(columns: list[Column]) -> list[tuple[int, int]]:
 _PARAMETERS = set(inspect.signature(csv_table).parameters)
 
 
+_SHAPES: dict[str, tuple[int, ...]] = {}
+"""Encoded feature counts already found, by options and the files' identity: a study
+validates one recipe per variant and seed, each asking for the same shape."""
+
+
 def _csv_shape(options: dict[str, Any]) -> tuple[int, ...]:
-    """`[F]`, the encoded feature count: the file read and encoded once (cheap for tables)."""
-    return csv_table(**{key: value for key, value in options.items()
-                        if key in _PARAMETERS}).input_shape
+    """`[F]`, the encoded feature count: the file read and encoded once per version of it."""
+    arguments = {key: value for key, value in options.items() if key in _PARAMETERS}
+    files = []
+    for key in ("path", "test_path"):
+        try:
+            stat = os.stat(arguments[key]) if arguments.get(key) is not None else None
+        except OSError:
+            stat = None  # csv_table names the missing file
+        files.append(None if stat is None else (os.path.realpath(arguments[key]),
+                                                stat.st_size, stat.st_mtime_ns))
+    key = json.dumps([arguments, files], sort_keys=True, default=repr)
+    if key not in _SHAPES:
+        _SHAPES[key] = csv_table(**arguments).input_shape
+    return _SHAPES[key]
 
 
 INPUT_SHAPES["csv"] = _csv_shape
