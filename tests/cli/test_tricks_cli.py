@@ -22,6 +22,7 @@ from tricklab.run import build
 from tricklab.run.tricks import plan_tricks
 from tricklab.study.store import StudyStore
 
+from ..browser import render
 from ..conftest import TINY_RECIPE
 
 RECIPE = {**TINY_RECIPE, "data": {**TINY_RECIPE["data"], "validation": 200, "train_size": 600}}
@@ -63,6 +64,16 @@ def test_quick_tricks_run_report_recommend_and_the_study_file_runs_again(
     report = (out / "report.html").read_text()
     assert report.index('<section id="recommendation">') < report.index('id="ranking"')
     assert f"<li>{html.escape(first)}</li>" in report
+    rendered = render(out / "report.html", [
+        "() => Array.from(document.querySelectorAll('#recommendation li'), li => li.textContent)",
+        "() => Array.from(document.images, i => [i.complete, i.naturalWidth])",
+        "() => Array.from(document.querySelectorAll('#ranking tbody tr'), r => r.dataset.variant)",
+    ], "tricks_report.png")
+    items, images, rows = rendered.values
+    assert rendered.errors == [] and rendered.blocked == []
+    assert items[0].startswith("The doctor found the baseline ") and first in items
+    assert images and all(complete and width > 0 for complete, width in images), images
+    assert sorted(rows) == ["baseline", "batch_norm", "default_dnn", "momentum"]
 
     # recommended.yaml trains as it is: the recipe itself when nothing helped detectably.
     recommended = load_recipe(out / "recommended.yaml")

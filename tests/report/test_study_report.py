@@ -20,9 +20,9 @@ from rich.console import Console
 from tricklab.report.study_report import study_table, write_study_report
 from tricklab.study.store import LearningRateChoice, RunRecord, StudyStore
 
+from ..browser import ARTIFACTS, render
+
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-CHROMIUM = Path("/usr/bin/chromium")
-REPOSITORY = Path(__file__).resolve().parents[2]
 
 # Final test accuracy per seed; means: dropout 0.870 > baseline 0.850 > batch_norm 0.849
 # > high_lr 0.803 (3 runs; one more diverged and one failed).
@@ -284,46 +284,14 @@ def test_a_missing_store_is_a_user_error(tmp_path: Path) -> None:
 
 
 def test_page_renders_in_headless_chromium(report: tuple[Path, Path]) -> None:
-    if not CHROMIUM.exists():
-        pytest.skip(f"no Chromium at {CHROMIUM}: the browser check needs it")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
-    artifacts = REPOSITORY / "test-artifacts"
-    artifacts.mkdir(exist_ok=True)
-    errors: list[str] = []
-    blocked: list[str] = []
-
-    def route(request_route: Any) -> None:
-        url = request_route.request.url
-        if url.startswith(("file://", "data:")):
-            request_route.continue_()
-        else:
-            blocked.append(url)
-            request_route.abort()
-
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM),
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--no-first-run"],
-        )
-        try:
-            page = browser.new_page(viewport={"width": 1280, "height": 900})
-            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-            page.on("pageerror", lambda error: errors.append(str(error)))
-            page.route("**/*", route)
-            page.goto(report[0].resolve().as_uri(), wait_until="load")
-            images = page.evaluate(
-                "() => Array.from(document.images, i => [i.complete, i.naturalWidth])")
-            rows = page.evaluate(
-                "() => Array.from(document.querySelectorAll('#ranking tbody tr'),"
-                " r => r.dataset.variant)")
-            page.screenshot(path=str(artifacts / "study_report.png"), full_page=True)
-        finally:
-            browser.close()
-    assert errors == []
-    assert blocked == []
+    rendered = render(report[0], [
+        "() => Array.from(document.images, i => [i.complete, i.naturalWidth])",
+        "() => Array.from(document.querySelectorAll('#ranking tbody tr'), r => r.dataset.variant)",
+    ], "study_report.png")
+    images, rows = rendered.values
+    assert rendered.errors == []
+    assert rendered.blocked == []
     assert len(images) == 5
     assert all(complete and width > 0 for complete, width in images), images
     assert rows == RANKED
-    assert (artifacts / "study_report.png").read_bytes().startswith(PNG_SIGNATURE)
-
+    assert (ARTIFACTS / "study_report.png").read_bytes().startswith(PNG_SIGNATURE)

@@ -134,7 +134,8 @@ def deep_sigmoid(folder: Path) -> Path:
 def test_the_doctor_probe_puts_the_remedies_of_a_deep_sigmoid_net_first(fixture_data, tmp_path):
     recipe = deep_sigmoid(tmp_path)
     plan = plan_tricks(recipe)
-    probe = probe_baseline(recipe, tmp_path / "scratch", one_epoch=True)
+    probe, splits = probe_baseline(recipe, tmp_path / "scratch", one_epoch=True)
+    assert len(splits.train.y) == len(load_training(plan))
     assert probe.verdict == "unhealthy" and "vanishing_gradients" in probe.findings
     # One epoch: the fixture's training images in batches of 32.
     assert probe.one_epoch and probe.steps == -(-len(load_training(plan)) // 32)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from tricklab import atomic
+from tricklab.data import DatasetSplits
 from tricklab.doctor import DoctorCallback, watch
 from tricklab.doctor.diagnosis import Diagnosis, diagnose
 from tricklab.recipe import Recipe
@@ -66,6 +67,7 @@ def doctor_recipe(
     steps: int | None = 300,
     overwrite: bool = False,
     progress: ProgressMode = "auto",
+    splits: DatasetSplits | None = None,
 ) -> DoctorOutcome:
     """Train the recipe's network for `steps` steps with probes and diagnose it.
 
@@ -81,6 +83,8 @@ def doctor_recipe(
             Defaults to `300`.
         overwrite: Replace an earlier doctor run in `out`. Defaults to `False`.
         progress: Progress display, see `ProgressReporter`. Defaults to `"auto"`.
+        splits: The recipe's data, already loaded (`load_data`). Defaults to `None`
+            (loaded here).
 
     Raises:
         UserInputError: The folder holds another run, or the data cannot be had.
@@ -89,7 +93,7 @@ def doctor_recipe(
     run_dir.check_usable(resume=False, overwrite=overwrite)
     check_before_data(recipe)
     begun = time.perf_counter()
-    splits = load_data(recipe)
+    splits = load_data(recipe) if splits is None else splits
     if recipe.train.target == "inputs":
         splits = splits.as_reconstruction()
     model, optimizer = build(recipe)

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from tricklab import atomic
+from tricklab.data import DatasetSplits
 from tricklab.recipe import Recipe
 from tricklab.report import plot_lr_find
 from tricklab.run.rundir import RunDirectory
@@ -22,6 +23,7 @@ def lr_find_recipe(
     steps: int = 300,
     min_lr: float = 1e-6,
     max_lr: float = 10.0,
+    splits: DatasetSplits | None = None,
 ) -> tuple[Path, dict[str, Any]]:
     """Run the range test on the recipe's model, optimizer, loss and training data.
 
@@ -35,6 +37,8 @@ def lr_find_recipe(
         steps: Steps of the test. Defaults to `300`.
         min_lr: First learning rate. Defaults to `1e-6`.
         max_lr: Last learning rate. Defaults to `10.0`.
+        splits: The recipe's data, already loaded (`load_data`). Defaults to `None`
+            (loaded here).
 
     Returns:
         The directory and the content of `lr_find.json`.
@@ -42,7 +46,7 @@ def lr_find_recipe(
     run_dir = RunDirectory(out if out is not None else Path("runs") / f"{recipe.name}-lr-find")
     run_dir.check_usable(resume=False, overwrite=overwrite)
     check_before_data(recipe)
-    splits = load_data(recipe)
+    splits = load_data(recipe) if splits is None else splits
     if recipe.train.target == "inputs":
         splits = splits.as_reconstruction()
     model, optimizer = build(recipe)

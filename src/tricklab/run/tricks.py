@@ -462,21 +462,24 @@ def _planning_key(plan: TricksPlan, budget_seconds: float | None) -> dict[str, A
 def _plan_ahead(plan: TricksPlan, scratch: Path, budget_seconds: float | None,
                 workers: int, started: float) -> Planning:
     """Probe the baseline, run the range tests, fit the budget; everything into `scratch`."""
-    probe = probe_baseline(plan.recipe_path, scratch, one_epoch=budget_seconds is not None)
+    probe, splits = probe_baseline(plan.recipe_path, scratch,
+                                   one_epoch=budget_seconds is not None)
+    baseline = plan.subject.document
     rates: dict[str, float | None] = {}
     for variant in plan.variants:
         if variant.name == "one_cycle" or (budget_seconds is not None
                                            and variant.trick.family == "optimizer"):
-            document = (plan.subject.document if variant.name == "one_cycle"
-                        else changed_document(plan.subject.document, variant.change.set))
+            document = (baseline if variant.name == "one_cycle"
+                        else changed_document(baseline, variant.change.set))
             rates[variant.name] = learning_rate_from_range_test(
-                document, scratch / f"lr-find-{variant.name}", shown_path(plan.recipe_path))
+                document, scratch / f"lr-find-{variant.name}", shown_path(plan.recipe_path),
+                splits if document.get("data") == baseline.get("data") else None)
     budget, costs = None, {}
     if budget_seconds is not None:
         documents = {"baseline": plan.subject.document} | {
             variant.name: changed_document(plan.subject.document, variant.change.set)
             for variant in plan.variants}
-        costs = step_costs(documents, shown_path(plan.recipe_path))
+        costs = step_costs(documents, shown_path(plan.recipe_path), splits)
         order = focus_order([v.name for v in plan.variants], probe.findings)
         budget = fit_budget(order, probe, budget_seconds, time.perf_counter() - started,
                             plan.epochs or plan.subject.recipe.train.epochs, plan.seeds,

@@ -269,7 +269,11 @@ def confirm(plan: TricksPlan, recommendation: Recommendation, results: StudyResu
                    f"{len(names)}")
         at = f" at learning rate {rate:g}" if rate is not None else ""
         lines.append(f"Recommended: {best.name} alone{at}: {why}.")
-    if not _better(against_baseline, higher):
+    if against_baseline.detectable and not _better(against_baseline, higher):
+        lines.append("The combination did detectably worse than the baseline on the fresh "
+                     "seeds: these changes interfere when applied together (a learning rate "
+                     "or schedule found for one optimizer may not suit another).")
+    elif not _better(against_baseline, higher):
         lines.append("The combination was not detectably better than the baseline on the "
                      "fresh seeds: round 1's gains may have been luck.")
     failed = sum(run.status not in SUCCEEDED for name in variants

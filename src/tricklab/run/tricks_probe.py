@@ -35,6 +35,7 @@ from typing import Any
 import torch
 
 from tricklab import atomic
+from tricklab.data import DatasetSplits
 from tricklab.errors import UserInputError
 from tricklab.recipe.load import apply_override, recipe_from_dict
 from tricklab.run.doctor import doctor_recipe
@@ -135,20 +136,33 @@ class Probe:
                 f"(see doctor/doctor.json); tried first: {', '.join(focus)}."]
 
 
-def probe_baseline(recipe_path: Path, folder: Path, one_epoch: bool) -> Probe:
-    """Run the doctor on the recipe into `folder / doctor`, on one thread."""
+def probe_baseline(recipe_path: Path, folder: Path, one_epoch: bool
+                   ) -> tuple[Probe, DatasetSplits]:
+    """Run the doctor on the recipe into `folder / doctor`, on one thread.
+
+    Returns:
+        The probe, and the recipe's data as loaded, for the range tests and the
+        step timings to share.
+    """
     from tricklab.recipe import load_recipe
+    from tricklab.run.runner import load_data
 
     recipe = load_recipe(recipe_path)
     with _one_thread():
+        begun = time.perf_counter()
+        splits = load_data(recipe)
+        loading = time.perf_counter() - begun
         outcome = doctor_recipe(recipe, out=folder / DOCTOR_FOLDER,
                                 steps=None if one_epoch else DEFAULT_DOCTOR_STEPS,
-                                progress="none")
-    return Probe(outcome.diagnosis.verdict, [f.kind for f in outcome.diagnosis.findings],
-                 one_epoch, outcome.steps, outcome.fit_seconds, outcome.prepare_seconds)
+                                progress="none", splits=splits)
+    probe = Probe(outcome.diagnosis.verdict, [f.kind for f in outcome.diagnosis.findings],
+                  one_epoch, outcome.steps, outcome.fit_seconds,
+                  loading + outcome.prepare_seconds)
+    return probe, splits
 
 
-def step_costs(documents: dict[str, dict[str, Any]], label: str) -> dict[str, float]:
+def step_costs(documents: dict[str, dict[str, Any]], label: str,
+               splits: DatasetSplits | None = None) -> dict[str, float]:
     """Each recipe's seconds per training step relative to the first one's, on one thread.
 
     The variants do not cost the same: on the chapter's Leaky ReLU/He network an
@@ -162,6 +176,8 @@ def step_costs(documents: dict[str, dict[str, Any]], label: str) -> dict[str, fl
     Args:
         documents: Recipe documents by name, the baseline first.
         label: How messages name the recipe.
+        splits: The first recipe's data, already loaded. Defaults to `None` (loaded
+            here).
     """
     from tricklab.recipe import Recipe
     from tricklab.run.runner import build, load_data
@@ -185,7 +201,7 @@ def step_costs(documents: dict[str, dict[str, Any]], label: str) -> dict[str, fl
     recipes = {name: recipe_from_dict(copy.deepcopy(document), label)
                for name, document in documents.items()}
     first = next(iter(recipes.values()))
-    splits = load_data(first)
+    splits = load_data(first) if splits is None else splits
     if first.train.target == "inputs":
         splits = splits.as_reconstruction()
     x, y = splits.train.x, splits.train.y
@@ -218,11 +234,18 @@ def planning_entries(folder: Path) -> set[str]:
         entry.name for entry in folder.iterdir() if entry.name.startswith(LR_FIND_PREFIX)}
 
 
-def learning_rate_from_range_test(document: dict[str, Any], folder: Path, label: str
-                                  ) -> float | None:
-    """The lr-find suggestion for a recipe document (a decade below the loss minimum)."""
+def learning_rate_from_range_test(document: dict[str, Any], folder: Path, label: str,
+                                  splits: DatasetSplits | None = None) -> float | None:
+    """The lr-find suggestion for a recipe document (a decade below the loss minimum).
+
+    Args:
+        document: The recipe document.
+        folder: The range test's run folder.
+        label: How messages name the recipe.
+        splits: Its data, already loaded. Defaults to `None` (loaded here).
+    """
     recipe = recipe_from_dict(copy.deepcopy(document), label)
-    _, summary = lr_find_recipe(recipe, out=folder, steps=LR_FIND_STEPS)
+    _, summary = lr_find_recipe(recipe, out=folder, steps=LR_FIND_STEPS, splits=splits)
     return summary["suggestion"]
 
 
