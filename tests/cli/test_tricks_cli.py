@@ -171,7 +171,7 @@ def test_a_budget_is_planned_from_one_epoch_and_kept(cli_env, tmp_path):
     # One variant: no second round; the recipe's one epoch; as many seeds as asked (5) fit.
     assert (budget["seeds"], budget["epochs"], budget["runs"], budget["left_out"]) == (
         5, 1, 10, [])
-    assert f"Budget 40.0s: one epoch of the baseline takes {seconds_of(probe)} on one core, " \
+    assert f"Budget 40.0s: one epoch of the baseline takes {seconds_of(budget)} on one core, " \
            "so 10 runs of 5 seeds x 1 epoch(s)" in done.stderr
     assert "runs: 10 completed" in done.stderr
     took = next(line for line in done.stdout.splitlines() if line.startswith("Took "))
@@ -183,10 +183,10 @@ def test_a_budget_is_planned_from_one_epoch_and_kept(cli_env, tmp_path):
     assert (out / "doctor" / "doctor.json").is_file()
 
 
-def seconds_of(probe: dict) -> str:
+def seconds_of(budget: dict) -> str:
     from tricklab.run.tricks_probe import seconds
 
-    return seconds(probe["fit_seconds"])
+    return seconds(budget["epoch_seconds"])
 
 
 def test_a_budget_too_small_is_one_line_and_writes_nothing(cli_env, tmp_path):

@@ -25,7 +25,7 @@ from tricklab.run.tricks_probe import (
     probe_baseline,
     remedies_first,
     seconds,
-    step_costs,
+    step_seconds,
 )
 
 from ..conftest import REPOSITORY, TINY_RECIPE
@@ -112,7 +112,7 @@ def test_a_budget_too_small_says_what_an_epoch_takes():
 def test_the_planning_is_read_back_only_for_the_same_command(tmp_path):
     key = {"recipe": {"name": "r"}, "seeds": 5, "budget_seconds": 900.0}
     planning = Planning(key, PROBE, {"adam": 0.003, "one_cycle": None},
-                        BudgetPlan(900.0, 3, 4, ["l2"], 800.0, 60), 12.5)
+                        BudgetPlan(900.0, 3, 4, ["l2"], 800.0, 60, 2.0), 12.5)
     (tmp_path / "planning.json").write_text(json.dumps(planning.to_json()))
     assert Planning.read(tmp_path, key) == planning
     assert Planning.read(tmp_path, {**key, "seeds": 3}) is None
@@ -157,7 +157,7 @@ def load_training(plan):
 
 def test_range_test_rates_and_the_budget_shape_the_study(fixture_data, tmp_path):
     plan = plan_tricks(LEAKY, ("optimizer", "schedule", "regularization"))
-    budget = BudgetPlan(600.0, 4, 2, ["early_stopping", "max_norm"], 500.0, 40)
+    budget = BudgetPlan(600.0, 4, 2, ["early_stopping", "max_norm"], 500.0, 40, 2.0)
     arranged = arrange(plan, Planning({}, PROBE, {"adam": 0.0021, "nadam": None,
                                                   "one_cycle": 0.05}, budget, 3.0))
     variants = {variant.name: variant for variant in arranged.variants}
@@ -196,14 +196,15 @@ def test_costlier_variants_take_more_of_the_budget():
     assert planned(8, 3, plan.epochs + 1, weights) > 1000.0 - 15.0
 
 
-def test_each_variant_step_is_timed_against_the_baseline(fixture_data, tmp_path):
+def test_each_variant_step_is_timed(fixture_data, tmp_path):
     plan = plan_tricks(write_tiny(tmp_path), ("batch_norm", "optimizer"))
     documents = {"baseline": plan.subject.document} | {
         variant.name: changed_document(plan.subject.document, variant.change.set)
         for variant in plan.variants}
-    costs = step_costs(documents, "tiny.yaml")
-    assert list(costs) == list(documents) and costs["baseline"] == 1.0
-    assert all(0.2 < cost < 20 for cost in costs.values()), costs
+    per_step = step_seconds(documents, "tiny.yaml")
+    assert list(per_step) == list(documents)
+    # A step of the 784-16-10 MLP on one thread: well under 50 ms, and not nothing.
+    assert all(1e-6 < value < 0.05 for value in per_step.values()), per_step
 
 
 def write_tiny(folder: Path) -> Path:

@@ -60,7 +60,7 @@ from tricklab.run.tricks_probe import (
     planning_entries,
     probe_baseline,
     remedies_first,
-    step_costs,
+    step_seconds,
     with_peak,
     with_rate,
 )
@@ -479,9 +479,12 @@ def _plan_ahead(plan: TricksPlan, scratch: Path, budget_seconds: float | None,
         documents = {"baseline": plan.subject.document} | {
             variant.name: changed_document(plan.subject.document, variant.change.set)
             for variant in plan.variants}
-        costs = step_costs(documents, shown_path(plan.recipe_path), splits)
+        per_step = step_seconds(documents, shown_path(plan.recipe_path), splits)
+        costs = {name: value / per_step["baseline"] for name, value in per_step.items()}
+        # The epoch from the step timings, without the doctor's probes slowing each layer.
+        timing = replace(probe, fit_seconds=per_step["baseline"] * probe.steps)
         order = focus_order([v.name for v in plan.variants], probe.findings)
-        budget = fit_budget(order, probe, budget_seconds, time.perf_counter() - started,
+        budget = fit_budget(order, timing, budget_seconds, time.perf_counter() - started,
                             plan.epochs or plan.subject.recipe.train.epochs, plan.seeds,
                             workers, costs=costs)
     return Planning(_planning_key(plan, budget_seconds), probe, rates, budget,
@@ -573,7 +576,7 @@ def run_tricks(
         lines = planning.probe.lines(
             remedies_first([v.name for v in plan.variants], planning.probe.findings))
         if planning.budget is not None:
-            lines += planning.budget.lines(planning.probe.fit_seconds)
+            lines += planning.budget.lines()
         if announce is not None:
             announce(study_dir, arranged, lines)
         with StudyLock(study_dir):

@@ -161,17 +161,17 @@ def probe_baseline(recipe_path: Path, folder: Path, one_epoch: bool
     return probe, splits
 
 
-def step_costs(documents: dict[str, dict[str, Any]], label: str,
-               splits: DatasetSplits | None = None) -> dict[str, float]:
-    """Each recipe's seconds per training step relative to the first one's, on one thread.
+def step_seconds(documents: dict[str, dict[str, Any]], label: str,
+                 splits: DatasetSplits | None = None) -> dict[str, float]:
+    """Each recipe's seconds per training step, on one thread, as a study worker trains.
 
     The variants do not cost the same: on the chapter's Leaky ReLU/He network an
     RMSprop or Adam step takes about 1.8 times an SGD step, batch normalization
     1.3 times. Each recipe's model trains `COST_WARMUP` untimed steps, then
     `COST_WARMUP` and `COST_WARMUP + COST_STEPS` steps timed, on the first
     recipe's training data (the variants change no shapes); the difference of
-    the two is `COST_STEPS` steps without a call's fixed cost. The first
-    recipe (the baseline) is 1 by definition.
+    the two is `COST_STEPS` steps without a call's fixed cost, and without the
+    doctor's probes (which slow a deep network's steps).
 
     Args:
         documents: Recipe documents by name, the baseline first.
@@ -207,8 +207,7 @@ def step_costs(documents: dict[str, dict[str, Any]], label: str,
     x, y = splits.train.x, splits.train.y
     with _one_thread():
         seconds_per_step = {name: timed(recipe, x, y) for name, recipe in recipes.items()}
-    reference = next(iter(seconds_per_step.values()))
-    return {name: value / reference for name, value in seconds_per_step.items()}
+    return seconds_per_step
 
 
 def remedies_first(names: list[str], findings: list[str]) -> list[str]:
@@ -268,6 +267,7 @@ class BudgetPlan:
         left_out: Variants left out for time, in the order they were dropped.
         estimate_seconds: The planned seconds of the runs still to do (with `SAFETY`).
         runs: The runs planned, both rounds.
+        epoch_seconds: The seconds of one epoch of the baseline the plan used.
     """
 
     budget_seconds: float
@@ -276,12 +276,13 @@ class BudgetPlan:
     left_out: list[str]
     estimate_seconds: float
     runs: int
+    epoch_seconds: float
 
-    def lines(self, epoch_seconds: float) -> list[str]:
+    def lines(self) -> list[str]:
         """The plan in words, for the terminal and the report."""
         kept = (f"; left out for time: {', '.join(self.left_out)}" if self.left_out else "")
         return [f"Budget {duration(self.budget_seconds)}: one epoch of the baseline takes "
-                f"{seconds(epoch_seconds)} on one core, so {self.runs} runs of {self.seeds} "
+                f"{seconds(self.epoch_seconds)} on one core, so {self.runs} runs of {self.seeds} "
                 f"seeds x {self.epochs} epoch(s), estimated {duration(self.estimate_seconds)}"
                 f"{kept}."]
 
@@ -304,14 +305,14 @@ def fit_budget(variants: list[str], probe: Probe, budget_seconds: float, spent_s
 
     Args:
         variants: The variants besides the baseline, most important first.
-        probe: One epoch of the baseline (`probe_baseline(..., one_epoch=True)`).
+        probe: The baseline's start and one epoch's seconds (`fit_seconds`).
         budget_seconds: The whole command's budget.
         spent_seconds: Seconds already spent (probing, range tests).
         max_epochs: The recipe's epochs (or `--epochs`).
         max_seeds: The seeds asked for.
         workers: Runs in parallel.
         second_round: Variants of the second round. Defaults to `3`.
-        costs: Each variant's step time relative to the baseline's (`step_costs`);
+        costs: Each variant's step time relative to the baseline's (`step_seconds`);
             the second round's runs cost the kept variants' mean. Defaults to `None`
             (all alike).
 
@@ -341,7 +342,8 @@ def fit_budget(variants: list[str], probe: Probe, budget_seconds: float, spent_s
             while seeds < max_seeds and estimate(kept, seeds + 1, epochs)[0] <= available:
                 seeds += 1
             needed, runs = estimate(kept, seeds, epochs)
-            return BudgetPlan(budget_seconds, seeds, epochs, variants[kept:], needed, runs)
+            return BudgetPlan(budget_seconds, seeds, epochs, variants[kept:], needed, runs,
+                              probe.fit_seconds)
     least, _ = estimate(1, MIN_SEEDS, 1)
     raise UserInputError(
         f"--budget: {duration(budget_seconds)} is too short: one epoch of the baseline takes "
@@ -430,6 +432,6 @@ def with_peak(variant: Any, rate: float | None) -> Any:
 
 __all__ = ["FOCUS", "BudgetPlan", "Planning", "Probe", "changed_document", "duration",
            "fit_budget", "focus_order", "learning_rate_from_range_test", "parse_budget",
-           "planning_entries", "probe_baseline", "remedies_first", "step_costs", "with_peak",
+           "planning_entries", "probe_baseline", "remedies_first", "step_seconds", "with_peak",
            "with_rate"]
 
