@@ -13,12 +13,14 @@ it per optimizer from `LEARNING_RATES` and the recipe's rate, on the
 validation metric; without one, each trains at the recipe's rate (SGD
 variants of an SGD recipe) or Keras's default.
 
-After the study, `recommended.yaml` is the recipe with every variant whose
-difference from the baseline was detectably better (its 95% bootstrap interval
-excludes 0, the report's verdict `better`) applied together: the preset first
-(it sets what the others refine), then in the chapter's order. Of two variants
-changing the same thing (two optimizers), the one that helped more is kept.
-The combination itself is not tested.
+Before the study, the doctor probes the baseline and `--budget` is planned
+(`tricks_probe`). After it, `recommended.yaml` is the recipe with every variant
+whose difference from the baseline was detectably better (its 95% bootstrap
+interval excludes 0, the report's verdict `better`) applied together: the
+preset first (it sets what the others refine), then in the chapter's order. Of
+two variants changing the same thing (two optimizers), the one that helped more
+is kept. When two or more are combined, round 2 (`tricks_combined`) tests the
+combination on fresh seeds and `recommended.yaml` follows its verdict.
 """
 
 from __future__ import annotations
@@ -461,7 +463,11 @@ def _planning_key(plan: TricksPlan, budget_seconds: float | None) -> dict[str, A
 
 def _plan_ahead(plan: TricksPlan, scratch: Path, budget_seconds: float | None,
                 workers: int, started: float) -> Planning:
-    """Probe the baseline, run the range tests, fit the budget; everything into `scratch`."""
+    """Probe the baseline, run the range tests, fit the budget; everything into `scratch`.
+
+    `started` is the command's start: the budget counts from there.
+    """
+    begun = time.perf_counter()
     probe, splits = probe_baseline(plan.recipe_path, scratch,
                                    one_epoch=budget_seconds is not None)
     baseline = plan.subject.document
@@ -488,7 +494,7 @@ def _plan_ahead(plan: TricksPlan, scratch: Path, budget_seconds: float | None,
                             plan.epochs or plan.subject.recipe.train.epochs, plan.seeds,
                             workers, costs=costs)
     return Planning(_planning_key(plan, budget_seconds), probe, rates, budget,
-                    time.perf_counter() - started, costs)
+                    time.perf_counter() - begun, costs)
 
 
 def arrange(plan: TricksPlan, planning: Planning) -> TricksPlan:
