@@ -38,7 +38,8 @@ from tricklab.recipe.yaml_input import shown_path
 from tricklab.report.study_report import write_study_report
 from tricklab.run.study import Backend, StudyOutcome, check_backend_options, run_study
 from tricklab.run.study_folder import STORE_NAME, StudyLock, open_store
-from tricklab.run.tricks import Recommendation, TricksPlan, Variant, _combined
+from tricklab.run.tricks import Recommendation, _combined
+from tricklab.run.tricks_plan import TricksPlan, Variant
 from tricklab.study.results import SUCCEEDED, StudyResults, load_results
 from tricklab.study.statistics import Comparison, compare, holm
 from tricklab.study.store import StudyStore
