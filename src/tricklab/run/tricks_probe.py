@@ -41,6 +41,7 @@ from tricklab.recipe.load import apply_override, recipe_from_dict
 from tricklab.run.doctor import doctor_recipe
 from tricklab.run.lr_find import lr_find_recipe
 from tricklab.run.trick_variants import TRICKS, default_learning_rate
+from tricklab.run.tricks_plan import Variant
 
 PLANNING_FILE = "planning.json"
 DOCTOR_FOLDER = "doctor"
@@ -407,7 +408,7 @@ class Planning:
         atomic.write_json(folder / PLANNING_FILE, self.to_json())
 
 
-def with_rate(variant: Any, rate: float | None) -> Any:
+def with_rate(variant: Variant, rate: float | None) -> Variant:
     """An optimizer variant at the range test's rate (Keras's default when it found none)."""
     optimizer = dict(variant.change.set["train.optimizer"])
     found = rate is not None
@@ -419,7 +420,7 @@ def with_rate(variant: Any, rate: float | None) -> Any:
     return replace(variant, change=change, description=description, searched=False)
 
 
-def with_peak(variant: Any, rate: float | None) -> Any:
+def with_peak(variant: Variant, rate: float | None) -> Variant:
     """The 1cycle variant peaking at the range test's suggestion (kept as is without one)."""
     if rate is None:
         return variant
