@@ -53,8 +53,9 @@ browser:
 demo: data
 	$(VENV)/bin/tricklab study studies/chapter11.yaml --quick
 
+# One worker per core, each taking whole test files (their module fixtures are built once).
 test: data browser
-	$(VENV)/bin/pytest
+	$(VENV)/bin/pytest -n auto --dist loadfile
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks

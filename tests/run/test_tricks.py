@@ -311,6 +311,19 @@ def test_the_recommended_recipe_combines_the_detectable_winners(fixture_data, tm
     assert recommendation.lines[-1] == "Each helped on its own; together they were not tested."
 
 
+def test_one_cycle_after_rmsprop_leaves_its_momentum_off(fixture_data, tmp_path):
+    plan = plan_tricks(RECIPES / "chapter11" / "leaky_relu_he.yaml", ("optimizer", "schedule"))
+    results = hand_made_results(tmp_path, plan, {
+        "baseline": BASE, "rmsprop": shifted(0.03), "one_cycle": shifted(0.02)},
+        rates={"rmsprop": 0.001})
+    document = recommend(plan, results).document
+    assert document["train"]["optimizer"] == {"name": "rmsprop", "learning_rate": 0.001}
+    # Cycling would switch on a momentum of 0.85-0.95 that RMSprop runs without.
+    assert document["train"]["schedule"] == {
+        "one_cycle": {"max_learning_rate": 0.01, "cycle_momentum": False}}
+    build(recipe_from_dict(document))
+
+
 def test_nothing_detectable_recommends_the_recipe_unchanged(fixture_data, tmp_path):
     plan = plan_tricks(RECIPES / "chapter11" / "leaky_relu_he.yaml", ("optimizer",))
     results = hand_made_results(tmp_path, plan, {

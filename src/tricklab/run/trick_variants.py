@@ -360,9 +360,16 @@ def _one_cycle(subject: Subject) -> Change | str:
     rate = subject.optimizer["learning_rate"]
     # The book finds the peak with a range test and starts 10x below it; here the
     # recipe's own rate is the start, so the peak is 10x the rate the user chose.
+    schedule: dict[str, Any] = {"max_learning_rate": 10 * rate}
+    momentum = "momentum the other way"
+    if subject.optimizer["name"] == "rmsprop" and not subject.optimizer.get("momentum"):
+        # Cycling would switch on a momentum of 0.85-0.95 that RMSprop runs without,
+        # which multiplies its steps about tenfold.
+        schedule["cycle_momentum"] = False
+        momentum = "momentum left off as RMSprop has it"
     return Change(f"1cycle: the learning rate climbs from {rate:g} to {10 * rate:g} and back, "
-                  "momentum the other way, then falls 1000x (Smith 2018)",
-                  {"train.schedule": {"one_cycle": {"max_learning_rate": 10 * rate}}})
+                  f"{momentum}, then falls 1000x (Smith 2018)",
+                  {"train.schedule": {"one_cycle": schedule}})
 
 
 def _exponential(subject: Subject) -> Change | str:

@@ -424,7 +424,8 @@ def with_peak(variant: Variant, rate: float | None) -> Variant:
     """The 1cycle variant peaking at the range test's suggestion (kept as is without one)."""
     if rate is None:
         return variant
-    schedule = {"one_cycle": {"max_learning_rate": rate}}
+    schedule = {"one_cycle": {**variant.change.set["train.schedule"]["one_cycle"],
+                              "max_learning_rate": rate}}
     description = re.sub(r"climbs from \S+ to \S+ and back",
                          f"climbs to {rate:g} (from lr-find) and back", variant.change.description)
     return replace(variant, change=replace(variant.change, set={
