@@ -1,7 +1,7 @@
-"""What the doctor's probes cost: epoch time and memory of the seed-000 model with and without.
+"""What the doctor's probes cost the chapter notebook's model: epoch time and memory, probed or not.
 
-Time: the seed-000 model (784-300-100-10 Leaky ReLU, SGD, batch 32, 55,000
-Fashion-MNIST images) is trained three ways in this run: without probes; with
+Time: the Leaky ReLU network of the chapter's notebook (784-300-100-10 Leaky ReLU, SGD,
+batch 32, 55,000 Fashion-MNIST images) is trained three ways in this run: without probes; with
 `tricklab.doctor.watch` at its default (adaptive) interval; with a probe at
 every step. This machine's speed drifts, so the three models take turns every
 100 steps (as in `regularization_overhead.py`) and each ratio is a total time
@@ -21,7 +21,7 @@ import time
 
 import torch
 
-# Scripts in this folder run with it on sys.path: the seed-000 model and the
+# Scripts in this folder run with it on sys.path: the chapter notebook's model and the
 # child-process memory probe are the other benchmarks' own.
 from epoch_speed import LAYERS
 from train_memory import RECIPE, child_peak_mb
@@ -37,7 +37,7 @@ CHUNK = 100 * BATCH
 
 
 def trainer(every: int | bool | None) -> Trainer:
-    """A fresh seed-000 trainer; `every=False` trains without a probe."""
+    """A fresh trainer of the chapter notebook's model; `every=False` trains without a probe."""
     torch.manual_seed(0)
     model = build_model([28, 28], LAYERS)
     callbacks = []

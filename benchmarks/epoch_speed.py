@@ -1,4 +1,4 @@
-"""One training epoch of the seed-000 model: tricklab's `fit` vs a hand-written loop vs the floor.
+"""One epoch of the chapter notebook's MLP: tricklab's `fit` vs a hand-written loop vs the floor.
 
 The model is the chapter's 784-300-100-10 Leaky ReLU network trained with SGD
 at batch 32 on the 55,000 Fashion-MNIST training images. Three figures, all

@@ -1,4 +1,4 @@
-"""Learning curves of the seed-000 model: tricklab vs Keras 3 itself, across seeds.
+"""Learning curves of the chapter notebook's model: tricklab vs Keras 3 itself, across seeds.
 
 Keras 3 runs here on its PyTorch backend (`pip install keras`; KERAS_BACKEND=torch),
 so both sides see the same data, the same machine and the same arithmetic

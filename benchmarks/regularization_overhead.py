@@ -1,4 +1,4 @@
-"""What l2 regularizers and max-norm constraints add to an epoch of the seed-000 model.
+"""What l2 regularizers and max-norm constraints add to an epoch of the chapter notebook's model.
 
 The same 784-300-100-10 Leaky ReLU network, SGD at batch 32 on the 55,000
 Fashion-MNIST training images, trained four ways in this run: plain; with
@@ -60,7 +60,7 @@ def trainer(extra: dict) -> Trainer:
 
 
 class HandWritten:
-    """The seed-000 model in plain PyTorch, with l2 and max-norm written out by hand."""
+    """The chapter notebook's model in plain PyTorch, with l2 and max-norm written out by hand."""
 
     def __init__(self, l2: float = 0.0, max_norm: float | None = None) -> None:
         torch.manual_seed(0)

@@ -1,4 +1,4 @@
-"""Save + load round trip of the seed-000 model (target < 0.5 s), predictions identical.
+"""Save + load round trip of the chapter notebook's model (target < 0.5 s), same predictions.
 
 The 784-300-100-10 Leaky ReLU network with its SGD optimizer is saved with
 `tricklab.save_model` (model.json, weights.safetensors, optimizer state) and

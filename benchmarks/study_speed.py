@@ -1,8 +1,8 @@
-"""A 4-variant × 3-seed × 1-epoch study of the seed-000 model: process pool vs one process.
+"""A 4-variant × 3-seed × 1-epoch study of the chapter notebook's MLP: process pool vs one process.
 
-The seed-000 model (recipes/chapter11/leaky_relu_he.yaml: 784-300-100-10 Leaky
-ReLU, SGD, batch 32, the 55,000 Fashion-MNIST training images) in four
-optimizer variants, three seeds each, one epoch per run. Measured in this run:
+The Leaky ReLU network of the chapter's notebook (recipes/chapter11/leaky_relu_he.yaml:
+784-300-100-10 Leaky ReLU, SGD, batch 32, the 55,000 Fashion-MNIST training images) in
+four optimizer variants, three seeds each, one epoch per run. Measured in this run:
 
 - the study as `tricklab study` runs it: a pool of one-thread worker processes,
   one per core, every result written to the study store;

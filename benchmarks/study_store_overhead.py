@@ -1,6 +1,6 @@
 """What the study driver spends per run on planning and the store, outside training.
 
-For each of 200 runs of a study of the seed-000 model, the driver's own work:
+For each of 200 runs of a study of the chapter notebook's model, the driver's own work:
 validate and resolve the run's recipe (`Study.plan`), insert it (`add_runs`),
 mark it started, read it back twice (retry bookkeeping and the progress line),
 and record a 10-epoch result with its per-epoch history (`record_result`), all

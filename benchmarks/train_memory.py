@@ -1,7 +1,8 @@
 """Peak resident memory of `tricklab train` on the full Fashion-MNIST (target <= 1.5 GB).
 
-Runs the seed-000 recipe for one epoch in a child process and reads the
-child's peak RSS from the kernel (`getrusage(RUSAGE_CHILDREN)`). The reference
+Runs the chapter notebook's recipe (Leaky ReLU and He initialization) for one epoch in
+a child process and reads the child's peak RSS from the kernel
+(`getrusage(RUSAGE_CHILDREN)`). The reference
 printed beside it is the peak of a child that only imports torch and
 tricklab, i.e. the fixed cost of the interpreter and libraries.
 
