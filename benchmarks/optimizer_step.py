@@ -1,4 +1,4 @@
-"""Time one optimizer step of every tricklab optimizer against torch.optim on the seed MLP.
+"""Time one optimizer step of every tricklab optimizer against torch.optim on the chapter's MLP.
 
 The model is the chapter's Fashion-MNIST network (Flatten, Dense 784->300,
 LeakyReLU(0.3), Dense 300->100, LeakyReLU(0.3), Dense 100->10). Gradients are
