@@ -11,7 +11,8 @@ second; every figure is measured in this run, on this machine:
   first `--one-at-a-time` seeds (independent runs: their throughput does not
   depend on how many are timed);
 - batched, this process: one `tricklab.train.BatchedSeedsTrainer` training
-  every seed at once (the recipe checked by `batchable`, the models built), same threads;
+  every seed at once (made by `tricklab.run.batched_recipes.batched_trainer`: the
+  recipe checked by `batchable`, the models built), same threads;
 - on a CPU, the study's strategy, one forked worker process per core
   (`--workers`) with one torch thread each, the seeds shared among them: each
   worker's seeds one at a time, then each worker's seeds as one batched model.
@@ -41,7 +42,8 @@ from tricklab.data import load_dataset
 from tricklab.nn import build_model
 from tricklab.optim import make_optimizer
 from tricklab.recipe import load_recipe
-from tricklab.train import BatchedSeedsTrainer, Trainer
+from tricklab.run.batched_recipes import batched_trainer
+from tricklab.train import Trainer
 
 RECIPE = Path(__file__).resolve().parent.parent / "recipes" / "chapter11" / "leaky_relu_he.yaml"
 WARM_UP_SAMPLES = 1000
@@ -66,7 +68,7 @@ def separate_run(seed: int, device: str) -> None:
 def batched_run(seeds: list[int], device: str) -> None:
     """Every seed's epoch in one batched model."""
     recipe = load_recipe(RECIPE)
-    trainer = BatchedSeedsTrainer.from_recipe(recipe, seeds, device)
+    trainer = batched_trainer(recipe, seeds, device)
     trainer.fit(*_data["train"], epochs=1, batch_size=recipe.train.batch_size,
                 validation_data=_data["val"])
 

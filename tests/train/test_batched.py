@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from tests.conftest import TINY_RECIPE
 
 from tricklab.errors import UserInputError
 from tricklab.nn import build_model
 from tricklab.optim import make_optimizer
-from tricklab.recipe import Recipe, recipe_from_dict
-from tricklab.run.runner import build
-from tricklab.train import BatchedSeedsTrainer, Trainer, batchable
-from tricklab.train.batched import build_seed_models, seed_group_key
+from tricklab.train import BatchedSeedsTrainer, Trainer
+from tricklab.train.batched import vmap_error
 from tricklab.train.scheduling import LearningRateScheduler
 from tricklab.transfer import load_model, save_model
 
@@ -339,55 +337,23 @@ def test_models_of_different_architectures_are_refused() -> None:
         BatchedSeedsTrainer([seed_model(MLP, 0)], "sgd", [0], schedule="performance")
 
 
-def recipe(**changes: object) -> Recipe:
-    document = copy.deepcopy(TINY_RECIPE)
-    for path, value in changes.items():
-        section, key = path.split("__")
-        document[section][key] = value
-    return recipe_from_dict(document)
-
-
-def test_batchable_accepts_a_plain_recipe_and_refuses_per_run_decisions() -> None:
-    assert batchable(recipe()) == (True, "")
-    refused = {
-        "train.callbacks": recipe(train__callbacks=[{"early_stopping": {"patience": 2}}]),
-        "train.schedule": recipe(train__schedule="performance"),
-        "train.phases": recipe(train__phases=[{"epochs": 1}]),
-        "data.augment": recipe(data__augment=[{"random_flip": {"mode": "horizontal"}}]),
-        "train.precision": recipe(train__precision="fp16"),
-        "model.reuse": recipe(model__reuse={"from": "runs/pretrained"}),
-    }
-    for field, refused_recipe in refused.items():
-        ok, reason = batchable(refused_recipe)
-        assert not ok and reason.startswith(f"{field}: "), reason
-
-
 @pytest.mark.parametrize("layer", [
     {"dense": {"units": 8, "activation": "rrelu"}},
     {"lstm": {"units": 4}},
 ], ids=["rrelu", "lstm"])
-def test_batchable_refuses_operations_vmap_cannot_batch(layer: dict) -> None:
-    layers = [{"reshape": {"target_shape": [28, 28]}}, layer, "flatten",
-              {"dense": {"units": 10, "activation": "softmax"}}]
+def test_operations_vmap_cannot_batch_are_named_and_refused(layer: dict) -> None:
+    layers = [{"reshape": {"target_shape": [2, 2]}}, layer, "flatten", MLP[1]]
+    model = seed_model(layers, 0)
+    weights = copy.deepcopy(model.state_dict())
     state = torch.get_rng_state()
-    ok, reason = batchable(recipe(model__layers=layers))
-    assert not ok and reason.startswith("model.layers: an operation cannot be batched"), reason
+    error = vmap_error(model)
+    assert error is not None and error.strip(), error
     assert torch.equal(torch.get_rng_state(), state)
-
-
-def test_from_recipe_builds_each_seed_as_its_separate_run() -> None:
-    base = recipe()
-    trainer = BatchedSeedsTrainer.from_recipe(base, [0, 1])
-    for seed, model in zip([0, 1], trainer.unstack(), strict=True):
-        separate, _ = build(base.model_copy(update={"seed": seed}))
-        for expected, got in zip(separate.parameters(), model.parameters(), strict=True):
-            assert torch.equal(got, expected)
-    assert build_seed_models(base, [1])[0].state_dict().keys() == model.state_dict().keys()
-    other_seed = recipe().model_copy(update={"seed": 5, "name": "other"})
-    assert seed_group_key(other_seed) == seed_group_key(base)
-    assert seed_group_key(recipe(train__batch_size=64)) != seed_group_key(base)
-    with pytest.raises(ValueError, match=r"train\.callbacks"):
-        BatchedSeedsTrainer.from_recipe(recipe(train__callbacks=["early_stopping"]), [0, 1])
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, weights[key])
+    with pytest.raises(RuntimeError, match=re.escape(error)):
+        BatchedSeedsTrainer([model, seed_model(layers, 1)], "sgd", [0, 1])
+    assert vmap_error(seed_model(MLP, 0)) is None
 
 
 @pytest.mark.parametrize("task", TASKS)

@@ -2,7 +2,8 @@
 
 A study's driver hands a group of runs that differ only in their seed to
 `train_seed_group` (see `tricklab.run.study`); the training itself is
-`tricklab.train.batched.BatchedSeedsTrainer`. Each seed's run directory then
+`tricklab.train.batched.BatchedSeedsTrainer`, made from the recipe by
+`tricklab.run.batched_recipes.batched_trainer`. Each seed's run directory then
 holds what `tricklab.run.runner.train_recipe` would have left for it.
 """
 
@@ -18,6 +19,7 @@ import torch
 
 from tricklab.data import DatasetSplits, Split
 from tricklab.recipe import Recipe
+from tricklab.run.batched_recipes import batched_trainer, seed_group_key
 from tricklab.run.rundir import RunDirectory
 from tricklab.run.runner import (
     EXIT_CODES,
@@ -28,7 +30,7 @@ from tricklab.run.runner import (
     training_device,
     write_run,
 )
-from tricklab.train.batched import BatchedSeedsTrainer, seed_group_key
+from tricklab.train.batched import BatchedSeedsTrainer
 
 
 def train_seed_group(
@@ -49,7 +51,7 @@ def train_seed_group(
 
     Args:
         recipes: Resolved recipes that differ only in `name` and `seed`, of a kind
-            `tricklab.train.batched.batchable` accepts.
+            `tricklab.run.batched_recipes.batchable` accepts.
         outs: Each recipe's run directory.
         overwrite: Replace runs already in those folders. Defaults to `False`.
         splits: The recipes' data, already loaded. Defaults to `None` (load it here).
@@ -75,7 +77,7 @@ def train_seed_group(
     if recipe.train.target == "inputs":
         splits = splits.as_reconstruction()
     device = training_device(recipe)
-    trainer = BatchedSeedsTrainer.from_recipe(recipe, [r.seed for r in recipes], device)
+    trainer = batched_trainer(recipe, [r.seed for r in recipes], device)
     train = recipe.train
     with contextlib.ExitStack() as stack:
         for run_dir in run_dirs:

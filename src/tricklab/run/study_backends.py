@@ -160,8 +160,8 @@ def plan_seed_groups(runs: list[PlannedRun], batch_seeds: bool | None) -> list[l
     import torch
 
     from tricklab.recipe import recipe_from_dict
+    from tricklab.run.batched_recipes import batch_seeds_by_default, batchable, seed_group_key
     from tricklab.run.runner import training_device
-    from tricklab.train.batched import batch_seeds_by_default, batchable, seed_group_key
 
     torch.set_num_threads(1)
     candidates: dict[tuple[str, str], list[PlannedRun]] = {}

@@ -4,7 +4,7 @@ Each family's registry lives in its module (`tricklab.train.losses.losses`,
 `tricklab.train.metrics.metrics`, `tricklab.train.callbacks.callbacks`).
 """
 
-from tricklab.train.batched import BatchedSeedsTrainer, batchable
+from tricklab.train.batched import BatchedSeedsTrainer
 from tricklab.train.callbacks import Callback, EarlyStopping
 from tricklab.train.checkpoint import CheckpointManager
 from tricklab.train.losses import Loss
@@ -20,5 +20,4 @@ __all__ = [
     "Loss",
     "Metric",
     "Trainer",
-    "batchable",
 ]

@@ -10,8 +10,8 @@ recipe (the torch.func tutorial "Model ensembling"), extended to training.
 
 Each seed's run is the run it would have been on its own:
 
-- its initial weights are those of its separate run (each model is built after
-  `torch.manual_seed(seed)`, as `tricklab.run.runner.build` does);
+- its initial weights are those of its separate run (the caller builds each
+  model right after `torch.manual_seed(seed)`, as a separate run builds it);
 - its batches come from its own shuffling generator seeded with `seed`, drawn
   exactly as `tricklab.train.Trainer` draws them;
 - its loss is its own batch mean; the seeds' losses are summed for
@@ -32,29 +32,28 @@ Without randomness in the model, the trained weights equal those of separate
 in another order).
 
 What a run decides on its own (early stopping, reduce-on-plateau) cannot be
-batched; `batchable(recipe)` says whether a recipe can be, and why not.
+batched, nor can an operation without a `torch.vmap` batching rule
+(`vmap_error(model)` names it).
 """
 
 from __future__ import annotations
 
 import copy
-import json
 import math
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 from torch.func import functional_call, stack_module_state
 
-from tricklab.nn import build_model
 from tricklab.nn.base import Layer
 from tricklab.nn.model import Sequential
 from tricklab.nn.normalization import BatchNormalization
 from tricklab.optim import KerasOptimizer, make_optimizer
-from tricklab.optim.schedules import Performance, Schedule, schedules
+from tricklab.optim.schedules import Performance, Schedule
 from tricklab.train import inputs
 from tricklab.train.inputs import ArrayLike
 from tricklab.train.losses import Loss
@@ -64,106 +63,8 @@ from tricklab.train.metrics import metrics as metric_registry
 from tricklab.train.scheduling import LearningRateScheduler
 from tricklab.train.trainer import FitResult, Status
 
-if TYPE_CHECKING:
-    from tricklab.recipe import Recipe
-
 PROBE_SAMPLES = 2
 """Samples of the zero batch a `BatchedSeedsTrainer` trains on once, without a trace, when built."""
-
-
-def batchable(recipe: Recipe) -> tuple[bool, str]:
-    """Whether the seeds of `recipe` can train together in a `BatchedSeedsTrainer`.
-
-    Refused: callbacks (early stopping decides per run), the `performance`
-    schedule (reduce-on-plateau follows each run's metric), `train.phases`,
-    `model.reuse`, data augmentation, `precision` other than `fp32`, and models
-    with an operation `torch.vmap` cannot batch (e.g. `rrelu`, `simple_rnn`,
-    `lstm`, `gru`), found by running a two-seed batched model once on zeros.
-
-    Args:
-        recipe: A resolved recipe.
-
-    Returns:
-        `(True, "")`, or `(False, reason)` naming the recipe field that prevents it.
-    """
-    train = recipe.train
-    if train.callbacks:
-        return False, (
-            "train.callbacks: callbacks such as early stopping decide for each run "
-            "on its own; its seeds train separately"
-        )
-    if train.schedule is not None and isinstance(
-        schedules.get(train.schedule, "train.schedule"), Performance
-    ):
-        return False, (
-            "train.schedule: performance scheduling follows each run's own metric; "
-            "its seeds train separately"
-        )
-    if train.phases is not None:
-        return False, "train.phases: training in phases is not supported by batched seeds"
-    if recipe.model.reuse is not None:
-        return False, "model.reuse: reusing a trained model is not supported by batched seeds"
-    if recipe.data.get("augment"):
-        return False, "data.augment: data augmentation is not supported by batched seeds"
-    if train.precision != "fp32":
-        return False, (
-            f"train.precision: {train.precision} is not supported by batched seeds (only fp32)"
-        )
-    with torch.random.fork_rng(devices=[]):
-        model = build_model(recipe.model.input_shape, recipe.model.layers)
-    error = _vmap_error(model)
-    if error is not None:
-        return False, f"model.layers: an operation cannot be batched with torch.vmap ({error})"
-    return True, ""
-
-
-def seed_group_key(recipe: Recipe) -> str:
-    """A key equal for recipes that differ only in `name` and `seed`: seeds to batch together.
-
-    Args:
-        recipe: A resolved recipe.
-    """
-    plain = recipe.to_dict()
-    plain.pop("name")
-    plain.pop("seed")
-    return json.dumps(plain, sort_keys=True)
-
-
-def batch_seeds_by_default(device: torch.device | str) -> bool:
-    """Whether a study should batch its batchable seeds on `device` when not told.
-
-    On a GPU a run of a small model is bound by kernel launches and Python,
-    which one batched model pays once for all seeds. On a CPU the matrix
-    products already bound each run, and the study keeps every core busy with
-    separate one-thread runs: `benchmarks/batched_seeds.py` measured batched
-    groups in those processes slower than single runs (0.77 to 0.82 times their
-    throughput; the chapter notebook's model, 20 seeds, 2 cores), where batching must reach 1.2
-    to pay.
-
-    Args:
-        device: Where the runs train.
-    """
-    return torch.device(device).type == "cuda"
-
-
-def build_seed_models(
-    recipe: Recipe, seeds: Sequence[int], device: torch.device | str = "cpu"
-) -> list[Sequential]:
-    """Build the recipe's model once per seed, each with the initial weights of its separate run.
-
-    Like `tricklab.run.runner.build`, each model is built right after
-    `torch.manual_seed(seed)`.
-
-    Args:
-        recipe: A resolved recipe that `batchable` accepts.
-        seeds: One seed per model.
-        device: Where the models go. Defaults to `"cpu"`.
-    """
-    models = []
-    for seed in seeds:
-        torch.manual_seed(seed)
-        models.append(build_model(recipe.model.input_shape, recipe.model.layers).to(device))
-    return models
 
 
 class _Heads(nn.Module):
@@ -205,16 +106,17 @@ class BatchedSeedsTrainer:
     the trained ones back.
 
     Not supported (refused with an error): models of different architectures,
-    callbacks, the `performance` schedule; `batchable` lists what a recipe may hold.
-    Nothing is checkpointed and no progress is shown.
+    the `performance` schedule, operations `torch.vmap` cannot batch. There are
+    no callbacks; nothing is checkpointed and no progress is shown.
 
     Reference: the torch.func "Model ensembling" tutorial
     (`stack_module_state`, `functional_call`, `vmap`).
 
     Args:
-        models: One model per seed, same architecture, each built after
-            `torch.manual_seed(seed)` (see `build_seed_models`), all on one device.
-        optimizer: The optimizer's recipe form: a registered name, `{name: config}`
+        models: One model per seed, same architecture, all on one device; for each
+            seed's separate-run initial weights, each built right after
+            `torch.manual_seed(seed)`.
+        optimizer: The optimizer's configuration: a registered name, `{name: config}`
             or `{"name": name, **config}` (see `tricklab.optim.make_optimizer`).
         seeds: The seed of each model; each seeds its run's shuffling generator.
         loss: Loss name, `{name: config}` or `Loss` instance. Defaults to
@@ -227,6 +129,8 @@ class BatchedSeedsTrainer:
     Raises:
         ValueError: When the models differ in architecture, their number differs
             from the seeds', or the schedule is `performance`.
+        RuntimeError: When an operation of the models has no `torch.vmap`
+            batching rule (`vmap_error` returns its message's first line).
     """
 
     def __init__(
@@ -298,34 +202,6 @@ class BatchedSeedsTrainer:
         self.epochs = 0
         self.steps_per_epoch = 0
         self._epochs_done = 0
-
-    @classmethod
-    def from_recipe(
-        cls, recipe: Recipe, seeds: Sequence[int], device: torch.device | str = "cpu"
-    ) -> BatchedSeedsTrainer:
-        """The trainer a recipe's separate runs with `seeds` would each have, batched.
-
-        Args:
-            recipe: A resolved recipe that `batchable` accepts (its own `seed` is ignored).
-            seeds: The seeds to train.
-            device: Where to train, e.g. `tricklab.run.runner.training_device(recipe)`.
-                Defaults to `"cpu"`.
-
-        Raises:
-            ValueError: When `batchable` refuses the recipe, with its reason.
-        """
-        ok, reason = batchable(recipe)
-        if not ok:
-            raise ValueError(reason)
-        train = recipe.train
-        return cls(
-            build_seed_models(recipe, seeds, device),
-            dict(train.optimizer),
-            seeds,
-            loss=train.loss,
-            metrics=train.metrics,
-            schedule=train.schedule,
-        )
 
     def _lay_out_like_gradients(self, input_shape: Sequence[int]) -> None:
         """Hold each stacked parameter in the memory layout its batched gradient comes in.
@@ -704,8 +580,14 @@ def _best_epoch(history: dict[str, list[float]]) -> int | None:
     return None if not finite else min(finite)[1] + 1
 
 
-def _vmap_error(model: Sequential) -> str | None:
-    """The first line of the error a two-seed batched training step of `model` raises, or `None`."""
+def vmap_error(model: Sequential) -> str | None:
+    """The first line of the error a two-seed batched training step of `model` raises, or `None`.
+
+    `model` itself is left as it was, and so is the global random generator.
+
+    Args:
+        model: A model that could be one seed's in a `BatchedSeedsTrainer`.
+    """
     try:
         BatchedSeedsTrainer([model, copy.deepcopy(model)], "sgd", [0, 0], metrics=())
     except RuntimeError as error:
