@@ -76,3 +76,46 @@ def test_the_walk_from_a_csv_file_to_a_report_and_predictions_runs_as_written(tm
         "error: --output: wine.csv exists and is not a predictions file tricklab wrote; "
         "choose another name or move it away\n")
     assert (tmp_path / "wine.csv").read_bytes() == training_file
+
+
+USER_FACING = [REPOSITORY / "README.md", REPOSITORY / "docs" / "DESIGN.md",
+               *sorted((REPOSITORY / "recipes").rglob("*.yaml")),
+               *sorted((REPOSITORY / "studies").glob("*.yaml"))]
+NOTEBOOK_AS_SEED = re.compile(
+    # "seed 000", "Seed 004's", "seeds 000 and 003", "the seed-000 model"; and the
+    # notebooks as "the seed's notebook", "the seeds' notes", "the seeds' skip-connection
+    # section", "the seeds' \"Conv - BN\" block".
+    r"(?i)\bseeds?[ _-]?0\d\d\b|\bseeds?(?:'s|')?[ -]?(?:notes?|notebooks?|[\w-]+ section)\b"
+    r"|\bseeds' \"")
+"""A notebook the project grew from named as a "seed": to a user, a seed is a random seed."""
+
+
+def test_the_pattern_tells_notebooks_named_as_seeds_from_random_seeds():
+    for notebook in ["Seed 004's ladder", "seeds 000 and 003", "the seed-000 model",
+                     "as the seed's notebook does", "the seeds' notes", "the seed notebook's",
+                     "the seeds' skip-connection section", "the seeds' \"Conv - BN\" block"]:
+        assert NOTEBOOK_AS_SEED.search(notebook), notebook
+    for random_seed in ["seed: 0", "seeds 0..4", "seeds 0-4", "seed 0", "--seed 0",
+                        "runs/a/seed-0/", "data_seed: 0", "5 seeds of 10 epochs", "seed-42",
+                        "the seed alone moves accuracy", "each seed's run directory"]:
+        assert not NOTEBOOK_AS_SEED.search(random_seed), random_seed
+
+
+def test_user_facing_text_names_the_notebooks_by_what_they_are():
+    assert len(USER_FACING) > 40
+    found = [f"{path.relative_to(REPOSITORY)}:{number}: {line.strip()}"
+             for path in USER_FACING
+             for number, line in enumerate(path.read_text().splitlines(), 1)
+             if NOTEBOOK_AS_SEED.search(line)]
+    assert found == []
+
+
+def test_the_readme_links_to_the_design_document_in_the_repository():
+    links = {}
+    for document in (REPOSITORY / "README.md", REPOSITORY / "docs" / "DESIGN.md"):
+        for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", document.read_text()):
+            if "://" not in target:
+                links[(document.name, target)] = (document.parent / target).resolve()
+    assert ("README.md", "docs/DESIGN.md") in links
+    assert {link: path for link, path in links.items() if not path.is_file()} == {}
+    assert "../shared/" not in README
