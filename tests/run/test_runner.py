@@ -325,13 +325,29 @@ def test_resume_refuses_fewer_epochs_than_the_run_has_trained(fixture_data, tmp_
 def test_resume_names_the_fields_that_differ(fixture_data, tmp_path):
     run = tmp_path / "run"
     train_recipe(recipe(train__epochs=1), out=run, progress="none")
+    before = snapshot(run)
     changed = recipe(seed=9, train__batch_size=64, train__epochs=3)
     with pytest.raises(UserInputError) as error:
         train_recipe(changed, out=run, resume=True, progress="none")
     assert str(error.value) == (
-        f"--resume: the recipe differs from the one stored in {run / 'recipe.yaml'} in seed, "
-        "train.batch_size (only train.epochs may change on resume)"
+        f"--resume: the recipe differs from the one stored in {run / 'recipe.yaml'}: "
+        "seed: 3 → 9; train.batch_size: 32 → 64 (only train.epochs may change on resume; "
+        "to train the changed recipe, give another --out or pass --overwrite instead)"
     )
+    # Another optimizer: its name, its rate, and 5 hyperparameters one has and the other not.
+    nadam = recipe(train__optimizer={"name": "nadam", "learning_rate": 0.001})
+    with pytest.raises(UserInputError) as error:
+        train_recipe(nadam, out=run, resume=True, progress="none")
+    assert str(error.value).startswith(
+        f"--resume: the recipe differs from the one stored in {run / 'recipe.yaml'}: "
+        "train.optimizer.name: 'sgd' → 'nadam'; train.optimizer.learning_rate: 0.05 → 0.001; "
+        "train.optimizer.momentum: 0.0 → (not set); and 4 more (only train.epochs")
+    # A layer fewer: the long list is shown by its length.
+    shorter = recipe(model={"layers": ["flatten", {"dense": {"units": 10,
+                                                             "activation": "softmax"}}]})
+    with pytest.raises(UserInputError, match=r": model\.layers: a list of 4 → a list of 2 \("):
+        train_recipe(shorter, out=run, resume=True, progress="none")
+    assert snapshot(run) == before
 
 
 @pytest.mark.parametrize("stored", ["name: [unclosed\n", "- a list\n", "\x00\xff binary"])

@@ -15,7 +15,13 @@ import torch
 import tricklab
 from tricklab.data import DatasetSplits, Split, load_dataset
 from tricklab.data.augment import Pipeline
-from tricklab.errors import EXIT_DIVERGED, EXIT_INTERRUPTED, EXIT_OK, UserInputError
+from tricklab.errors import (
+    EXIT_DIVERGED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    UserInputError,
+    shown_value,
+)
 from tricklab.nn import Sequential, build_model
 from tricklab.nn.footprint import check_training_fits, footprint_of
 from tricklab.optim import make_optimizer
@@ -215,16 +221,42 @@ def _phase_optimizer(
     return make_optimizer(dict(phase.optimizer), parameters)
 
 
-def recipe_differences(stored: Any, resolved: Any, path: str = "") -> list[str]:
-    """Dotted paths where two resolved recipes differ, in document order."""
+RESUME_CHANGES_SHOWN = 3
+"""Fields a `--resume` refusal lists (with their values) before saying how many more differ."""
+
+_ABSENT = object()
+"""A field one of two compared recipes does not have."""
+
+
+def recipe_differences(stored: Any, resolved: Any, path: str = "") -> list[tuple[str, Any, Any]]:
+    """Where two resolved recipes differ, in document order: `(dotted path, stored, new)`.
+
+    A field only one side has is `_ABSENT` on the other; lists of different
+    lengths differ as a whole.
+    """
     if isinstance(stored, dict) and isinstance(resolved, dict):
         keys = [*stored, *(key for key in resolved if key not in stored)]
         return [difference for key in keys for difference in recipe_differences(
-            stored.get(key), resolved.get(key), f"{path}.{key}" if path else str(key))]
+            stored.get(key, _ABSENT), resolved.get(key, _ABSENT),
+            f"{path}.{key}" if path else str(key))]
     if isinstance(stored, list) and isinstance(resolved, list) and len(stored) == len(resolved):
         return [difference for index, (a, b) in enumerate(zip(stored, resolved, strict=True))
                 for difference in recipe_differences(a, b, f"{path}.{index}")]
-    return [] if stored == resolved else [path or "<top level>"]
+    return [] if stored == resolved else [(path or "<top level>", stored, resolved)]
+
+
+def _shown_field(value: Any) -> str:
+    """A field's value as a `--resume` refusal shows it: short, so the message stays one line.
+
+    A long list (a model's layers, when layers were added or removed) is shown
+    by its length: its first few characters would not say what changed.
+    """
+    if value is _ABSENT:
+        return "(not set)"
+    text = shown_value(value, limit=40)
+    if isinstance(value, list) and text.endswith("..."):
+        return f"a list of {len(value)}"
+    return text
 
 
 def check_resumable(run_dir: RunDirectory, recipe: Recipe) -> None:
@@ -233,15 +265,20 @@ def check_resumable(run_dir: RunDirectory, recipe: Recipe) -> None:
     A resumed run may be asked to train for more epochs; everything else must match.
 
     Raises:
-        UserInputError: Naming the fields that differ, or the epochs.
+        UserInputError: Naming the fields that differ (`path: stored → new`, the
+            first `RESUME_CHANGES_SHOWN` of them), or the epochs.
     """
-    differences = [path for path in recipe_differences(run_dir.stored_recipe(), recipe.to_dict())
-                   if path != "train.epochs"]
+    differences = [difference for difference in recipe_differences(
+        run_dir.stored_recipe(), recipe.to_dict()) if difference[0] != "train.epochs"]
     if differences:
-        shown = ", ".join(differences[:5]) + (" ..." if len(differences) > 5 else "")
+        shown = [f"{path}: {_shown_field(stored)} → {_shown_field(new)}"
+                 for path, stored, new in differences[:RESUME_CHANGES_SHOWN]]
+        if len(differences) > RESUME_CHANGES_SHOWN:
+            shown.append(f"and {len(differences) - RESUME_CHANGES_SHOWN} more")
         raise UserInputError(
-            f"--resume: the recipe differs from the one stored in {run_dir.recipe_path} in "
-            f"{shown} (only train.epochs may change on resume)"
+            f"--resume: the recipe differs from the one stored in {run_dir.recipe_path}: "
+            f"{'; '.join(shown)} (only train.epochs may change on resume; to train the "
+            "changed recipe, give another --out or pass --overwrite instead)"
         )
     done = run_dir.epochs_done()
     if recipe.train.epochs < done:
