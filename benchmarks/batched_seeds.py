@@ -1,7 +1,7 @@
-"""S seeds of the seed-000 model trained as one batched model vs one run at a time.
+"""S seeds of the chapter notebook's model trained as one batched model vs one run at a time.
 
-The seed-000 model (recipes/chapter11/leaky_relu_he.yaml: 784-300-100-10 Leaky
-ReLU, SGD at 1e-3, batch 32, accuracy) trained for one epoch on the first
+The Leaky ReLU network of the chapter's notebook (recipes/chapter11/leaky_relu_he.yaml:
+784-300-100-10 Leaky ReLU, SGD at 1e-3, batch 32, accuracy) trained for one epoch on the first
 `--samples` Fashion-MNIST training images and validated on the 5,000
 validation images, for each of `--seeds` seeds. Throughput is seed-epochs per
 second; every figure is measured in this run, on this machine:
@@ -133,7 +133,7 @@ def main() -> None:
 
     name = torch.cuda.get_device_name() if args.device == "cuda" else f"{os.cpu_count()} cores"
     print(f"torch {torch.__version__}, {args.device} ({name}), {torch.get_num_threads()} torch "
-          f"threads in this process; one epoch of the seed-000 model on "
+          f"threads in this process; one epoch of the chapter notebook's model on "
           f"{len(_data['train'][1])} training images, validated on {len(_data['val'][1])}")
     alone = seeds[: args.one_at_a_time]
     rows = [
