@@ -761,3 +761,64 @@ def test_quick_and_budget_cut_or_lengthen_phases_in_order(tmp_path, quick, budge
     train = study.plan("a", 0).recipe["train"]
     assert [phase["epochs"] for phase in train["phases"]] == expected
     assert train["epochs"] == sum(expected)
+
+
+# --- --set on a study ----------------------------------------------------------------------
+
+
+def test_set_overrides_every_variant_after_its_own_set_and_the_budget(tmp_path):
+    _write(tmp_path / "r", _base(name="own"), "own.yaml")
+    path = _write(tmp_path, _document(budget={"epochs": 6}, quick={"seeds": 1, "epochs": 2},
+                                      variants={
+        "a": {},
+        "wide": {"set": {"model.layers.1.dense.units": 64, "train.epochs": 9}},
+        "own": {"recipe": "r/own.yaml"},
+    }))
+    overrides = ["train.epochs=4", "model.layers.1.dense.units=5", "data.train_size=300"]
+    study = load_study(path, overrides=overrides)
+    for name, variant in study.spec["variants"].items():
+        recipe = variant["recipe"]
+        assert recipe["train"]["epochs"] == 4, name  # over the budget's 6 and the variant's 9
+        assert _layers(recipe)[1]["dense"]["units"] == 5, name
+        assert recipe["data"]["train_size"] == 300, name
+        assert study.plan(name, 1).recipe["train"]["epochs"] == 4
+    assert study.spec["overrides"] == overrides
+    # --quick still shrinks the epochs the --set gave.
+    quick = load_study(path, quick=True, overrides=overrides)
+    assert quick.spec["variants"]["a"]["recipe"]["train"]["epochs"] == 2
+    assert load_study(path).spec["overrides"] == []
+
+
+def test_set_counts_in_the_fingerprint_as_parsed(tmp_path):
+    path = _write(tmp_path, _document())
+    plain = load_study(path)
+    assert load_study(path, overrides=["train.epochs=2"]).fingerprint != plain.fingerprint
+    # A --set that changes no value is still another study: the one asked for differs.
+    assert load_study(path, overrides=["train.epochs=3"]).fingerprint != plain.fingerprint
+    assert load_study(path, overrides=["train.epochs=2"]).fingerprint == load_study(
+        path, overrides=["train.epochs= 2"]).fingerprint
+    assert load_study(path, overrides=["train.epochs=2", "data.train_size=300"]).fingerprint \
+        != load_study(path, overrides=["train.epochs=2"]).fingerprint
+    # A store made before --set existed holds a spec without `overrides`: still the same study.
+    without = {key: value for key, value in plain.spec.items() if key != "overrides"}
+    assert type(plain)(without, plain.source, plain.variant_documents).fingerprint \
+        == plain.fingerprint
+
+
+@pytest.mark.parametrize(("overrides", "expected"), [
+    (["train.epochs"], "--set: expected PATH=VALUE such as train.epochs=3, got 'train.epochs'"),
+    (["seed=3"], "--set seed: a study sets each run's seed; choose them with --seeds or the "
+     "study file's `seeds`"),
+    (["name=x"], "--set name: a study sets each run's name; they are named after the study "
+     "file's `name`"),
+    (["model.layers.1.dense.units=4", "model.layers.5.dense.units=4"],
+     "--set model.layers.5: index 5 is out of range; the list has 3 items "
+     "(in variant 'a' of {path})"),
+    (["train.epochs=0"], "{path}: variants.a: train.epochs: input should be greater than 0"),
+])
+def test_a_bad_set_is_one_line_naming_it(tmp_path, overrides, expected):
+    path = _write(tmp_path, _document())
+    with pytest.raises(UserInputError) as raised:
+        load_study(path, overrides=overrides)
+    assert str(raised.value).startswith(expected.format(path=path))
+    assert "\n" not in str(raised.value)

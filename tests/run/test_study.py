@@ -388,3 +388,66 @@ def test_a_run_failing_batched_and_alone_fails_within_its_attempts(fixture_data,
     for record in stored(tmp_path / "study").values():
         assert (record.status, record.attempts) == ("failed", MAX_ATTEMPTS)
         assert "does not fit" in record.error
+
+
+def test_set_reaches_every_run_and_is_kept_with_the_study(fixture_data, tmp_path):
+    out, path = tmp_path / "study", write_study(tmp_path)
+    overrides = ["train.epochs=2", "data.train_size=300"]
+    outcome = run_study(path, out=out, workers=2, progress="none", overrides=overrides)
+    assert outcome.counts == {"completed": 4}
+    records = stored(out)
+    for record in records.values():
+        assert record.recipe["train"]["epochs"] == 2 and record.recipe["data"]["train_size"] == 300
+        written = yaml.safe_load((out / record.run_dir / "recipe.yaml").read_text())
+        assert written["train"]["epochs"] == 2 and written["data"]["train_size"] == 300
+        assert len(record.history["loss"]) == 2
+    with StudyStore.open(out / "study.db") as store:
+        assert store.spec["overrides"] == overrides
+    # The same --set resumes: nothing trains again.
+    run_study(path, out=out, workers=2, progress="none", overrides=overrides)
+    assert {k: r.attempts for k, r in stored(out).items()} == {k: 1 for k in records}
+    database = (out / "study.db").read_bytes()
+    for other in (["train.epochs=3"], []):
+        with pytest.raises(UserInputError) as refused:
+            run_study(path, out=out, workers=2, progress="none", overrides=other)
+        shown = " ".join(f"'{text}'" for text in other) or "none"
+        assert str(refused.value) == (
+            f"{path}: the study differs from the one stored in {out / 'study.db'} (--set: "
+            f"'train.epochs=2' 'data.train_size=300' → {shown}); pass --force-new to discard "
+            "it and start over, or --out DIR to run it elsewhere")
+    assert (out / "study.db").read_bytes() == database
+    run_study(path, out=out, workers=2, progress="none", overrides=["train.epochs=3"],
+              force_new=True)
+    assert {r.recipe["train"]["epochs"] for r in stored(out).values()} == {3}
+
+
+def test_study_summary_is_the_table_as_data(fixture_data, tmp_path):
+    from tricklab.run.study import study_summary
+
+    out = tmp_path / "study"
+    run_study(write_study(tmp_path), out=out, workers=2, progress="none")
+    summary = study_summary(out)
+    # safe_dump sorts the variants: adam comes first, and is the baseline.
+    assert (summary["name"], summary["metric"], summary["baseline"]) == (
+        "tiny", "test_accuracy", "adam")
+    assert summary["higher_is_better"] is True and summary["overrides"] == []
+    values = {}
+    for record in stored(out).values():
+        values.setdefault(record.variant, []).append(record.metrics["test_accuracy"])
+    by_name = {variant["name"]: variant for variant in summary["variants"]}
+    assert sorted(by_name) == ["adam", "sgd"]
+    assert [variant["rank"] for variant in summary["variants"]] == [1, 2]
+    ranked = sorted(values, key=lambda name: -sum(values[name]))
+    assert [variant["name"] for variant in summary["variants"]] == ranked
+    for name, variant in by_name.items():
+        assert variant["n"] == 2
+        assert variant["mean"] == pytest.approx(sum(values[name]) / 2)
+        assert variant["counts"] == {"succeeded": 2, "diverged": 0, "failed": 0, "unfinished": 0}
+        assert variant["ci"][0] <= variant["mean"] <= variant["ci"][1]
+    baseline, sgd = by_name["adam"], by_name["sgd"]
+    assert baseline["verdict"] == "baseline" and baseline["difference"] is None
+    assert sgd["difference"] == pytest.approx(sgd["mean"] - baseline["mean"])
+    assert sgd["difference_ci"][0] <= sgd["difference"] <= sgd["difference_ci"][1]
+    assert 0 <= sgd["p_value"] <= sgd["p_holm"] <= 1
+    assert sgd["verdict"] in ("better", "worse", "no detectable difference")
+    assert any("only 2 seeds" in warning for warning in summary["warnings"])

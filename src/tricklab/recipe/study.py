@@ -24,6 +24,9 @@ variants:
 lr_search: {grid: [1.0e-4, 1.0e-3, 1.0e-2], seeds: 2, variants: [dropout]}
 quick: {seeds: 2, epochs: 1}                     # what --quick shrinks the study to
 ```
+
+`tricklab study FILE --set PATH=VALUE` (`load_study`'s `overrides`) changes
+every variant's recipe the same way, and is kept with the study.
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ from pydantic_core import PydanticCustomError
 
 from tricklab.config import format_validation_error
 from tricklab.errors import UserInputError, did_you_mean
-from tricklab.recipe.load import apply_override, read_yaml, recipe_from_dict
+from tricklab.recipe.load import apply_override, parse_override, read_yaml, recipe_from_dict
 from tricklab.recipe.reported import logged_keys, result_metric_names, unlisted_metric
 from tricklab.recipe.schema import Recipe, _Section
 from tricklab.study.statistics import higher_is_better
@@ -255,6 +258,10 @@ class Study:
                 for name, variant in self.spec["variants"].items()
             },
         }
+        # Only when given: a study run without --set keeps the digest stored before --set existed.
+        if self.spec.get("overrides"):
+            # As parsed: `train.epochs=1` and `train.epochs= 1` are the same study.
+            relevant["overrides"] = [parse_override(text) for text in self.spec["overrides"]]
         return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()
 
     def searched(self) -> list[str]:
@@ -284,7 +291,12 @@ def _without_seed(recipe: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in recipe.items() if key not in ("seed", "name")}
 
 
-def load_study(path: str | Path, seeds: int | None = None, quick: bool = False) -> Study:
+def load_study(
+    path: str | Path,
+    seeds: int | None = None,
+    quick: bool = False,
+    overrides: list[str] | tuple[str, ...] = (),
+) -> Study:
     """Read and validate a study file, resolving every variant's recipe.
 
     Args:
@@ -292,17 +304,24 @@ def load_study(path: str | Path, seeds: int | None = None, quick: bool = False) 
         seeds: Number of seeds, replacing the file's, from 1 to `MAX_SEEDS`. Defaults
             to `None` (the file's).
         quick: Shrink seeds and epochs as the file's `quick:` says. Defaults to `False`.
+        overrides: `PATH=VALUE` strings, as `tricklab train --set` takes them, applied
+            in order to every variant's recipe after its own `set:` and the study's
+            `budget:` (so `train.epochs=1` shortens every run), before `--quick`
+            shrinks the epochs. They are kept in the spec (`overrides`) and count in
+            the fingerprint. Defaults to `()`.
 
     Raises:
         UserInputError: Naming the file and the field at fault, among them a
             `metric`, `target.metric` or `lr_search.metric` that some variant's runs
-            would not produce (see `tricklab.recipe.reported`).
+            would not produce (see `tricklab.recipe.reported`), or the `--set` at
+            fault and the variant it failed on.
     """
     path = Path(path)
     if seeds is not None and not 1 <= seeds <= MAX_SEEDS:
         raise UserInputError(
             f"--seeds: {seeds} is not a number of seeds from 1 to {MAX_SEEDS}"
         )
+    parsed = [_study_override(text) for text in overrides]
     document = read_yaml(path)
     try:
         spec = StudySpec.model_validate(document)
@@ -328,6 +347,11 @@ def load_study(path: str | Path, seeds: int | None = None, quick: bool = False) 
         documents[name] = _variant_document(spec, name, base, path)
         if spec.budget is not None:
             _set_epochs(documents[name].setdefault("train", {}), spec.budget.epochs)
+        for dotted, value in parsed:
+            try:
+                apply_override(documents[name], dotted, copy.deepcopy(value))
+            except UserInputError as error:
+                raise UserInputError(f"{error} (in variant '{name}' of {path})") from None
         if quick:
             _set_epochs(documents[name].setdefault("train", {}), spec.quick.epochs, at_most=True)
     resolved: dict[str, Any] = {
@@ -341,6 +365,7 @@ def load_study(path: str | Path, seeds: int | None = None, quick: bool = False) 
         "target": None if spec.target is None else spec.target.model_dump(),
         "budget": None if spec.budget is None else spec.budget.model_dump(),
         "quick": quick,
+        "overrides": list(overrides),
         "variants": variants,
         "lr_search": None if spec.lr_search is None else {
             "grid": sorted(spec.lr_search.grid),
@@ -365,6 +390,20 @@ def load_study(path: str | Path, seeds: int | None = None, quick: bool = False) 
         )
     _check_metric_names(study, searched)
     return study
+
+
+def _study_override(text: str) -> tuple[list[str], Any]:
+    """`PATH=VALUE` parsed as `--set` does; `seed` and `name` are the study's to set per run.
+
+    Raises:
+        UserInputError: A malformed override, or one of `seed` or `name`.
+    """
+    dotted, value = parse_override(text)
+    if dotted in (["seed"], ["name"]):
+        hint = ("choose them with --seeds or the study file's `seeds`" if dotted == ["seed"]
+                else "they are named after the study file's `name`")
+        raise UserInputError(f"--set {dotted[0]}: a study sets each run's {dotted[0]}; {hint}")
+    return dotted, value
 
 
 def _check_metric_names(study: Study, searched: list[str]) -> None:

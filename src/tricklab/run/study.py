@@ -42,7 +42,7 @@ import time
 import traceback
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -69,6 +69,7 @@ from tricklab.run.study_backends import (
 )
 from tricklab.run.study_folder import STORE_NAME, StudyLock, open_store
 from tricklab.run.study_progress import StudyProgress
+from tricklab.study.results import load_results
 from tricklab.study.statistics import higher_is_better
 from tricklab.study.store import LearningRateChoice, RunRecord, StudyStore
 
@@ -342,6 +343,7 @@ def run_study(
     report: Callable[[Path], Any] | None = None,
     doctor: bool = False,
     batch_seeds: bool | None = None,
+    overrides: list[str] | tuple[str, ...] = (),
 ) -> StudyOutcome:
     """Run (or resume) a study and write its report.
 
@@ -367,6 +369,10 @@ def run_study(
             a GPU (`batch_seeds_by_default`). Such a run's `result.json` says
             `batched_seeds` (the group's size) and its `wall_time_s` is the group's
             divided by that size. Defaults to `None`.
+        overrides: `PATH=VALUE` strings applied to every variant's recipe, as
+            `tricklab study STUDY --set` does (see `load_study`). They are stored
+            with the study: the same ones resume it, others make another study
+            (refused without `force_new`). Defaults to `()`.
 
     Raises:
         UserInputError: A bad study file, a changed spec without `force_new`, a bad
@@ -375,7 +381,7 @@ def run_study(
             one line naming the path and the cause, how many runs are left and what to
             do. The runs it refused are `pending` with their attempts unspent.
     """
-    study = load_study(path, seeds=seeds, quick=quick)
+    study = load_study(path, seeds=seeds, quick=quick, overrides=overrides)
     check_backend_options(workers, backend, address)
     # Every run's recipe is validated before anything is written.
     main_runs = {
@@ -430,6 +436,65 @@ def run_study(
     if stopped or counts.get("interrupted") or counts.get("running"):
         exit_code = EXIT_INTERRUPTED
     return StudyOutcome(study_dir, counts, written, exit_code)
+
+
+def study_summary(study_dir: str | Path) -> dict[str, Any]:
+    """A study's ranked table as data (`--json`): what `tricklab study show` prints, unrounded.
+
+    Args:
+        study_dir: The study directory holding `study.db`.
+
+    Returns:
+        `name`, `metric` (the one compared), `higher_is_better`, `baseline`,
+        `confidence` (of the intervals), `overrides` (the `--set` values the study
+        ran with), `warnings`, and `variants`, best first, each with `rank`,
+        `name`, `description`, `n` (the values compared), `mean`, `std`, `ci`
+        ([low, high] of the mean), `iqm`, against the baseline `difference`,
+        `difference_ci`, `p_improvement`, `p_value` (Welch) and `p_holm` (`None`
+        for the baseline), `verdict` (`StudyResults.verdict`), `counts` of runs per
+        outcome (`succeeded`, `diverged`, `failed`, `unfinished`), `wall_time_s`
+        (`mean`, `std`) and `time_to_target` (`None` without a target).
+
+    Raises:
+        UserInputError: `study.db` is missing or not a tricklab study store.
+    """
+    with StudyStore.open(Path(study_dir) / STORE_NAME) as store:
+        results = load_results(store)
+    variants = []
+    for analysed in results.ranked:
+        summary, comparison = analysed.summary, analysed.comparison
+        variant = results.variants[analysed.name]
+        variants.append({
+            "rank": analysed.rank,
+            "name": analysed.name,
+            "description": variant.description,
+            "n": summary.n,
+            "mean": summary.mean,
+            "std": summary.std,
+            "ci": [summary.ci_low, summary.ci_high],
+            "iqm": summary.iqm,
+            "difference": None if comparison is None else comparison.difference,
+            "difference_ci": None if comparison is None else [comparison.ci_low,
+                                                              comparison.ci_high],
+            "p_improvement": None if comparison is None else comparison.p_improvement,
+            "p_value": None if comparison is None else comparison.p_value,
+            "p_holm": None if comparison is None else comparison.p_holm,
+            "verdict": results.verdict(analysed.name),
+            "counts": asdict(variant.counts),
+            "wall_time_s": {"mean": variant.wall_time_mean, "std": variant.wall_time_std},
+            "time_to_target": None if variant.time_to_target is None
+            else asdict(variant.time_to_target),
+        })
+    return {
+        "name": results.spec.get("name"),
+        "metric": results.metric,
+        "higher_is_better": results.higher_is_better,
+        "baseline": results.baseline,
+        "confidence": results.analysis.confidence,
+        "overrides": results.spec.get("overrides", []),
+        "variants": variants,
+        "warnings": results.warnings,
+    }
 
 
 def _workers(
@@ -518,4 +583,6 @@ def _stopped_by_the_machine(
     return SystemRefusedError(f"{line}; {what}: {_remedy(line)} and run the same command again")
 
 
-__all__ = ["MAX_ATTEMPTS", "StudyOutcome", "default_study_dir", "open_store", "run_study"]
+__all__ = [
+    "MAX_ATTEMPTS", "StudyOutcome", "default_study_dir", "open_store", "run_study", "study_summary",
+]

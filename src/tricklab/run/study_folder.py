@@ -25,7 +25,13 @@ import time
 from pathlib import Path
 from types import TracebackType
 
-from tricklab.errors import SystemRefusedError, UserInputError, system_error_line
+from tricklab.errors import (
+    SystemRefusedError,
+    UserInputError,
+    did_you_mean,
+    edit_distance,
+    system_error_line,
+)
 from tricklab.recipe.study import Study
 from tricklab.run.replace import SET_ASIDE_PREFIX, check_replaceable, foreign_entries
 from tricklab.run.study_backends import PRETRAINED
@@ -195,12 +201,17 @@ def open_store(study: Study, study_dir: Path, force_new: bool = False) -> StudyS
         except BaseException:
             store.close()
             raise
+        stored = store.spec.get("overrides") or []
         store.close()
         if not force_new:
+            given = study.spec.get("overrides") or []
+            changed = "variants, budget, metric or search changed"
+            if stored != given:
+                changed = f"--set: {_shown_overrides(stored)} → {_shown_overrides(given)}"
             raise UserInputError(
                 f"{study.source}: the study differs from the one stored in {path} "
-                "(variants, budget, metric or search changed); pass --force-new to discard "
-                "it and start over, or --out DIR to run it elsewhere"
+                f"({changed}); pass --force-new to discard it and start over, or --out DIR "
+                "to run it elsewhere"
             )
     elif _holds_nothing(study_dir):
         return StudyStore.create(path, study.spec, study.fingerprint)
@@ -218,6 +229,70 @@ def open_store(study: Study, study_dir: Path, force_new: bool = False) -> StudyS
         raise
     aside.discard()
     return store
+
+
+def _shown_overrides(overrides: list[str]) -> str:
+    return " ".join(f"'{text}'" for text in overrides) if overrides else "none"
+
+
+def check_study_folder(folder: Path) -> None:
+    """Refuse a folder without a study store, naming the study folders near it.
+
+    Raises:
+        UserInputError: `folder` holds no `study.db`: one line suggesting the study
+            folders beside it and inside it whose names are close (`nearby_studies`).
+    """
+    if (folder / STORE_NAME).is_file():
+        return
+    what = (f"is not a study folder (it holds no {STORE_NAME})" if folder.is_dir()
+            else "does not exist")
+    nearby = nearby_studies(folder)
+    if len(nearby) == 1:
+        hint = f"did you mean {nearby[0]}?"
+    elif nearby:
+        hint = f"study folders nearby: {', '.join(map(str, nearby))}"
+    else:
+        hint = "a study folder is what `tricklab study STUDY.yaml` fills (runs/<name>)"
+    raise UserInputError(f"{folder} {what}; {hint}")
+
+
+NEARBY_LIMIT = 5
+"""The most study folders `check_study_folder` suggests."""
+
+
+def nearby_studies(folder: Path) -> list[Path]:
+    """Study folders (holding `study.db`) a user may have meant by `folder`, the likeliest first.
+
+    A study holding `folder` (a run directory inside it, up to three levels
+    up) comes first, then the studies inside `folder` (two levels down), then
+    its siblings whose names are close: the name with something added or left
+    out (`runs/chapter11-quick` for `runs/chapter11`) or a few letters off. At
+    most `NEARBY_LIMIT`.
+    """
+    holding = [parent for parent in list(folder.parents)[:3] if (parent / STORE_NAME).is_file()]
+    inside = sorted(
+        path.parent for pattern in (f"*/{STORE_NAME}", f"*/*/{STORE_NAME}")
+        for path in _glob(folder, pattern)
+    ) if folder.is_dir() else []
+    name = folder.name.lower()
+    ranked = []
+    for sibling in _glob(folder.parent, f"*/{STORE_NAME}") if name else []:
+        candidate = sibling.parent
+        other = candidate.name.lower()
+        if other.startswith(name) or name.startswith(other):
+            ranked.append((0, abs(len(other) - len(name)), candidate))
+        elif name in other or other in name or did_you_mean(name, [other]):
+            ranked.append((1, edit_distance(name, other), candidate))
+    siblings = [path for *_, path in sorted(ranked)]
+    return [*holding[:1], *inside, *siblings][:NEARBY_LIMIT]
+
+
+def _glob(folder: Path, pattern: str) -> list[Path]:
+    """`folder.glob(pattern)`, empty where the folder cannot be read (its name is still shown)."""
+    try:
+        return list(folder.glob(pattern))
+    except OSError:
+        return []
 
 
 class _SetAsideStudy:
@@ -290,4 +365,7 @@ def _recover(study_dir: Path) -> None:
             _put_back(aside, study_dir)
 
 
-__all__ = ["LOCK_NAME", "STORE_NAME", "STUDY_ENTRIES", "StudyLock", "open_store"]
+__all__ = [
+    "LOCK_NAME", "STORE_NAME", "STUDY_ENTRIES", "StudyLock", "check_study_folder",
+    "nearby_studies", "open_store",
+]
