@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pickle
+
 import pytest
 import torch
 from torch import nn
@@ -15,6 +17,8 @@ from tricklab.nn import (
     resolve_layers,
     summarize,
 )
+from tricklab.nn.builder import build_layers, model_input
+from tricklab.nn.convolutional import NotAnImageError
 from tricklab.nn.layers import Dense, Flatten
 
 SEED_MODEL = [
@@ -214,3 +218,61 @@ def test_sequential_builds_python_layers_in_order() -> None:
     nn.init.xavier_uniform_(reference)
     assert torch.equal(model[1].weight, reference)
     assert model.output_shape == (4,)
+
+
+CONV = {"conv2d": {"filters": 2, "kernel_size": 3}}
+NOT_AN_IMAGE = "conv2d expects samples of shape (height, width, channels), got "
+
+
+@pytest.mark.parametrize(
+    ("layers", "message"),
+    [
+        # The model's input reaches the convolution: a channel axis on it is the fix.
+        ([CONV], "model.layers.0.conv2d: " + NOT_AN_IMAGE + "(28, 28); use input_shape [28, 28, 1]"),
+        (["relu", {"dropout": {"rate": 0.1}}, {"batch_norm": {}}, CONV],
+         "model.layers.3.conv2d: " + NOT_AN_IMAGE + "(28, 28); use input_shape [28, 28, 1]"),
+        ([{"residual": {"layers": [CONV]}}],
+         "model.layers.0.residual.layers.0.conv2d: " + NOT_AN_IMAGE
+         + "(28, 28); use input_shape [28, 28, 1]"),
+        # A dense layer's outputs: another input shape would not make them an image.
+        ([{"dense": {"units": 10}}, CONV],
+         "model.layers.1.conv2d: " + NOT_AN_IMAGE + "(28, 10) from model.layers.0.dense; to "
+         "read them as one-channel images, add the layer {reshape: {target_shape: [28, 10, 1]}} "
+         "before it"),
+        # Even where they keep the input's shape: given (28, 28, 1) it would give (28, 28, 28).
+        ([{"dense": {"units": 28}}, CONV],
+         "model.layers.1.conv2d: " + NOT_AN_IMAGE + "(28, 28) from model.layers.0.dense; to "
+         "read them as one-channel images, add the layer {reshape: {target_shape: [28, 28, 1]}} "
+         "before it"),
+        ([{"dense": {"units": 10}}, {"residual": {"layers": [CONV]}}],
+         "model.layers.1.residual.layers.0.conv2d: " + NOT_AN_IMAGE + "(28, 10) from "
+         "model.layers.0.dense; to read them as one-channel images, add the layer "
+         "{reshape: {target_shape: [28, 10, 1]}} before it"),
+        # Flat samples: which image they were is not for the message to guess.
+        (["flatten", CONV], "model.layers.1.conv2d: " + NOT_AN_IMAGE
+         + "(784,) from model.layers.0.flatten"),
+    ],
+)
+def test_a_layer_that_needs_images_is_told_what_to_change(layers, message) -> None:
+    with pytest.raises(UserInputError) as caught:
+        build_model([28, 28], layers)
+    assert str(caught.value) == message
+
+
+def test_image_advice_needs_to_know_the_model_input() -> None:
+    # Layers built on their own (new layers on a reused model's outputs, say) may not
+    # take the model's input: no input shape is suggested.
+    with pytest.raises(UserInputError) as caught:
+        build_layers((28, 10), [CONV])
+    assert str(caught.value) == "model.layers.0.conv2d: " + NOT_AN_IMAGE + "(28, 10)"
+    with model_input([28, 10]), pytest.raises(UserInputError) as caught:
+        build_layers((28, 10), ["relu", CONV])
+    assert str(caught.value) == ("model.layers.1.conv2d: " + NOT_AN_IMAGE
+                                 + "(28, 10); use input_shape [28, 10, 1]")
+
+
+def test_not_an_image_error_survives_a_process_boundary() -> None:
+    error = pickle.loads(pickle.dumps(NotAnImageError("conv2d", (28, 10))))
+    assert isinstance(error, UserInputError)
+    assert (error.layer, error.input_shape) == ("conv2d", (28, 10))
+    assert str(error) == NOT_AN_IMAGE + "(28, 10)"

@@ -309,6 +309,22 @@ def test_an_input_shape_that_does_not_fit_the_data_is_named(fixture_data, tmp_pa
     assert not (tmp_path / "run").exists()
 
 
+def test_a_convolution_on_flat_images_is_told_the_input_shape_before_any_data(tmp_path):
+    # The first check of the layers (the memory estimate, before the data is loaded)
+    # knows the layers take the model's input, so it says which input shape would do.
+    first = recipe(model={"input_shape": [28, 28], "layers": CONVOLUTIONAL})
+    with pytest.raises(UserInputError) as error:
+        train_recipe(first, out=tmp_path / "run", progress="none")
+    assert str(error.value) == (
+        "model.layers.0.conv2d: conv2d expects samples of shape (height, width, channels), "
+        "got (28, 28); use input_shape [28, 28, 1]")
+    after_dense = recipe(model={"input_shape": [28, 28],
+                                "layers": [{"dense": {"units": 10}}, *CONVOLUTIONAL]})
+    with pytest.raises(UserInputError, match=r"got \(28, 10\) from model\.layers\.0\.dense; "):
+        train_recipe(after_dense, out=tmp_path / "run", progress="none")
+    assert not (tmp_path / "run").exists()
+
+
 def test_resume_refuses_fewer_epochs_than_the_run_has_trained(fixture_data, tmp_path):
     run = tmp_path / "run"
     train_recipe(recipe(train__epochs=2), out=run, progress="none")

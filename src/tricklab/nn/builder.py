@@ -17,17 +17,19 @@ inside it is then reported at the full path, e.g.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+import torch
 from torch import nn
 
 from tricklab.errors import UserInputError
 from tricklab.nn.base import Layer, Shape, as_shape, build_layer, output_shape_of, resolve_nested
 from tricklab.nn.base import layers as layer_registry
+from tricklab.nn.convolutional import NotAnImageError
 from tricklab.nn.model import Sequential
 
 
@@ -99,8 +101,10 @@ def build_model(
             the largest share (see `build_layers`).
     """
     parent = path.rpartition(".")[0]
-    shape = as_shape(input_shape, f"{parent}.input_shape" if parent else "input_shape")
-    return Sequential(*build_layers(shape, layers, path), input_shape=shape)
+    input_path = f"{parent}.input_shape" if parent else "input_shape"
+    shape = as_shape(input_shape, input_path)
+    with model_input(shape, input_path):
+        return Sequential(*build_layers(shape, layers, path), input_shape=shape)
 
 
 def build_layers(
@@ -169,18 +173,35 @@ def _build_each(
     input_shape: Shape, layers: Sequence[str | dict[str, Any]], path: str
 ) -> list[Layer]:
     """`build_layers` without the memory check."""
+    outer = _source.get()
+    # A block's own list (`layers`) is named from the block's place in the model.
+    where = path if outer is None or outer.location is None else f"{outer.location}.{path}"
+    specs = resolve_layers(layers, path)
     shape, modules = tuple(input_shape), []
-    for index, spec in enumerate(resolve_layers(layers, path)):
+    # The first layer's samples come from where the list's own do.
+    before = None if outer is None else outer.before
+    for index, spec in enumerate(specs):
         ((name, config),) = spec.items()
         config = dict(config)
         trainable = config.pop("trainable", True)
         module = layer_registry.info(name).factory(**config)
+        model = None if outer is None or outer.model is None else outer.model.after(
+            specs[:index], path)
+        source = _Source(f"{where}.{index}.{name}", before, model)
+        before = source.location
+        token = _source.set(source)
         try:
             shape = build_layer(module, shape)
+        except NotAnImageError as error:
+            raise LayerBuildError(
+                f"{path}.{index}.{name}", f"{error}{image_advice(error.input_shape, source)}"
+            ) from None
         except LayerBuildError as error:
             raise LayerBuildError(f"{path}.{index}.{name}.{error.path}", error.reason) from None
         except UserInputError as error:
             raise LayerBuildError(f"{path}.{index}.{name}", str(error)) from None
+        finally:
+            _source.reset(token)
         # Only a frozen entry sets the flag: setting it to True would also
         # unfreeze the frozen sublayers of a block built just above.
         if not trainable:
@@ -189,6 +210,115 @@ def _build_each(
         module.recipe_path = f"{path}.{index}.{name}"
         modules.append(module)
     return modules
+
+
+@dataclass(frozen=True)
+class _ModelInput:
+    """The model's input, and the samples it gives a layer, for advice on a shape mistake.
+
+    Args:
+        input_path: Where the recipe gives the model's input shape, e.g. `model.input_shape`.
+        shape: The model's input shape.
+        entering: The shape of the samples that reach the layer when the model
+            takes inputs of a given shape; `None` when the layers before it
+            cannot take such inputs.
+    """
+
+    input_path: str
+    shape: Shape
+    entering: Callable[[Shape], Shape | None]
+
+    def after(self, specs: Sequence[dict[str, dict[str, Any]]], path: str) -> _ModelInput:
+        """The same model input, for the layer after `specs` (resolved entries of one list)."""
+
+        def entering(model_input: Shape) -> Shape | None:
+            shape = self.entering(model_input)
+            if shape is None or not specs:
+                return shape
+            token = _source.set(None)  # rebuilt only to learn shapes: no advice of its own
+            try:
+                # On the meta device: nothing is allocated, the global generator is untouched.
+                with torch.random.fork_rng(devices=[]), unchecked_build(), torch.device("meta"):
+                    for module in _build_each(shape, specs, path):
+                        shape = output_shape_of(module, shape)
+            except (UserInputError, *META_FAILURES):
+                return None
+            finally:
+                _source.reset(token)
+            return shape
+
+        return _ModelInput(self.input_path, self.shape, entering)
+
+
+@dataclass(frozen=True)
+class _Source:
+    """Where the samples that reach the layer being built come from.
+
+    Args:
+        location: The layer's full dotted path, e.g. `model.layers.3.residual`
+            (the lists of a block are named from it).
+        before: Full dotted path of the layer whose outputs reach it; `None` when
+            they are the model's inputs or nothing says.
+        model: The model's input, when the list is a model's (`model_input`).
+    """
+
+    location: str | None
+    before: str | None
+    model: _ModelInput | None
+
+
+_source: ContextVar[_Source | None] = ContextVar("tricklab_layer_source", default=None)
+"""Where the samples of the layer list being built come from; `None` when nothing says."""
+
+
+@contextmanager
+def model_input(
+    input_shape: Sequence[int], input_path: str = "model.input_shape"
+) -> Iterator[None]:
+    """Within it, the layer list `build_layers` builds is a model's, taking `input_shape`.
+
+    A layer that needs images and does not get them is then told whether the
+    model's input shape is what to change (`image_advice`). `build_model` sets
+    it; code that checks a recipe's layers with `build_layers` sets it around the call.
+
+    Args:
+        input_shape: The model's input shape, e.g. `[28, 28]`.
+        input_path: Where the recipe gives it. Defaults to `"model.input_shape"`.
+    """
+    token = _source.set(_Source(None, None, _ModelInput(input_path, tuple(input_shape), tuple)))
+    try:
+        yield
+    finally:
+        _source.reset(token)
+
+
+def image_advice(shape: Shape, source: _Source) -> str:
+    """What to add to "`layer` expects (height, width, channels), got `shape`": the next step.
+
+    The model's input shape is suggested only when that is what the layer gets:
+    when the model given `(height, width, 1)` inputs would hand the layer
+    `shape` with a channel axis added (it is first, or only layers that keep
+    the shape come before it). Otherwise the message names the layer whose
+    outputs these are and, for `(height, width)` outputs, the `reshape` that
+    reads them as one-channel images.
+
+    Args:
+        shape: What the layer got.
+        source: Where its samples come from.
+    """
+    model = source.model
+    if model is not None and len(shape) == len(model.shape) == 2:
+        suggested = (*model.shape, 1)
+        if model.entering(suggested) == (*shape, 1):
+            # Worded as before: `input_shape` beside the layer's own `model.layers.N` path.
+            return f"; use input_shape {list(suggested)}"
+    if source.before is None:
+        return ""
+    advice = f" from {source.before}"
+    if len(shape) == 2:
+        advice += (f"; to read them as one-channel images, add the layer "
+                   f"{{reshape: {{target_shape: [{shape[0]}, {shape[1]}, 1]}}}} before it")
+    return advice
 
 
 class LayerBuildError(UserInputError):

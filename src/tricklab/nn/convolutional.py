@@ -135,6 +135,31 @@ def output_length(size: int, window: int, stride: int, padding: Padding) -> int:
     return (size - window) // stride + 1
 
 
+class NotAnImageError(UserInputError):
+    """A layer that needs images, `(height, width, channels)`, got samples of another shape.
+
+    The message says what the layer expects and got; what to do about it
+    depends on where the samples come from, which the layer does not know:
+    `tricklab.nn.builder` adds it (see `image_advice`).
+
+    Args:
+        layer: The layer's recipe name, e.g. `conv2d`.
+        input_shape: The shape it got, without the batch dimension.
+    """
+
+    def __init__(self, layer: str, input_shape: Shape) -> None:
+        self.layer = layer
+        self.input_shape = tuple(input_shape)
+        super().__init__(
+            f"{layer} expects samples of shape (height, width, channels), "
+            f"got {self.input_shape}"
+        )
+
+    def __reduce__(self) -> tuple[type, tuple[str, Shape]]:
+        # Rebuilt from its arguments, not its message: errors cross process boundaries.
+        return type(self), (self.layer, self.input_shape)
+
+
 def image_shape(layer: str, input_shape: Shape) -> tuple[int, int, int]:
     """Check that `input_shape` is an image, `(height, width, channels)`, and return it.
 
@@ -143,20 +168,12 @@ def image_shape(layer: str, input_shape: Shape) -> tuple[int, int, int]:
         input_shape: Shape of one input sample, without the batch dimension.
 
     Raises:
-        UserInputError: When the shape is not of rank 3.
+        NotAnImageError: When the shape is not of rank 3.
     """
-    if is_image(input_shape):
-        height, width, channels = input_shape
-        return height, width, channels
-    hint = (
-        f"; use input_shape [{input_shape[0]}, {input_shape[1]}, 1]"
-        if len(input_shape) == 2
-        else ""
-    )
-    raise UserInputError(
-        f"{layer} expects samples of shape (height, width, channels), "
-        f"got {tuple(input_shape)}{hint}"
-    )
+    if not is_image(input_shape):
+        raise NotAnImageError(layer, input_shape)
+    height, width, channels = input_shape
+    return height, width, channels
 
 
 def window_output(

@@ -23,6 +23,7 @@ from tricklab.errors import (
     shown_value,
 )
 from tricklab.nn import Sequential, build_model
+from tricklab.nn.builder import model_input
 from tricklab.nn.footprint import check_training_fits, footprint_of
 from tricklab.optim import make_optimizer
 from tricklab.recipe import Recipe
@@ -109,8 +110,10 @@ def check_before_data(recipe: Recipe) -> None:
     if reuse is not None and is_recipe(reuse.from_):
         check_reuse_chain(reuse.from_)
     if reuse is None:  # a reusing model is measured once built (`check_built`)
-        check_training_fits(recipe.model.input_shape, recipe.model.layers,
-                            recipe.train.batch_size, training_device(recipe))
+        # The layers are built for the model's input: a shape mistake is told what to change.
+        with model_input(recipe.model.input_shape):
+            check_training_fits(recipe.model.input_shape, recipe.model.layers,
+                                recipe.train.batch_size, training_device(recipe))
 
 
 def check_built(recipe: Recipe, model: Sequential, splits: DatasetSplits) -> None:
