@@ -7,7 +7,9 @@ seconds; `isolated` hides the machine's own datasets and cache.
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import signal
 from pathlib import Path
 
@@ -15,6 +17,8 @@ import pytest
 import torch
 
 from tricklab.data import sources
+from tricklab.recipe.snapshot import FOLDER as SNAPSHOT_FOLDER
+from tricklab.recipe.snapshot import build_document, snapshot_key
 
 # In-process tests train tiny models, for which one thread is fastest and immune
 # to other processes competing for the cores; CLI subprocesses use the default.
@@ -45,6 +49,15 @@ TINY_RECIPE = {
 """A 784-16-10 MLP on the fixture data, a second per run: the base of the tests' studies."""
 
 
+@pytest.fixture(scope="session")
+def registry_snapshot(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The registry snapshot of this tricklab, built once for the whole run."""
+    folder = tmp_path_factory.mktemp("snapshot")
+    path = folder / f"{snapshot_key()}.json"
+    path.write_text(json.dumps(build_document()))
+    return path
+
+
 @pytest.fixture
 def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     """Point every search root and the cache into `tmp_path`, so no test sees the machine's data."""
@@ -56,15 +69,26 @@ def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def fixture_data(isolated: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Make `TRICKLAB_DATA` point at the fixture root, as a user's data folder would."""
+def fixture_data(isolated: Path, monkeypatch: pytest.MonkeyPatch, registry_snapshot: Path) -> Path:
+    """Make `TRICKLAB_DATA` point at the fixture root, as a user's data folder would.
+
+    The cache starts with the registry snapshot, as a user's has after a first
+    command, so the commands tested check recipes the quick way.
+    """
+    snapshots = isolated / "cache" / SNAPSHOT_FOLDER
+    snapshots.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(registry_snapshot, snapshots / registry_snapshot.name)
     monkeypatch.setenv("TRICKLAB_DATA", str(FIXTURES))
     return FIXTURES
 
 
 @pytest.fixture
-def cli_env(tmp_path: Path) -> dict[str, str]:
-    """Environment for `python -m tricklab` subprocesses: fixture data, an empty cache."""
+def cli_env(tmp_path: Path, registry_snapshot: Path) -> dict[str, str]:
+    """Environment for `python -m tricklab` subprocesses: fixture data, a cache holding only
+    the registry snapshot (as after a first command)."""
+    snapshots = tmp_path / "cache" / SNAPSHOT_FOLDER
+    snapshots.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(registry_snapshot, snapshots / registry_snapshot.name)
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRICKLAB_")}
     env.update(
         TRICKLAB_DATA=str(FIXTURES),

@@ -114,19 +114,61 @@ def validate_config(
     Raises:
         UserInputError: On an unknown key, a missing required key or a wrong type.
     """
+    model = signature_model(factory, tuple(skip))
+
+    def validate(checked: dict[str, Any]) -> dict[str, Any]:
+        validated = model.model_validate(checked)
+        return {name: getattr(validated, name) for name in model.model_fields}
+
+    return check_config(config, path, validate, sorted(model.model_fields))
+
+
+def check_config(
+    config: dict[str, Any] | None,
+    path: str,
+    validate: Callable[[dict[str, Any]], dict[str, Any]],
+    accepted: list[str],
+) -> dict[str, Any]:
+    """Run `validate` on a user's keyword arguments; its first problem becomes one line.
+
+    Args:
+        config: The user's keyword arguments; `None` means all defaults.
+        path: Dotted location of `config` in the recipe, used in error messages.
+        validate: Checks a mapping and returns it completed, raising pydantic's error.
+        accepted: The keys listed when an unknown key is met.
+
+    Raises:
+        UserInputError: On an unknown key, a missing required key or a wrong type.
+    """
     if config is None:
         config = {}
     if not isinstance(config, dict):
         raise UserInputError(
             f"{path}: expected a mapping of keyword arguments, got {shown_value(config)}"
         )
-    model = signature_model(factory, tuple(skip))
     try:
-        validated = model.model_validate(config)
+        return validate(config)
     except pydantic.ValidationError as error:
-        message = format_validation_error(error, path, accepted=sorted(model.model_fields))
-        raise UserInputError(message) from None
-    return {name: getattr(validated, name) for name in model.model_fields}
+        raise UserInputError(format_validation_error(error, path, accepted=accepted)) from None
+
+
+def split_trainable(item: Any, path: str) -> tuple[Any, bool]:
+    """Take the Keras-wide `trainable` option out of a layer entry, which no layer's own
+    signature has: `{dense: {units: 8, trainable: false}}` -> `({dense: {units: 8}}, False)`.
+
+    Raises:
+        UserInputError: When `trainable` is not a boolean, naming its dotted path.
+    """
+    if not isinstance(item, dict) or len(item) != 1:
+        return item, True
+    ((name, config),) = item.items()
+    if not isinstance(config, dict) or "trainable" not in config:
+        return item, True
+    config = dict(config)
+    trainable = config.pop("trainable")
+    if not isinstance(trainable, bool):
+        raise UserInputError(f"{path}.{name}.trainable: expected true or false, got {trainable!r}")
+    return {name: config}, trainable
 
 
 class Configurable:

@@ -7,6 +7,7 @@ technique is one file plus one `@registry.register(...)`.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -15,6 +16,7 @@ from tricklab.config import validate_config
 from tricklab.errors import UserInputError, unknown_name_message
 
 T = TypeVar("T")
+E = TypeVar("E")
 
 
 @dataclass(frozen=True)
@@ -36,46 +38,29 @@ class Info:
     keras_name: str = ""
 
 
-class Registry(Generic[T]):
-    """Name -> factory map of one family (initializers, layers, optimizers, ...).
+class Entries(ABC, Generic[E]):
+    """Named entries of one family, looked up and checked the way a recipe refers to them.
+
+    The lookups and messages every registry shares; `Registry` keeps the live
+    factories, `tricklab.recipe.snapshot` a cached copy of their signatures that
+    checks a recipe without importing PyTorch.
 
     Args:
         family: Singular noun used in messages ("optimizer", "layer").
-        base: Type an already-built instance must have to pass `get` unchanged.
-            Defaults to `None` (instances are not accepted).
         runtime_args: Factory parameters passed at build time rather than
             configured (an optimizer's `params`). Defaults to `()`.
     """
 
-    def __init__(
-        self,
-        family: str,
-        base: type | tuple[type, ...] | None = None,
-        runtime_args: tuple[str, ...] = (),
-    ) -> None:
+    def __init__(self, family: str, runtime_args: tuple[str, ...] = ()) -> None:
         self.family = family
-        self.base = base
         self.runtime_args = runtime_args
-        self._entries: dict[str, Info] = {}
-
-    def register(
-        self, name: str, *, description: str, reference: str = "", keras_name: str = ""
-    ) -> Callable[[Callable[..., T]], Callable[..., T]]:
-        """Decorator that registers a factory under `name`."""
-
-        def decorate(factory: Callable[..., T]) -> Callable[..., T]:
-            if name in self._entries:
-                raise ValueError(f"{self.family} '{name}' is registered twice")
-            self._entries[name] = Info(name, factory, description, reference, keras_name)
-            return factory
-
-        return decorate
+        self._entries: dict[str, E] = {}
 
     def __contains__(self, name: object) -> bool:
         return name in self._entries
 
-    def __iter__(self) -> Iterator[Info]:
-        return iter(sorted(self._entries.values(), key=lambda info: info.name))
+    def __iter__(self) -> Iterator[E]:
+        return iter(self._entries[name] for name in self.names())
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -84,8 +69,8 @@ class Registry(Generic[T]):
         """All registered names, sorted."""
         return sorted(self._entries)
 
-    def info(self, name: str, path: str = "") -> Info:
-        """Return the info record of `name`.
+    def info(self, name: str, path: str = "") -> E:
+        """Return the entry registered as `name`.
 
         Raises:
             UserInputError: If `name` is not registered; the message suggests the closest name.
@@ -116,7 +101,7 @@ class Registry(Generic[T]):
     def validate(
         self, name: str, config: dict[str, Any] | None, path: str, name_path: str = ""
     ) -> dict[str, Any]:
-        """Check `config` against `name`'s factory and return it with all defaults.
+        """Check `config` against `name`'s parameters and return it with all defaults.
 
         Args:
             name: Registered name.
@@ -124,8 +109,48 @@ class Registry(Generic[T]):
             path: Dotted location of `config`, for error messages.
             name_path: Dotted location of `name` itself. Defaults to `path`.
         """
-        info = self.info(name, name_path or path)
-        return validate_config(info.factory, config, path, self.runtime_args)
+        return self._validate(self.info(name, name_path or path), config, path)
+
+    @abstractmethod
+    def _validate(self, entry: E, config: dict[str, Any] | None, path: str) -> dict[str, Any]:
+        """`config` checked against `entry`'s parameters, with every default filled in."""
+
+
+class Registry(Entries[Info], Generic[T]):
+    """Name -> factory map of one family (initializers, layers, optimizers, ...).
+
+    Args:
+        family: Singular noun used in messages ("optimizer", "layer").
+        base: Type an already-built instance must have to pass `get` unchanged.
+            Defaults to `None` (instances are not accepted).
+        runtime_args: Factory parameters passed at build time rather than
+            configured (an optimizer's `params`). Defaults to `()`.
+    """
+
+    def __init__(
+        self,
+        family: str,
+        base: type | tuple[type, ...] | None = None,
+        runtime_args: tuple[str, ...] = (),
+    ) -> None:
+        super().__init__(family, runtime_args)
+        self.base = base
+
+    def register(
+        self, name: str, *, description: str, reference: str = "", keras_name: str = ""
+    ) -> Callable[[Callable[..., T]], Callable[..., T]]:
+        """Decorator that registers a factory under `name`."""
+
+        def decorate(factory: Callable[..., T]) -> Callable[..., T]:
+            if name in self._entries:
+                raise ValueError(f"{self.family} '{name}' is registered twice")
+            self._entries[name] = Info(name, factory, description, reference, keras_name)
+            return factory
+
+        return decorate
+
+    def _validate(self, entry: Info, config: dict[str, Any] | None, path: str) -> dict[str, Any]:
+        return validate_config(entry.factory, config, path, self.runtime_args)
 
     def create(
         self, name: str, config: dict[str, Any] | None = None, path: str = "", **runtime: Any

@@ -24,23 +24,14 @@ from typing import Annotated, Any
 import numpy as np
 import pydantic
 
+from tricklab.checks import count_or_fraction
 from tricklab.data.datasets import AUTO_OPTIONS, INPUT_SHAPES, DatasetSplits, datasets
 from tricklab.data.own import TEST_FRACTION, VALIDATION, NonNegativeInt, OwnScale, Task, own_splits
 from tricklab.data.splits import PositiveInt
 from tricklab.errors import UserInputError
 
-
-def _count_or_fraction(value: int | float) -> int | float:
-    """Accept an integer count >= 0 or a float fraction in (0, 1), with one plain message."""
-    if isinstance(value, bool) or not (
-        (isinstance(value, int) and value >= 0) or (isinstance(value, float) and 0 < value < 1)
-    ):
-        raise ValueError("must be a count (an integer >= 0) or a fraction 0 < f < 1")
-    return value
-
-
 Validation = Annotated[
-    pydantic.StrictInt | pydantic.StrictFloat, pydantic.AfterValidator(_count_or_fraction)
+    pydantic.StrictInt | pydantic.StrictFloat, pydantic.AfterValidator(count_or_fraction)
 ]
 """`data.validation`: a count of samples (integer >= 0) or a fraction in (0, 1)."""
 

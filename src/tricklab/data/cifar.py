@@ -62,9 +62,10 @@ from tricklab.atomic import write_with
 from tricklab.data.arrays import Validation
 from tricklab.data.datasets import INPUT_SHAPES, DatasetSplits, Scale, datasets
 from tricklab.data.own import NonNegativeInt, own_splits
-from tricklab.data.sources import cache_dir, require
+from tricklab.data.sources import require
 from tricklab.data.splits import PositiveInt
 from tricklab.errors import UserInputError
+from tricklab.paths import cache_dir
 
 LabelMode = Literal["fine", "coarse"]
 

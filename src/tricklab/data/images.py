@@ -64,9 +64,9 @@ from tricklab.atomic import atomic_open
 from tricklab.data.arrays import Fraction, Validation
 from tricklab.data.datasets import AUTO_OPTIONS, INPUT_SHAPES, DatasetSplits, datasets
 from tricklab.data.own import TEST_FRACTION, VALIDATION, NonNegativeInt, OwnScale, own_splits
-from tricklab.data.sources import cache_dir
 from tricklab.data.splits import PositiveInt
 from tricklab.errors import UserInputError
+from tricklab.paths import cache_dir
 
 EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
 """File name endings read as images, compared case-insensitively."""

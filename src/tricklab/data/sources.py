@@ -43,6 +43,7 @@ from typing import Literal
 
 from tricklab.atomic import atomic_open
 from tricklab.errors import UserInputError, unknown_name_message
+from tricklab.paths import cache_dir
 
 #: Role -> file name without `.gz`, as the official archives name them.
 FILES: dict[str, str] = {
@@ -149,11 +150,6 @@ c4a38c50a1bc5f3a1c5537f2155ab9d68f9f25eb1ed8d9ddda3db29a59bca1dd  cifar-10-binar
         layout="archive",
     ),
 }
-
-
-def cache_dir() -> Path:
-    """Return the download cache, `$TRICKLAB_CACHE` or `~/.cache/tricklab`."""
-    return Path(os.environ.get("TRICKLAB_CACHE") or "~/.cache/tricklab").expanduser()
 
 
 def search_roots() -> list[Path]:

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, get_args, get_type_hints
 
 import torch
-from pydantic import AfterValidator, ValidationInfo
 from torch import nn
 
 from tricklab.config import Configurable, validate_config
@@ -46,25 +45,6 @@ class RegistryRef:
     """
 
     registry: Registry
-
-
-def not_below(other: str) -> AfterValidator:
-    """A pydantic validator (inside `Annotated[...]`) for a parameter that must be >= `other`.
-
-    `other` must be declared before the annotated parameter, so the error is
-    reported at the later field's own path, e.g. `model.layers.2.rrelu.upper`.
-
-    Args:
-        other: Name of the earlier parameter that bounds this one from below.
-    """
-
-    def check(value: float, info: ValidationInfo) -> float:
-        bound = info.data.get(other)
-        if bound is not None and value < bound:
-            raise ValueError(f"must not be below {other} ({bound})")
-        return value
-
-    return AfterValidator(check)
 
 
 class Layer(Configurable, nn.Module):
@@ -312,7 +292,7 @@ def resolve_nested(factory: Any, config: dict[str, Any], path: str) -> dict[str,
     target = factory.__init__ if isinstance(factory, type) else factory
     resolved = dict(config)
     for field, hint in get_type_hints(target, include_extras=True).items():
-        ref = _registry_ref(hint)
+        ref = registry_ref(hint)
         value = resolved.get(field)
         if ref is None or value is None:
             continue
@@ -324,7 +304,7 @@ def resolve_nested(factory: Any, config: dict[str, Any], path: str) -> dict[str,
     return resolved
 
 
-def _registry_ref(hint: Any) -> RegistryRef | None:
+def registry_ref(hint: Any) -> RegistryRef | None:
     """Find the `RegistryRef` of a type hint, also inside `Optional[...]` / `X | None`."""
     for member in (hint, *get_args(hint)):
         for marker in getattr(member, "__metadata__", ()):

@@ -27,9 +27,10 @@ from typing import Annotated, Any
 import torch
 from pydantic import Field, SkipValidation
 
+from tricklab.checks import not_below
 from tricklab.config import Configurable, validate_config
 from tricklab.errors import UserInputError
-from tricklab.nn.base import Projection, RegistryRef, not_below
+from tricklab.nn.base import Projection, RegistryRef
 from tricklab.registry import Registry
 
 EPSILON = 1e-7

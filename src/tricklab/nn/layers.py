@@ -1,7 +1,7 @@
 """Core layers with Keras names and defaults: Flatten, Dense, Activation.
 
 Every entry of the `activations` registry is registered here as a layer of the
-same name too, so a recipe may write `- leaky_relu: {}` as the seeds write
+same name too, so a recipe may write `- leaky_relu: {}` as the chapter's notebook writes
 `keras.layers.LeakyReLU()`. Batch normalization lives in
 `tricklab.nn.normalization`, the dropout family in `tricklab.nn.dropout`.
 """

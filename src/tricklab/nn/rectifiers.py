@@ -16,9 +16,10 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
+from tricklab.checks import not_below
 from tricklab.errors import UserInputError
 from tricklab.nn.activations import activations
-from tricklab.nn.base import Layer, Projection, Shape, is_image, not_below
+from tricklab.nn.base import Layer, Projection, Shape, is_image
 from tricklab.nn.constraints import ConstraintSpec, constraints
 from tricklab.nn.initializers import InitializerSpec, initializers
 from tricklab.nn.regularizers import Regularizer, RegularizerSpec, regularizers

@@ -8,20 +8,11 @@ from typing import Annotated
 import torch
 from pydantic import AfterValidator, Field
 
+from tricklab.checks import valid_target_shape
 from tricklab.errors import UserInputError
 from tricklab.nn.base import Layer, Shape, channels_first, channels_last, is_image, layers
 
-
-def _check_target_shape(target_shape: list[int]) -> list[int]:
-    """Accept positive sizes and at most one `-1`, the size to infer."""
-    if any(size < 1 and size != -1 for size in target_shape):
-        raise ValueError("sizes must be positive, or -1 for the one inferred")
-    if target_shape.count(-1) > 1:
-        raise ValueError("at most one size may be -1")
-    return target_shape
-
-
-TargetShape = Annotated[list[int], Field(min_length=1), AfterValidator(_check_target_shape)]
+TargetShape = Annotated[list[int], Field(min_length=1), AfterValidator(valid_target_shape)]
 """A per-sample shape of positive sizes, at most one of them `-1`."""
 
 

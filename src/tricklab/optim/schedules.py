@@ -12,13 +12,19 @@ from __future__ import annotations
 import bisect
 import functools
 import inspect
-import itertools
 import math
 from abc import ABC, abstractmethod
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, Field, ValidationInfo
+from pydantic import AfterValidator, Field
 
+from tricklab.checks import (
+    epoch_only,
+    needs_warmup_target,
+    not_above_max_momentum,
+    one_more_than_boundaries,
+    strictly_increasing,
+)
 from tricklab.config import Configurable, validate_config
 from tricklab.errors import UserInputError
 from tricklab.registry import Registry
@@ -28,38 +34,6 @@ Rate = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 Positive = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 Fraction = Annotated[float, Field(ge=0, le=1)]
 Count = Annotated[int, Field(ge=0)]
-
-
-def _strictly_increasing(boundaries: list[int]) -> list[int]:
-    if any(later <= earlier for earlier, later in itertools.pairwise(boundaries)):
-        raise ValueError("boundaries must be strictly increasing")
-    return boundaries
-
-
-def _one_more_than_boundaries(values: list[float], info: ValidationInfo) -> list[float]:
-    boundaries = info.data.get("boundaries")
-    if boundaries is not None and len(values) != len(boundaries) + 1:
-        raise ValueError(f"needs len(boundaries) + 1 = {len(boundaries) + 1} values")
-    return values
-
-
-def _not_above_max_momentum(value: float, info: ValidationInfo) -> float:
-    if value > info.data.get("max_momentum", 1.0):
-        raise ValueError("min_momentum must not exceed max_momentum")
-    return value
-
-
-def _needs_warmup_target(value: int, info: ValidationInfo) -> int:
-    # Keras silently ignores warmup_steps without a warmup_target; say so instead.
-    if value > 0 and info.data.get("warmup_target") is None:
-        raise ValueError("warmup_steps needs a warmup_target to warm up to")
-    return value
-
-
-def _epoch_only(per: str) -> str:
-    if per != "epoch":
-        raise ValueError("performance reads epoch-end metrics, so per must be 'epoch'")
-    return per
 
 
 class Schedule(Configurable, ABC):
@@ -198,8 +172,8 @@ class PiecewiseConstant(Schedule):
 
     def __init__(
         self,
-        boundaries: Annotated[list[Count], AfterValidator(_strictly_increasing)],
-        values: Annotated[list[Rate], AfterValidator(_one_more_than_boundaries)],
+        boundaries: Annotated[list[Count], AfterValidator(strictly_increasing)],
+        values: Annotated[list[Rate], AfterValidator(one_more_than_boundaries)],
         per: Per = "step",
     ) -> None:
         self.boundaries, self.values, self.per = list(boundaries), list(values), per
@@ -261,7 +235,7 @@ class OneCycle(Schedule):
         final_div_factor: Annotated[float, Field(ge=1, allow_inf_nan=False)] = 1000.0,
         annihilation: Annotated[float, Field(ge=0, lt=1)] = 0.1,
         max_momentum: Fraction = 0.95,
-        min_momentum: Annotated[Fraction, AfterValidator(_not_above_max_momentum)] = 0.85,
+        min_momentum: Annotated[Fraction, AfterValidator(not_above_max_momentum)] = 0.85,
         cycle_momentum: bool = True,
         per: Per = "step",
     ) -> None:
@@ -330,7 +304,7 @@ class CosineDecay(Schedule):
         decay_steps: Annotated[int, Field(gt=0)] | None = None,
         alpha: Fraction = 0.0,
         warmup_target: Rate | None = None,
-        warmup_steps: Annotated[Count, AfterValidator(_needs_warmup_target)] = 0,
+        warmup_steps: Annotated[Count, AfterValidator(needs_warmup_target)] = 0,
         per: Per = "step",
     ) -> None:
         self.decay_steps, self.alpha = decay_steps, alpha
@@ -389,7 +363,7 @@ class Performance(Schedule):
         min_delta: Rate = 1e-4,
         cooldown: Count = 0,
         min_lr: Rate = 0.0,
-        per: Annotated[Per, AfterValidator(_epoch_only)] = "epoch",
+        per: Annotated[Per, AfterValidator(epoch_only)] = "epoch",
     ) -> None:
         self.monitor, self.factor, self.patience = monitor, factor, patience
         self.auto_mode = mode == "auto"

@@ -13,10 +13,11 @@ self-normalizing net").
 
 from __future__ import annotations
 
+from collections.abc import Container
+from contextvars import ContextVar
 from typing import Any
 
 from tricklab.errors import UserInputError
-from tricklab.nn import activations
 from tricklab.registry import Registry
 
 DEEP_FROM = 10
@@ -24,6 +25,9 @@ DEEP_FROM = 10
 
 presets: Registry = Registry("preset")
 """Each entry is a function that fills a raw recipe in place and returns its decisions."""
+
+_ACTIVATIONS: ContextVar[Container[str]] = ContextVar("activation layer names")
+"""The activation names a preset being applied tells apart from other layers."""
 
 
 def _layer_name(entry: Any) -> str:
@@ -34,7 +38,7 @@ def _layer_name(entry: Any) -> str:
 
 def _is_activation(layers: list[Any], index: int) -> bool:
     name = _layer_name(layers[index]) if index < len(layers) else ""
-    return name in activations or name == "activation"
+    return name in _ACTIVATIONS.get() or name == "activation"
 
 
 def _hidden_dense(layers: list[Any]) -> list[int]:
@@ -150,8 +154,14 @@ def self_normalizing(document: dict[str, Any]) -> list[str]:
     return decisions + _fill_training(document)
 
 
-def apply_preset(document: dict[str, Any]) -> list[str]:
+def apply_preset(document: dict[str, Any],
+                 activations: Container[str] | None = None) -> list[str]:
     """Fill `document` in place with its `preset`'s defaults; return the decisions taken.
+
+    Args:
+        document: A raw recipe (parsed YAML).
+        activations: The activation layers' names. Defaults to `None`: the live registry's
+            (which imports PyTorch; the registry snapshot's names spare that).
 
     Raises:
         UserInputError: For an unknown preset name, naming the known ones.
@@ -159,4 +169,11 @@ def apply_preset(document: dict[str, Any]) -> list[str]:
     name = document.get("preset")
     if name is None:
         return []
-    return presets.info(name, "preset").factory(document)
+    preset = presets.info(name, "preset")
+    if activations is None:
+        from tricklab.nn import activations
+    token = _ACTIVATIONS.set(activations)
+    try:
+        return preset.factory(document)
+    finally:
+        _ACTIVATIONS.reset(token)

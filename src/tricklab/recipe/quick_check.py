@@ -1,0 +1,48 @@
+"""The first error of a recipe file, found without importing PyTorch.
+
+The command line runs this before it imports anything heavy, so a typo is
+reported in a fraction of a second instead of after PyTorch has loaded:
+
+- reading the file (missing, not YAML, a bad `--set`), the preset and the
+  sections' structure: the very code the full load runs;
+- every technique's name and parameters, from the registry snapshot
+  (`tricklab.recipe.snapshot`), with the live registries' messages.
+
+What it cannot decide it leaves to the full load that follows, which finds
+everything (and, on a machine without a snapshot yet, the command writes one).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tricklab.recipe.document import check_structure, read_document
+from tricklab.recipe.resolve import resolve
+from tricklab.recipe.snapshot import Snapshot
+from tricklab.recipe.yaml_input import shown_path
+
+
+def quick_check_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = (),
+                       snapshot: Snapshot | None = None) -> None:
+    """Raise the first error of a recipe file that can be found without PyTorch.
+
+    Args:
+        path: The recipe YAML file.
+        overrides: `PATH=VALUE` strings, as `--set` gives them. Defaults to `()`.
+        snapshot: The registry snapshot. Defaults to `None`: only the file, the
+            overrides and the structure are checked (and a preset, which needs the
+            activations' names, is left to the full load).
+
+    Raises:
+        UserInputError: The error the full load would raise for that problem.
+    """
+    document = read_document(path, overrides)
+    if snapshot is None and document.get("preset") is not None:
+        return
+    activations = None if snapshot is None else snapshot["activations"]
+    recipe, _ = check_structure(document, shown_path(path), activations)
+    if snapshot is not None:
+        resolve(recipe, snapshot)
+
+
+__all__ = ["quick_check_recipe"]
