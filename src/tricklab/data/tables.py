@@ -41,10 +41,9 @@ import inspect
 import json
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-import pandas as pd
 import torch
 
 from tricklab.data.arrays import Fraction, Validation
@@ -53,6 +52,9 @@ from tricklab.data.own import TEST_FRACTION, VALIDATION, NonNegativeInt, Task, o
 from tricklab.data.preprocessing import Column, Preprocessing, category_codes
 from tricklab.data.splits import PositiveInt
 from tricklab.errors import UserInputError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 TableScale = Literal["standardize", "none"]
 Missing = Literal["error", "drop", "mean"]
@@ -183,6 +185,8 @@ def csv_table(
         test_fraction=test_fraction, train_size=train_size, classes=classes, scale="none",
         data_seed=data_seed,
     )
+    import pandas as pd  # here, not at the top: a command that reads no table spares its import
+
     both = frame if test_frame is None else pd.concat([frame, test_frame], ignore_index=True)
     return _encoded(parts, both[features], categorical, scale, target, missing)
 
@@ -207,6 +211,8 @@ def read_table(path: str, key: str = "data.path") -> pd.DataFrame:
         )
     if file.stat().st_size == 0:
         raise UserInputError(f"data file {path}: is empty; expected a header and data rows")
+    import pandas as pd
+
     try:
         if suffix == ".parquet":
             frame = pd.read_parquet(file)
@@ -225,6 +231,8 @@ def read_table(path: str, key: str = "data.path") -> pd.DataFrame:
 
 
 def _numeric(series: pd.Series) -> bool:
+    import pandas as pd
+
     return pd.api.types.is_bool_dtype(series) or pd.api.types.is_numeric_dtype(series)
 
 
