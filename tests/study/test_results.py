@@ -8,7 +8,13 @@ from typing import Any
 
 import pytest
 
-from tricklab.study.results import load_results
+from tricklab.study.results import (
+    IdenticalVariant,
+    StatusCounts,
+    VariantResults,
+    identical_variants,
+    load_results,
+)
 from tricklab.study.store import LearningRateChoice, RunRecord, StudyStore
 
 
@@ -215,3 +221,102 @@ def test_a_study_not_started_yet_loads_with_everything_pending(tmp_path: Path) -
     assert results.unfinished == 4
     assert results.verdict("trick") == "pending"
     assert "4 of 4 runs have not finished yet: the results are partial" in results.warnings
+
+
+EARLY_STOPPING = {"early_stopping": {"monitor": "val_loss", "patience": 3,
+                                     "restore_best_weights": True}}
+
+
+def _variant(name: str, finals: list[float], recipe: dict[str, Any] | None = None,
+             status: str = "completed", epochs: int = 2, time_s: float = 1.0,
+             unfinished: int = 0) -> VariantResults:
+    """A variant by hand: one run per seed 0, 1, ... ending at each of `finals`."""
+    runs = []
+    for seed, final in enumerate(finals):
+        result = _result(final, status, epochs, time_s)
+        result["history"]["lr"] = [0.001] * epochs
+        runs.append(RunRecord(f"{name}/seed-{seed}", name, seed, "main", f"{name}/seed-{seed}",
+                              recipe or _recipe(name), status=status, metrics=result["metrics"],
+                              history=result["history"], epochs_run=epochs))
+    runs += [RunRecord(f"{name}/seed-{len(finals) + i}", name, len(finals) + i, "main", "x",
+                       recipe or _recipe(name)) for i in range(unfinished)]
+    succeeded = len(finals) if status in ("completed", "stopped_early") else 0
+    return VariantResults(name, None, recipe or _recipe(name), runs, finals,
+                          StatusCounts(succeeded=succeeded, diverged=len(finals) - succeeded,
+                                       unfinished=unfinished), None, None, None)
+
+
+def _with(name: str, **train: Any) -> dict[str, Any]:
+    recipe = _recipe(name)
+    recipe["train"] = {**recipe["train"], "epochs": 2, **train}
+    return recipe
+
+
+def test_a_variant_equal_to_an_earlier_one_on_every_seed_is_found_with_the_reason() -> None:
+    finals = [0.80, 0.81, 0.82]
+    variants = {
+        "baseline": _variant("baseline", [0.70, 0.71, 0.72], _with("baseline")),
+        "dropout": _variant("dropout", finals, _with("dropout")),
+        # The chapter's ladder: early stopping that never stopped repeats the rung below it,
+        # whatever the runs took to train.
+        "early_stopping": _variant("early_stopping", finals, time_s=3.0,
+                                   recipe=_with("early_stopping", callbacks=[EARLY_STOPPING])),
+    }
+    assert identical_variants(variants, "baseline") == [IdenticalVariant(
+        "early_stopping", "dropout", 3,
+        "early stopping never stopped a run: each trained all 2 epochs")]
+
+
+def test_identical_variants_are_matched_with_the_baseline_first() -> None:
+    variants = {name: _variant(name, [0.8, 0.9], _with(name))
+                for name in ("first", "baseline", "third")}
+    assert identical_variants(variants, "baseline") == [
+        IdenticalVariant("first", "baseline", 2, "their recipes are the same"),
+        IdenticalVariant("third", "baseline", 2, "their recipes are the same"),
+    ]
+
+
+def test_the_likely_reason_is_given_only_when_it_is_known() -> None:
+    schedule = {"exponential_decay": {"initial_learning_rate": 0.001, "decay_steps": 10 ** 9,
+                                      "decay_rate": 0.5}}
+    changed_layers = _with("wider")
+    changed_layers["model"]["layers"][1]["dense"]["units"] = 20
+    variants = {
+        "baseline": _variant("baseline", [0.8, 0.9], _with("baseline")),
+        "decay": _variant("decay", [0.8, 0.9], _with("decay", schedule=schedule)),
+        "wider": _variant("wider", [0.8, 0.9], changed_layers),
+    }
+    assert [(found.variant, found.reason) for found in identical_variants(variants, "baseline")] == [
+        ("decay", "the schedule never changed the learning rate in these epochs"),
+        ("wider", None),
+    ]
+
+
+@pytest.mark.parametrize("change", ["a seed", "a history", "unfinished", "seeds", "diverged"])
+def test_results_that_differ_anywhere_are_not_identical(change: str) -> None:
+    other = _variant("other", [0.8, 0.9], _with("other"))
+    if change == "a seed":
+        other.runs[1].metrics["test_accuracy"] += 1e-12
+    elif change == "a history":
+        other.runs[0].history["loss"][0] += 1e-12
+    elif change == "unfinished":  # equal so far, but "every seed" is not known yet
+        other = _variant("other", [0.8, 0.9], _with("other"), unfinished=1)
+    elif change == "seeds":
+        other = _variant("other", [0.8], _with("other"))
+    else:
+        other = _variant("other", [0.8, 0.9], _with("other"), status="diverged")
+    baseline = _variant("baseline", [0.8, 0.9], _with("baseline"),
+                        status="diverged" if change == "diverged" else "completed")
+    assert identical_variants({"baseline": baseline, "other": other}, "baseline") == []
+
+
+def test_load_results_marks_identical_variants(tmp_path: Path) -> None:
+    store = _store(tmp_path, _spec(["base", "same", "better"]))
+    for seed in range(3):
+        _add(store, "base", seed, _result(0.85 + 0.01 * seed))
+        _add(store, "same", seed, _result(0.85 + 0.01 * seed, time_s=5.0))
+        _add(store, "better", seed, _result(0.90 + 0.01 * seed))
+    results = load_results(store, resamples=200)
+    store.close()
+    # The stored recipes differ only in their names.
+    assert results.identical == [IdenticalVariant("same", "base", 3, "their recipes are the same")]

@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import statistics as pystats
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from tricklab.study.statistics import (
@@ -125,6 +125,8 @@ class StudyResults:
         search_runs: Every learning-rate search run.
         problems: Runs that diverged or failed, to be shown with their error.
         warnings: Everything a reader should know before trusting the numbers.
+        identical: Variants whose runs gave exactly what an earlier variant's gave,
+            seed for seed (see `identical_variants`). Defaults to none.
     """
 
     spec: dict[str, Any]
@@ -136,6 +138,7 @@ class StudyResults:
     search_runs: list[RunRecord]
     problems: list[RunRecord]
     warnings: list[str]
+    identical: list[IdenticalVariant] = field(default_factory=list)
 
     @property
     def baseline(self) -> str:
@@ -177,6 +180,110 @@ class StudyResults:
             return "no detectable difference"
         improved = (comparison.difference > 0) == self.higher_is_better
         return "better" if improved else "worse"
+
+
+TIMING_KEYS = ("time_s",)
+"""History keys that measure time: two runs that computed the same differ there."""
+
+
+@dataclass(frozen=True)
+class IdenticalVariant:
+    """A variant whose runs gave exactly what another variant's runs gave, seed for seed.
+
+    Args:
+        variant: The variant.
+        same_as: The earlier variant (the baseline first, then spec order) it repeats.
+        seeds: How many seeds both trained.
+        reason: Why, when the recipes and runs tell it (a callback that never
+            fired, a schedule that kept the rate); `None` when they do not.
+    """
+
+    variant: str
+    same_as: str
+    seeds: int
+    reason: str | None
+
+
+def identical_variants(
+    variants: dict[str, VariantResults], baseline: str
+) -> list[IdenticalVariant]:
+    """The variants whose every run equals, seed for seed, the run of an earlier variant.
+
+    Two runs are equal when they ended the same way with exactly the same final
+    metrics and, where both recorded one, the same per-epoch history (its
+    timing aside). Every run of both variants must have finished and one at
+    least must have succeeded: "identical on every seed" is never said of runs
+    still to come. Each variant is matched with the first equal one, the
+    baseline first, then in the order given.
+
+    Args:
+        variants: Each variant's results, in spec order.
+        baseline: The variant compared first.
+    """
+    order = [baseline, *(name for name in variants if name != baseline)]
+    prints = {name: _fingerprints(variants[name]) for name in order if name in variants}
+    found = []
+    for index, name in enumerate(order):
+        if prints.get(name) is None:
+            continue
+        same_as = next((earlier for earlier in order[:index]
+                        if prints.get(earlier) == prints[name]), None)
+        if same_as is not None:
+            found.append(IdenticalVariant(name, same_as, len(prints[name]),
+                                          _likely_reason(variants[name], variants[same_as])))
+    return found
+
+
+def _fingerprints(variant: VariantResults) -> dict[int, tuple[Any, ...]] | None:
+    """Each seed's outcome, compared exactly; `None` while a run is unfinished or none succeeded."""
+    runs = variant.runs
+    if not runs or variant.counts.unfinished or not variant.counts.succeeded:
+        return None
+    if len({run.seed for run in runs}) != len(runs):  # a seed twice: nothing to pair it with
+        return None
+    return {run.seed: (run.status, sorted(run.metrics.items()), sorted(
+        (key, values) for key, values in run.history.items() if key not in TIMING_KEYS))
+        for run in runs}
+
+
+def _likely_reason(variant: VariantResults, other: VariantResults) -> str | None:
+    """Why two variants' runs are the same, from what their recipes change and their runs did."""
+    changed = {path.split(".")[1] if path.startswith("train.") else path
+               for path in _differing_paths(variant.recipe, other.recipe) if path != "name"}
+    if not changed:
+        return "their recipes are the same"
+    if changed == {"callbacks"}:
+        for side in (variant, other):
+            added = [entry for entry in _callbacks(side.recipe)
+                     if entry not in _callbacks((other if side is variant else variant).recipe)]
+            planned = (side.recipe.get("train") or {}).get("epochs")
+            if any("early_stopping" in entry for entry in added) and all(
+                run.status == "completed" and run.epochs_run == planned for run in side.runs
+            ):
+                return f"early stopping never stopped a run: each trained all {planned} epochs"
+        return None
+    # The runs' histories are equal, so their per-epoch rates (`lr`) are too.
+    if changed == {"schedule"} and all(run.history.get("lr") for run in variant.runs):
+        schedules = [(side.recipe.get("train") or {}).get("schedule") for side in (variant, other)]
+        if None in schedules:
+            return "the schedule never changed the learning rate in these epochs"
+        return "both schedules gave the same learning rate in every epoch"
+    return None
+
+
+def _callbacks(recipe: dict[str, Any]) -> list[Any]:
+    return list((recipe.get("train") or {}).get("callbacks") or [])
+
+
+def _differing_paths(a: Any, b: Any, path: str = "") -> list[str]:
+    """Dotted paths where two recipes differ; a list of another length differs as a whole."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return [found for key in dict.fromkeys([*a, *b]) for found in _differing_paths(
+            a.get(key), b.get(key), f"{path}.{key}" if path else str(key))]
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        return [found for index, (x, y) in enumerate(zip(a, b, strict=True))
+                for found in _differing_paths(x, y, f"{path}.{index}")]
+    return [] if a == b else [path]
 
 
 def _finite(value: Any) -> float | None:
@@ -363,4 +470,5 @@ def load_results(store: StudyStore, resamples: int = 10_000) -> StudyResults:
         search_runs=search_runs,
         problems=problems,
         warnings=warnings,
+        identical=identical_variants(variants, spec["baseline"]),
     )
