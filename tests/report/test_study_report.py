@@ -227,7 +227,9 @@ def test_terminal_table_lists_variants_in_rank_order(report: tuple[Path, Path]) 
     output = console.export_text()
     positions = [output.index(f"│ {name} ") for name in RANKED]
     assert positions == sorted(positions)
-    assert "no detectable difference" in output and "time to target" not in output
+    assert "no detectable difference" in output
+    # Time to target is the report's (the note under the table says so).
+    assert "time to target" not in [column.header for column in table.columns]
 
 
 @pytest.mark.parametrize("width", [60, 100, 130])
@@ -250,6 +252,67 @@ def test_a_narrow_terminal_drops_the_least_telling_columns(
     wider = study_table(report[0].parent, width=width + 40)
     assert len(wider.columns) >= len(headers)
     assert len(study_table(report[0].parent, width=10_000).columns) == len(full.columns) == 9
+
+
+def _caption(table: Any, width: int) -> str:
+    console = Console(record=True, width=width)
+    console.print(table)
+    lines = console.export_text().splitlines()
+    start = max(index for index, line in enumerate(lines) if line.startswith("└"))
+    return " ".join(line.strip() for line in lines[start + 1:])
+
+
+def test_the_terminal_table_says_what_it_hides(report: tuple[Path, Path]) -> None:
+    folder = report[0].parent
+    report_only = (f"the report ({folder / 'report.html'}) also shows: 95% CI, IQM, time to "
+                   "target, wall time")
+    narrow = _caption(study_table(folder, width=70), 70)
+    assert narrow.startswith(
+        "hidden at this width: Δ vs baseline [95% CI], Welch p (Holm), P(improvement), runs; "
+        f"widen the terminal, or see them with: tricklab study show {folder} > table.txt "
+        + report_only)
+    assert narrow.endswith("! high_lr: 1 of 5 runs failed")  # the warnings still follow
+    # Every column shown: only what the terminal never shows is named.
+    assert _caption(study_table(folder), 250).startswith(report_only + " ! high_lr:")
+
+
+def test_the_page_says_which_curves_it_leaves_out(report: tuple[Path, Path]) -> None:
+    text = report[0].read_text(encoding="utf-8")
+    assert ('<p class="note">Not plotted: accuracy, loss, lr. Every value each run logged, '
+            "per epoch, is in its folder's <code>history.csv</code>") in text
+    assert "learning-rate search and every variant's recipe are in report.html." in (
+        report[1].read_text(encoding="utf-8"))
+
+
+def test_a_variant_identical_to_another_on_every_seed_is_marked(tmp_path: Path) -> None:
+    # The chapter's ladder in a quick study: early stopping (patience 3) never stops a run
+    # of 8 epochs that keeps improving, so its runs are exactly the runs without it.
+    spec = _spec(["baseline", "dropout", "early_stopping"])
+    stopping = spec["variants"]["early_stopping"]["recipe"]
+    stopping["train"]["callbacks"] = [{"early_stopping": {"patience": 3}}]
+    with StudyStore.create(tmp_path / "study.db", spec, "x") as store:
+        for seed in range(5):
+            for variant, final in (("baseline", FINALS["baseline"][seed]),
+                                   ("dropout", FINALS["dropout"][seed]),
+                                   ("early_stopping", FINALS["dropout"][seed])):
+                store.add_runs([RunRecord(f"{variant}/seed-{seed}", variant, seed, "main",
+                                          f"{variant}/seed-{seed}",
+                                          spec["variants"][variant]["recipe"])])
+                store.mark_started(f"{variant}/seed-{seed}")
+                store.record_result(f"{variant}/seed-{seed}", _result(final, seed))
+    html_path, markdown_path = write_study_report(tmp_path)
+    note = ("early_stopping: identical to dropout on every seed (5 seeds: the same test_accuracy "
+            "and per-epoch history), likely because early stopping never stopped a run: each "
+            "trained all 8 epochs")
+    text = html_path.read_text(encoding="utf-8")
+    row = re.search(r'<tr data-variant="early_stopping">.*?</tr>', text)
+    assert row is not None and '<td class="name">early_stopping *</td>' in row.group(0)
+    assert f'<p class="note identical">* {note}.</p>' in text
+    markdown = markdown_path.read_text(encoding="utf-8")
+    assert "| early_stopping * |" in markdown and f"\n* {note}.\n" in markdown
+    assert "| dropout |" in markdown  # the variant it repeats is not marked
+    caption = _caption(study_table(tmp_path), 250)
+    assert caption.startswith(f"* {note} the report (")
 
 
 def test_a_study_still_running_renders_partial_results(tmp_path: Path) -> None:

@@ -29,7 +29,7 @@ from tricklab.atomic import write_text
 from tricklab.report import study_plots
 from tricklab.report.doctor import doctor_figures
 from tricklab.report.figure import png_bytes
-from tricklab.study.results import StudyResults, load_results
+from tricklab.study.results import IdenticalVariant, StudyResults, load_results
 from tricklab.study.store import RunRecord, StudyStore
 
 __all__ = ["render_html", "render_markdown", "study_table", "table_rows", "write_study_report"]
@@ -122,6 +122,24 @@ def _target_cell(results: StudyResults, name: str) -> str:
         return f"not reached ({of})"
     seconds = "" if reach.median_seconds is None else f", {reach.median_seconds:.1f} s"
     return f"{reach.median_epochs:g} ep{seconds} ({of})"
+
+
+IDENTICAL_MARK = "*"
+"""Follows the name of a variant whose results repeat another's; its footnote says whose."""
+
+
+def identical_note(found: IdenticalVariant, metric: str) -> str:
+    """The footnote of a variant whose runs gave exactly what another's gave, seed for seed."""
+    seeds = f"{found.seeds} seed{'s' if found.seeds != 1 else ''}"
+    note = (f"{found.variant}: identical to {found.same_as} on every seed ({seeds}: the same "
+            f"{metric} and per-epoch history)")
+    return note + (f", likely because {found.reason}" if found.reason else "")
+
+
+def _marked(results: StudyResults, name: str) -> str:
+    """The variant's name, marked when a footnote says its results repeat another's."""
+    repeats = any(found.variant == name for found in results.identical)
+    return f"{name} {IDENTICAL_MARK}" if repeats else name
 
 
 def table_rows(results: StudyResults) -> list[dict[str, str]]:
@@ -219,7 +237,7 @@ def _table_html(results: StudyResults) -> str:
     for row in table_rows(results):
         cells = []
         for key, _ in columns:
-            text = e(row[key])
+            text = e(_marked(results, row[key]) if key == "variant" else row[key])
             if key == "difference" and " [" in text:
                 # The interval under its estimate keeps the table narrow enough to read.
                 value, interval = text.split(" [", 1)
@@ -231,6 +249,27 @@ def _table_html(results: StudyResults) -> str:
         body.append(f'<tr{css} data-variant="{e(row["variant"])}">{"".join(cells)}</tr>')
     return (f'<div class="scroll"><table id="ranking"><thead><tr>{head}</tr></thead>'
             f'<tbody>{"".join(body)}</tbody></table></div>')
+
+
+def _identical_html(results: StudyResults) -> str:
+    """The footnotes of the variants whose results repeat another's, under the ranking."""
+    e = html.escape
+    return "".join(f'<p class="note identical">{IDENTICAL_MARK} '
+                   f"{e(identical_note(found, results.metric))}.</p>"
+                   for found in results.identical)
+
+
+def _unplotted_html(results: StudyResults) -> str:
+    """Which recorded curves the page leaves out, and where every run's are."""
+    recorded = dict.fromkeys(key for variant in results.variants.values()
+                             for run in variant.succeeded_runs for key in run.history)
+    plotted = study_plots.curve_keys(results)
+    left_out = [key for key in recorded if key not in plotted and key != "time_s"]
+    if not left_out:
+        return ""
+    return ('<p class="note">Not plotted: ' + html.escape(", ".join(left_out)) + ". Every "
+            "value each run logged, per epoch, is in its folder's <code>history.csv</code> "
+            "(and <code>result.json</code>).</p>")
 
 
 def _search_html(results: StudyResults) -> str:
@@ -327,13 +366,14 @@ def render_html(
         "Δ: variant mean − baseline mean; a verdict of better or worse needs its interval to "
         "exclude 0. P(improvement): chance a seed of the variant beats a seed of the baseline. "
         "Welch p with the Holm-corrected value in parentheses. Diverged and failed runs are "
-        "counted under runs, not averaged in.</p></section>")
+        f"counted under runs, not averaged in.</p>{_identical_html(results)}</section>")
     parts.append("<section><h2>Difference from the baseline</h2>"
                  + _image(study_plots.forest_plot(results), "forest plot") + "</section>")
     curves = "".join(_image(study_plots.learning_curves(results, key), f"{key} per epoch")
                      for key in study_plots.curve_keys(results))
     parts.append("<section><h2>Learning curves</h2>"
-                 + (curves or '<p class="note">No finished run yet.</p>') + "</section>")
+                 + (curves + _unplotted_html(results) if curves
+                    else '<p class="note">No finished run yet.</p>') + "</section>")
     parts.append("<section><h2>Wall time</h2>"
                  + _image(study_plots.wall_time_plot(results), "wall time") + "</section>")
     if results.learning_rate_searches:
@@ -370,8 +410,14 @@ def render_markdown(results: StudyResults, recommendation: list[str] | None = No
     lines += ["- " + "; ".join(f"**{k}**: {cell(v)}" for k, v in _setup(results)), ""]
     lines.append("| " + " | ".join(cell(h) for _, h in columns) + " |")
     lines.append("|" + "|".join("---" if k == "variant" else "---:" for k, _ in columns) + "|")
-    lines += ["| " + " | ".join(cell(row[k]) for k, _ in columns) + " |"
+    lines += ["| " + " | ".join(cell(_marked(results, row[k]) if k == "variant" else row[k])
+                                for k, _ in columns) + " |"
               for row in table_rows(results)]
+    if results.identical:
+        lines += ["", *(f"{IDENTICAL_MARK} {cell(identical_note(found, results.metric))}."
+                        for found in results.identical)]
+    lines += ["", "The plots (differences from the baseline, learning curves, wall time), the "
+              "learning-rate search and every variant's recipe are in report.html."]
     warnings = [*results.warnings]
     warnings += [f"{run.run_id} {run.status}" + (f": {run.error.strip().splitlines()[-1]}"
                  if run.error and run.error.strip() else "") for run in results.problems]
@@ -417,23 +463,40 @@ def study_table(study_dir: str | Path, width: int | None = None) -> Table:
             `TERMINAL_COLUMNS`) are left out until the table fits, down to the
             rank, the variant, `n` and the verdict. Defaults to `None` (all columns).
     """
+    study_dir = Path(study_dir)
     results = _load(study_dir)
     # A terminal is narrow: the mean and the difference with its interval; the
     # report holds the rest (IQM, the mean's interval, time to target, wall time).
     headers = dict(_columns(results))
     columns = [(key, headers[key]) for key in TERMINAL_COLUMNS if key in headers]
-    rows = table_rows(results)
-    table = _ranked_table(results, columns, rows)
+    rows = [{**row, "variant": _marked(results, row["variant"])} for row in table_rows(results)]
+    report_only = [header for key, header in headers.items() if key not in TERMINAL_COLUMNS]
+    table = _ranked_table(results, columns, rows, _notes(study_dir, [], report_only))
+    hidden: list[str] = []
     while width is not None and len(columns) > 4 and _natural_width(table) > width:
-        columns.pop()
-        table = _ranked_table(results, columns, rows)
+        hidden.insert(0, columns.pop()[1])
+        table = _ranked_table(results, columns, rows, _notes(study_dir, hidden, report_only))
     return table
 
 
+def _notes(study_dir: Path, hidden: list[str], report_only: list[str]) -> list[str]:
+    """What the terminal table leaves out, and where to see it."""
+    notes = []
+    if hidden:
+        notes.append(f"hidden at this width: {', '.join(hidden)}; widen the terminal, or see "
+                     f"them with: tricklab study show {study_dir} > table.txt")
+    report = study_dir / "report.html"
+    where = f"the report ({report})" if report.is_file() else "the study's report.html"
+    notes.append(f"{where} also shows: {', '.join(report_only)}")
+    return notes
+
+
 def _ranked_table(
-    results: StudyResults, columns: list[tuple[str, str]], rows: list[dict[str, str]]
+    results: StudyResults, columns: list[tuple[str, str]], rows: list[dict[str, str]],
+    notes: list[str],
 ) -> Table:
-    """The ranked table with these columns, the verdicts coloured, warnings as its caption."""
+    """The ranked table with these columns, the verdicts coloured; under it, as its caption,
+    the footnotes of identical variants, the `notes` and the warnings."""
     direction = "higher" if results.higher_is_better else "lower"
     table = Table(title=f"{results.spec.get('name', '')}: {results.metric} "
                         f"({direction} is better)", header_style="bold", caption_justify="left")
@@ -447,8 +510,9 @@ def _ranked_table(
         cells = [f"[{styles[verdict]}]{verdict}[/]" if k == "verdict" and verdict in styles
                  else escape(row[k]) for k, _ in columns]
         table.add_row(*cells)
-    if results.warnings:
-        table.caption = "\n".join(escape(f"! {w}") for w in results.warnings)
+    caption = [*(f"{IDENTICAL_MARK} {identical_note(found, results.metric)}"
+                 for found in results.identical), *notes, *(f"! {w}" for w in results.warnings)]
+    table.caption = "\n".join(escape(line) for line in caption) or None
     return table
 
 
