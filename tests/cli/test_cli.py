@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import shutil
 import signal
 import subprocess
@@ -12,7 +13,12 @@ from pathlib import Path
 
 import pytest
 import torch
+import typer
 import yaml
+
+from tricklab.cli.main import FAMILIES, app, one_cycle_line
+from tricklab.recipe import load_recipe
+from tricklab.registries import REGISTRIES
 
 from ..conftest import REPOSITORY, interruptible
 
@@ -55,26 +61,71 @@ def test_version_schema_list_and_summary(cli_env, tmp_path):
     assert schema["title"] == "tricklab recipe"
     listing = tricklab("list", "layers", env=cli_env)
     assert listing.returncode == 0 and "batch_norm" in listing.stdout
+    families = tricklab("list", env=cli_env)
+    assert families.returncode == 0, families.stderr
+    assert [line.split()[0] for line in families.stdout.splitlines()] == list(FAMILIES)
+    assert "tricklab list FAMILY" in families.stderr
+    unknown = tricklab("list", "nonsense", env=cli_env)
+    assert unknown.returncode == 2 and unknown.stdout == ""
+    assert unknown.stderr == ("error: family: unknown family 'nonsense'; known: "
+                              f"{', '.join(sorted(REGISTRIES))}\n")
     summary = tricklab("summary", str(REPOSITORY / "recipes/chapter11/leaky_relu_he.yaml"),
                        env=cli_env)
     assert summary.returncode == 0, summary.stderr
     assert "266,610" in summary.stdout
 
 
-def test_train_writes_the_run_directory(cli_env, tmp_path):
-    done = tricklab("train", write_recipe(tmp_path), "--out", str(tmp_path / "run"), "--quiet",
-                    env=cli_env)
+def test_every_family_is_listed_with_one_line():
+    assert set(FAMILIES) == set(REGISTRIES)
+    assert all(description and "\n" not in description for description in FAMILIES.values())
+
+
+def _commands(command, path=()):
+    """Every command of the CLI, groups included, with the words that call it."""
+    yield path, command
+    for name, child in getattr(command, "commands", {}).items():
+        yield from _commands(child, (*path, name))
+
+
+def test_no_help_shows_bool_noise(capsys):
+    from tricklab.cli.main import main
+
+    commands = list(_commands(typer.main.get_command(app)))
+    assert len(commands) > 12
+    for path, command in commands:
+        assert main([*path, "--help"]) == 0
+        shown = capsys.readouterr().out
+        assert "--help" in shown, path
+        assert "<bool>" not in shown, path
+        flags = [option for param in command.params if getattr(param, "is_flag", False)
+                 for option in param.opts if option != "--help"]
+        assert all(flag in shown for flag in flags), (path, flags)
+
+
+def test_train_prints_results_on_stdout_and_progress_on_stderr(cli_env, tmp_path):
+    run = tmp_path / "run"
+    done = tricklab("train", write_recipe(tmp_path), "--out", str(run), "--quiet", env=cli_env)
     assert done.returncode == 0, done.stderr
-    assert "epoch 2/2" in done.stderr and "completed" in done.stderr
-    assert json.loads((tmp_path / "run" / "result.json").read_text())["status"] == "completed"
+    result = json.loads((run / "result.json").read_text())
+    assert result["status"] == "completed"
+    assert "epoch 2/2" in done.stderr and "epoch" not in done.stdout
+    metrics, directory = done.stdout.splitlines()
+    assert metrics.startswith("completed: train_loss=")
+    assert metrics.endswith(f"test_accuracy={result['metrics']['test_accuracy']:.4f}")
+    assert directory == f"run directory: {run}"
+    assert "completed" not in done.stderr and "run directory" not in done.stderr
 
 
-def test_default_run_directory_and_set(cli_env, tmp_path):
+def test_default_run_directory_set_and_json(cli_env, tmp_path):
     done = tricklab("train", write_recipe(tmp_path), "--set", "train.epochs=1", "--quiet",
-                    env=cli_env, cwd=tmp_path)
+                    "--json", env=cli_env, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     result = json.loads((tmp_path / "runs" / "cli-small" / "result.json").read_text())
     assert result["epochs_run"] == 1
+    printed = json.loads(done.stdout)  # the one JSON object, nothing else on stdout
+    assert printed == {**result, "run_dir": str(Path("runs") / "cli-small")}
+    # The lines meant for a person went to stderr.
+    assert "run directory: runs/cli-small" in done.stderr and "completed: " in done.stderr
 
 
 @pytest.mark.parametrize(
@@ -171,17 +222,69 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(cli_env, tmp_path):
     assert all(torch.equal(reference[k], v) for k, v in final_weights(corrupt).items())
 
 
-def test_lr_find_writes_plot_and_suggestion(cli_env, tmp_path):
-    done = tricklab("lr-find", write_recipe(tmp_path), "--steps", "120", "--out",
-                    str(tmp_path / "lrf"), env=cli_env)
+def test_lr_find_writes_plot_and_suggestion_and_the_line_to_paste(cli_env, tmp_path):
+    recipe = write_recipe(tmp_path)
+    done = tricklab("lr-find", recipe, "--steps", "120", "--out", str(tmp_path / "lrf"),
+                    env=cli_env)
     assert done.returncode == 0, done.stderr
     assert "suggested max learning rate for 1cycle" in done.stdout
     summary = json.loads((tmp_path / "lrf" / "lr_find.json").read_text())
     assert len(summary["learning_rates"]) <= 120
     assert (tmp_path / "lrf" / "plots" / "lr_find.png").read_bytes()[:4] == b"\x89PNG"
-    again = tricklab("lr-find", write_recipe(tmp_path), "--out", str(tmp_path / "lrf"),
-                     env=cli_env)
+    assert f"plot: {tmp_path / 'lrf' / 'plots' / 'lr_find.png'}" in done.stdout
+    # The line after the suggestion, pasted as a shell would read it, trains with that peak.
+    use = next(line for line in done.stdout.splitlines() if line.startswith("use it"))
+    assert use.startswith("use it (adds a 1cycle schedule): --set ")
+    pasted = shlex.split(use.split(": ", 1)[1])
+    trained = tricklab("train", recipe, *pasted, "--set", "train.epochs=1", "--out",
+                       str(tmp_path / "run"), "--quiet", env=cli_env)
+    assert trained.returncode == 0, trained.stderr
+    schedule = yaml.safe_load((tmp_path / "run" / "recipe.yaml").read_text())["train"]["schedule"]
+    assert schedule["one_cycle"]["max_learning_rate"] == pytest.approx(
+        summary["suggestion"], rel=5e-3)
+    again = tricklab("lr-find", recipe, "--out", str(tmp_path / "lrf"), env=cli_env)
     assert again.returncode == 2 and "already holds a run" in again.stderr
+
+
+def _pasted(line: str) -> list[str]:
+    """The `--set` values of a `use it` line, as a shell passes them."""
+    words = shlex.split(line.split(": ", 1)[1])
+    assert words[::2] == ["--set"] * (len(words) // 2)
+    return words[1::2]
+
+
+@pytest.mark.parametrize(("recipe", "sets", "begins", "schedule_of"), [
+    ("chapter11/one_cycle.yaml", [], "use it: --set train.schedule.one_cycle.max_learning_rate=",
+     lambda train: train["schedule"]),
+    ("chapter11/leaky_relu_he.yaml", [], "use it (adds a 1cycle schedule): --set ",
+     lambda train: train["schedule"]),
+    ("chapter11/exponential_scheduling.yaml", [],
+     "use it (1cycle in place of the exponential schedule): --set 'train.schedule=",
+     lambda train: train["schedule"]),
+    ("chapter11/rmsprop.yaml", [], "use it (adds a 1cycle schedule): --set ",
+     lambda train: train["schedule"]),
+    ("transfer/task_b_on_a.yaml", ["train.phases.0.schedule=cosine_decay"],
+     "use it (1cycle in place of the cosine_decay schedule of the first phase): ",
+     lambda train: train["phases"][0]["schedule"]),
+    ("transfer/task_b_on_a.yaml", [], "use it (adds a 1cycle schedule to the first phase): ",
+     lambda train: train["phases"][0]["schedule"]),
+], ids=["one-cycle", "none", "exponential", "rmsprop", "phase-schedule", "phases"])
+@pytest.mark.parametrize("rate", [0.0123, 1.5e-5])
+def test_the_line_to_paste_gives_each_recipe_a_1cycle_peak(recipe, sets, begins, schedule_of,
+                                                          rate):
+    path = REPOSITORY / "recipes" / recipe
+    resolved = load_recipe(path, sets)
+    line = one_cycle_line(resolved.to_dict(), rate)
+    assert line.startswith(begins)
+    trained = load_recipe(path, [*sets, *_pasted(line)]).to_dict()
+    config = schedule_of(trained["train"])["one_cycle"]
+    assert config["max_learning_rate"] == pytest.approx(rate, rel=5e-3)
+    optimizer = resolved.to_dict()["train"]["optimizer"]
+    # RMSprop runs without momentum: 1cycle must not switch one on.
+    assert config["cycle_momentum"] is (optimizer["name"] != "rmsprop")
+    untouched = {key: value for key, value in trained.items() if key != "train"}
+    assert untouched == {key: value for key, value in resolved.to_dict().items()
+                         if key != "train"}
 
 
 def test_doctor_prints_the_verdict_and_writes_doctor_json(cli_env, tmp_path):
@@ -192,11 +295,20 @@ def test_doctor_prints_the_verdict_and_writes_doctor_json(cli_env, tmp_path):
         {"dense": {"units": 10, "activation": "softmax"}},
     ]}}
     done = tricklab("doctor", write_recipe(tmp_path, dead), "--out", str(tmp_path / "doc"),
-                    "--steps", "100", "--quiet", env=cli_env)
+                    "--steps", "100", "--quiet", "--json", env=cli_env)
     assert done.returncode == 0, done.stderr
-    assert "dead_units" in done.stdout.replace("\n", "") or "dead units" in done.stdout
-    assert json.loads((tmp_path / "doc" / "doctor.json").read_text())["verdict"] == "unhealthy"
+    stored = json.loads((tmp_path / "doc" / "doctor.json").read_text())
+    assert stored["verdict"] == "unhealthy"
+    printed = json.loads(done.stdout)
+    # 100 steps are more than an epoch of the fixture data: whole epochs are trained.
+    assert printed.pop("steps") >= 100
+    assert printed == {"verdict": "unhealthy", "findings": stored["findings"],
+                       "run_dir": str(tmp_path / "doc")}
+    assert "dead_units" in [finding["kind"] for finding in stored["findings"]]
+    assert "dead units" in done.stderr  # the table for a person, out of the JSON's way
     trained = tricklab("train", write_recipe(tmp_path, SMALL), "--out", str(tmp_path / "run"),
                        "--doctor", "--quiet", env=cli_env)
     assert trained.returncode == 0, trained.stderr
-    assert (tmp_path / "run" / "doctor.json").is_file()
+    verdict = json.loads((tmp_path / "run" / "doctor.json").read_text())["verdict"]
+    assert trained.stdout.splitlines()[1].startswith(verdict)
+    assert trained.stdout.splitlines()[-1] == f"run directory: {tmp_path / 'run'}"

@@ -31,11 +31,21 @@ def test_predict_prints_the_table_and_writes_the_files(fixture_data, cli_env, tm
     assert "val: 500 samples, 10 pass(es)" in done.stdout
     last = summary["confidence_bins"][-1]
     assert f"{last['confidence_min']:.3f}-{last['confidence_max']:.3f}" in done.stdout
-    assert f"predictions: {run / 'predictions.csv'}" in done.stderr
-    assert f"summary: {run / 'predictions.json'}" in done.stderr
-    assert f"plot: {run / 'plots' / 'accuracy_vs_confidence.png'}" in done.stderr
-    assert f"plot: {run / 'predictions_confusion_matrix.png'}" in done.stderr
-    assert "Traceback" not in done.stderr
+    # The paths written are results too: stdout, for a script to read.
+    assert done.stdout.splitlines()[-4:] == [
+        f"predictions: {run / 'predictions.csv'}", f"summary: {run / 'predictions.json'}",
+        f"plot: {run / 'predictions_confusion_matrix.png'}",
+        f"plot: {run / 'plots' / 'accuracy_vs_confidence.png'}"]
+    assert done.stderr == ""
+    # --json: the summary written beside the CSV, alone on stdout.
+    output = tmp_path / "val.csv"
+    again = tricklab("predict", str(run), "--split", "val", "--output", str(output), "--json",
+                     env=cli_env)
+    assert again.returncode == 0, again.stderr
+    written = json.loads(output.with_suffix(".json").read_text())
+    assert json.loads(again.stdout) == written
+    assert written["rows"] == str(output) and written["count"] == 500
+    assert f"predictions: {output}" in again.stderr and "Traceback" not in again.stderr
 
 
 def test_bad_input_exits_2_with_one_line(cli_env, tmp_path: Path):

@@ -73,6 +73,59 @@ def test_study_runs_reports_and_shows(cli_env, tmp_path):
     assert "4 runs, 4 already finished" in again.stderr
 
 
+def test_study_set_and_json_then_resume_refuse_and_show(cli_env, tmp_path, capsys):
+    from tricklab.cli.main import main
+
+    study, out = write_study(tmp_path, epochs=3), tmp_path / "study-quick"
+    sets = ["--set", "train.epochs=1", "--set", "data.train_size=300"]
+    done = tricklab("study", study, "--out", str(out), "--quiet", "--workers", "2", *sets,
+                    "--json", env=cli_env)
+    assert done.returncode == 0, done.stderr
+    printed = json.loads(done.stdout)  # one JSON object and nothing else on stdout
+    assert (printed["report"], printed["study_dir"]) == (str(out / "report.html"), str(out))
+    assert printed["runs"] == {"completed": 4}
+    assert printed["overrides"] == ["train.epochs=1", "data.train_size=300"]
+    assert (printed["metric"], printed["baseline"]) == ("test_accuracy", "adam")
+    with StudyStore.open(out / "study.db") as store:
+        records = store.runs()
+    values: dict[str, list[float]] = {}
+    for record in records:
+        assert record.recipe["train"]["epochs"] == 1, record.run_id
+        assert record.recipe["data"]["train_size"] == 300, record.run_id
+        values.setdefault(record.variant, []).append(record.metrics["test_accuracy"])
+    for variant in printed["variants"]:
+        assert variant["n"] == 2 and variant["counts"]["succeeded"] == 2
+        assert variant["mean"] == pytest.approx(sum(values[variant["name"]]) / 2)
+    assert {variant["verdict"] for variant in printed["variants"]} >= {"baseline"}
+    assert "runs: 4 completed" in done.stderr and "report: " in done.stderr
+
+    again = tricklab("study", study, "--out", str(out), "--quiet", *sets, env=cli_env)
+    assert again.returncode == 0, again.stderr
+    assert "4 runs, 4 already finished" in again.stderr
+    assert again.stdout.splitlines()[-1] == f"report: {out / 'report.html'}"
+
+    database = (out / "study.db").read_bytes()
+    assert main(["study", study, "--out", str(out), "--quiet", "--set", "train.epochs=2"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err == (
+        f"error: {study}: the study differs from the one stored in {out / 'study.db'} (--set: "
+        "'train.epochs=1' 'data.train_size=300' → 'train.epochs=2'); pass --force-new to "
+        "discard it and start over, or --out DIR to run it elsewhere\n")
+    assert (out / "study.db").read_bytes() == database
+
+    assert main(["study", "show", str(out), "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown == {key: value for key, value in printed.items() if key != "runs"}
+
+    # The folder the README's quick study is not in: the one it is in is suggested.
+    assert main(["study", "show", str(tmp_path / "study")]) == 2
+    assert capsys.readouterr().err == (
+        f"error: {tmp_path / 'study'} does not exist; did you mean {out}?\n")
+    assert main(["study", "show", str(tmp_path)]) == 2
+    assert capsys.readouterr().err == (
+        f"error: {tmp_path} is not a study folder (it holds no study.db); did you mean {out}?\n")
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [

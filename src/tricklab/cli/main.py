@@ -1,5 +1,7 @@
 """The `tricklab` command: train, study, tricks, summary, lr-find, predict, data, schema, list.
 
+Results go to stdout (what a script reads: metrics, paths written, tables;
+with `--json` one JSON object instead), progress and warnings to stderr.
 All user errors end here as one line on stderr and exit code 2; the machine's
 refusals (disk full, read-only, out of memory) as one line and exit code 4; a
 diverged run exits 3, an interrupted one 130 (Ctrl-C) or 143 (SIGTERM).
@@ -7,15 +9,18 @@ diverged run exits 3, an interrupted one 130 (Ctrl-C) or 143 (SIGTERM).
 
 from __future__ import annotations
 
+import contextlib
 import json
+import math
+import shlex
 import sys
 import time
 import warnings
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
-from typer.core import TyperGroup
+from typer.core import TyperGroup, TyperOption
 from typer.exceptions import TyperException
 
 from tricklab import __version__
@@ -29,6 +34,16 @@ from tricklab.errors import (
     system_error_line,
 )
 from tricklab.signals import stop_signals
+
+_typed_display = TyperOption.display_type_rich
+
+
+def _flag_display(self: TyperOption, ctx: typer.Context) -> str | None:
+    # A flag takes no value, so the `<bool>` typer shows beside it in help says nothing.
+    return None if self.is_flag else _typed_display(self, ctx)
+
+
+TyperOption.display_type_rich = _flag_display  # type: ignore[method-assign]
 
 app = typer.Typer(
     name="tricklab",
@@ -74,8 +89,36 @@ def folder_option(value: str) -> Path:
 
 SetOption = Annotated[
     list[str] | None,
-    typer.Option("--set", help="Override a field by dotted path, e.g. train.epochs=3 (repeats)."),
+    typer.Option("--set", metavar="PATH=VALUE",
+                 help="Override a field by dotted path, e.g. train.epochs=3 (repeats)."),
 ]
+JsonOption = Annotated[
+    bool,
+    typer.Option("--json", help="Print one JSON object on stdout, for scripts; the lines "
+                 "meant for a person go to stderr."),
+]
+
+
+def _human_lines(as_json: bool) -> contextlib.AbstractContextManager[Any]:
+    """With `--json`, what would go to stdout goes to stderr: stdout then holds the JSON alone."""
+    return contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext()
+
+
+def _print_json(data: dict[str, Any]) -> None:
+    """Print `data` on stdout as strict JSON (NaN and Inf as null, as the files on disk have it)."""
+    typer.echo(json.dumps(_strict(data), indent=2, allow_nan=False))
+
+
+def _strict(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {str(key): _strict(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_strict(item) for item in value]
+    if isinstance(value, Path):
+        return str(value)
+    return value
 
 
 def _version(value: bool) -> None:
@@ -105,22 +148,33 @@ def train(
     doctor: Annotated[
         bool, typer.Option(help="Probe every layer through the run; write doctor.json.")
     ] = False,
+    as_json: JsonOption = False,
 ) -> int:
-    """Train the network a recipe describes; results go to the run directory."""
+    """Train the network a recipe describes; results go to the run directory.
+
+    Prints the final metrics and the run directory on stdout (with `--json`,
+    `result.json` and `run_dir` as one JSON object); progress goes to stderr.
+    """
     from tricklab.recipe import load_recipe
     from tricklab.run import train_recipe
 
-    resolved = load_recipe(recipe, set_ or [])
-    outcome = train_recipe(
-        resolved, out=out, resume=resume, overwrite=overwrite,
-        progress="lines" if quiet else "auto", doctor=doctor,
-    )
-    metrics = outcome.result["metrics"]
-    shown = ", ".join(f"{k}={v:.4f}" for k, v in metrics.items() if v is not None)
-    typer.echo(f"{outcome.result['status']}: {shown}", err=True)
-    if doctor:
-        _show_diagnosis(outcome.run_dir)
-    typer.echo(f"run directory: {outcome.run_dir}", err=True)
+    with _human_lines(as_json):
+        resolved = load_recipe(recipe, set_ or [])
+        outcome = train_recipe(
+            resolved, out=out, resume=resume, overwrite=overwrite,
+            progress="lines" if quiet else "auto", doctor=doctor,
+        )
+        metrics = outcome.result["metrics"]
+        shown = ", ".join(f"{k}={v:.4f}" for k, v in metrics.items() if v is not None)
+        typer.echo(f"{outcome.result['status']}: {shown}")
+        if doctor:
+            _show_diagnosis(outcome.run_dir)
+        typer.echo(f"run directory: {outcome.run_dir}")
+    if as_json:
+        result = json.loads((outcome.run_dir / "result.json").read_text(encoding="utf-8"))
+        if doctor:
+            result["doctor"] = _diagnosis_data(outcome.run_dir)
+        _print_json({**result, "run_dir": outcome.run_dir})
     return outcome.exit_code
 
 
@@ -137,17 +191,32 @@ def doctor_command(
     ] = 300,
     overwrite: Annotated[bool, typer.Option(help="Replace an earlier doctor run.")] = False,
     quiet: Annotated[bool, typer.Option(help="One plain line per epoch, no progress bar.")] = False,
+    as_json: JsonOption = False,
 ) -> int:
-    """Train briefly with probes on every layer; say what is wrong and the chapter's fix."""
+    """Train briefly with probes on every layer; say what is wrong and the chapter's fix.
+
+    Prints the verdict, its findings and the `doctor.json` path on stdout (with
+    `--json`, the verdict, findings, steps and `run_dir` as one JSON object).
+    """
     from tricklab.recipe import load_recipe
     from tricklab.run.doctor import doctor_recipe
 
-    resolved = load_recipe(recipe, set_ or [])
-    outcome = doctor_recipe(resolved, out=out, steps=steps, overwrite=overwrite,
-                            progress="lines" if quiet else "auto")
-    _show_diagnosis(outcome.run_dir)
-    typer.echo(f"doctor: {outcome.run_dir / 'doctor.json'}", err=True)
+    with _human_lines(as_json):
+        resolved = load_recipe(recipe, set_ or [])
+        outcome = doctor_recipe(resolved, out=out, steps=steps, overwrite=overwrite,
+                                progress="lines" if quiet else "auto")
+        _show_diagnosis(outcome.run_dir)
+        typer.echo(f"doctor: {outcome.run_dir / 'doctor.json'}")
+    if as_json:
+        _print_json({**_diagnosis_data(outcome.run_dir), "steps": outcome.steps,
+                     "run_dir": outcome.run_dir})
     return 0
+
+
+def _diagnosis_data(folder: Path) -> dict[str, Any]:
+    """`doctor.json`'s verdict and findings (its probes stay in the file: they are the raw data)."""
+    stored = json.loads((folder / "doctor.json").read_text(encoding="utf-8"))
+    return {"verdict": stored["verdict"], "findings": stored["findings"]}
 
 
 def _show_diagnosis(folder: Path) -> None:
@@ -203,14 +272,61 @@ def lr_find(
     folder, summary = lr_find_recipe(resolved, out, overwrite, steps, min_lr, max_lr)
     suggestion = summary["suggestion"]
     if suggestion is None:
-        typer.echo("the loss never fell: try a larger --max-lr or more --steps", err=True)
+        typer.echo("the loss never fell: try a larger --max-lr or more --steps")
     else:
         typer.echo(
             f"loss lowest at learning rate {summary['best_learning_rate']:.3g}; "
             f"suggested max learning rate for 1cycle: {suggestion:.3g}"
         )
-    typer.echo(f"plot: {folder / 'plots' / 'lr_find.png'}", err=True)
+        typer.echo(one_cycle_line(resolved.to_dict(), suggestion))
+    typer.echo(f"plot: {folder / 'plots' / 'lr_find.png'}")
     return 0
+
+
+def one_cycle_line(recipe: dict[str, Any], rate: float) -> str:
+    """The line `lr-find` ends with: the `--set` options that give `recipe` a 1cycle peak of `rate`.
+
+    The options go to `tricklab train RECIPE` as they are: they set the peak of
+    the recipe's 1cycle schedule, add 1cycle where the recipe has no schedule,
+    or replace another schedule (saying so). With `train.phases`, they apply to
+    the first phase, whose optimizer the range test used. Where the optimizer
+    runs without momentum (RMSprop by default), 1cycle is told not to cycle one.
+
+    Args:
+        recipe: The resolved recipe, as plain data (`Recipe.to_dict()`).
+        rate: The peak learning rate.
+    """
+    train = recipe["train"]
+    where, schedule, optimizer = "train", train.get("schedule"), train["optimizer"]
+    if train.get("phases"):
+        phase = train["phases"][0]
+        where, schedule = "train.phases.0", phase.get("schedule")
+        optimizer = phase.get("optimizer") or optimizer
+    peak = _yaml_float(rate)
+    current = next(iter(schedule)) if schedule else None
+    if current == "one_cycle":
+        return f"use it: --set {where}.schedule.one_cycle.max_learning_rate={peak}"
+    settings = {"max_learning_rate": peak}
+    if optimizer["name"] == "rmsprop" and not optimizer.get("momentum"):
+        settings["cycle_momentum"] = "false"
+    phases = bool(train.get("phases"))
+    if current is None:
+        options = [f"{where}.schedule.one_cycle.{key}={value}" for key, value in settings.items()]
+        what = "adds a 1cycle schedule" + " to the first phase" * phases
+    else:
+        inner = ", ".join(f"{key}: {value}" for key, value in settings.items())
+        options = [f"{where}.schedule={{one_cycle: {{{inner}}}}}"]
+        what = f"1cycle in place of the {current} schedule" + " of the first phase" * phases
+    return f"use it ({what}): " + " ".join(f"--set {shlex.quote(option)}" for option in options)
+
+
+def _yaml_float(value: float) -> str:
+    """`value` to 3 significant digits, written so YAML reads a float (`1.0e-05`, not `1e-05`)."""
+    text = f"{value:.3g}"
+    mantissa, exponent = text.partition("e")[::2]
+    if exponent and "." not in mantissa:
+        text = f"{mantissa}.0e{exponent}"
+    return text
 
 
 @app.command(name="predict")
@@ -239,14 +355,29 @@ def predict_command(
     batch_size: Annotated[
         int, typer.Option(min=1, max=MAX_STEPS, help="Samples per forward pass.")
     ] = 1024,
+    as_json: JsonOption = False,
 ) -> int:
-    """Predict with a finished run's model: its own data or new files; one row per sample."""
+    """Predict with a finished run's model: its own data or new files; one row per sample.
+
+    Prints the scores and the paths written on stdout (with `--json`, the
+    summary written beside the CSV as one JSON object).
+    """
+    from tricklab.run.predict import predict_run
+
+    with _human_lines(as_json):
+        summary = predict_run(run_dir, mc_samples, split, batch_size, seed, input_path, output)
+        _show_predictions(summary, run_dir)
+    if as_json:
+        _print_json(summary)
+    return 0
+
+
+def _show_predictions(summary: dict[str, Any], run_dir: Path) -> None:
     from rich.console import Console
 
     from tricklab.report.uncertainty import confidence_bins_table
-    from tricklab.run.predict import PLOT_FILE, predict_run
+    from tricklab.run.predict import PLOT_FILE
 
-    summary = predict_run(run_dir, mc_samples, split, batch_size, seed, input_path, output)
     what = summary.get("split") or summary.get("input")
     line = f"{what}: {summary['count']} samples, {summary['mc_samples']} pass(es)"
     if "accuracy" in summary:
@@ -270,13 +401,12 @@ def predict_command(
                    f"{summary['least_confident_accuracy']:.4f}, {share} most confident: "
                    f"{summary['most_confident_accuracy']:.4f}")
     rows = Path(summary["rows"])
-    typer.echo(f"predictions: {rows}", err=True)
-    typer.echo(f"summary: {rows.with_suffix('.json')}", err=True)
+    typer.echo(f"predictions: {rows}")
+    typer.echo(f"summary: {rows.with_suffix('.json')}")
     if "per_class" in summary:
-        typer.echo(f"plot: {rows.with_name(rows.stem + '_confusion_matrix.png')}", err=True)
+        typer.echo(f"plot: {rows.with_name(rows.stem + '_confusion_matrix.png')}")
         if "split" in summary:
-            typer.echo(f"plot: {Path(run_dir) / 'plots' / PLOT_FILE}", err=True)
-    return 0
+            typer.echo(f"plot: {Path(run_dir) / 'plots' / PLOT_FILE}")
 
 
 def _score(value: float | None) -> str:
@@ -318,22 +448,39 @@ def study_run(
             "allows (default: on a GPU only, where it pays).",
         ),
     ] = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", metavar="PATH=VALUE",
+                     help="Override a field of every variant's recipe by dotted path, e.g. "
+                     "train.epochs=3 (repeats); kept with the study, so a rerun with other "
+                     "--set values is another study."),
+    ] = None,
+    as_json: JsonOption = False,
 ) -> int:
-    """Run a study (or resume it: finished runs are kept), then write its report."""
-    from tricklab.report.study_report import write_study_report
-    from tricklab.run.study import run_study
+    """Run a study (or resume it: finished runs are kept), then write its report.
 
-    outcome = run_study(
-        study, out=out, seeds=seeds, quick=quick, workers=workers, backend=backend,
-        address=address, force_new=force_new, progress="lines" if quiet else "auto",
-        report=lambda folder: write_study_report(folder)[0], doctor=doctor,
-        batch_seeds=batch_seeds,
-    )
-    counts = ", ".join(f"{count} {status}" for status, count in sorted(outcome.counts.items()))
-    typer.echo(f"runs: {counts}", err=True)
-    _show_study(outcome.study_dir)
-    if outcome.report is not None:
-        typer.echo(f"report: {outcome.report}")
+    Prints the ranked table and the report's path on stdout (with `--json`,
+    the table as data with the report's path and the study folder, as one JSON
+    object); progress goes to stderr.
+    """
+    from tricklab.report.study_report import write_study_report
+    from tricklab.run.study import run_study, study_summary
+
+    with _human_lines(as_json):
+        outcome = run_study(
+            study, out=out, seeds=seeds, quick=quick, workers=workers, backend=backend,
+            address=address, force_new=force_new, progress="lines" if quiet else "auto",
+            report=lambda folder: write_study_report(folder)[0], doctor=doctor,
+            batch_seeds=batch_seeds, overrides=set_ or [],
+        )
+        counts = ", ".join(f"{count} {status}" for status, count in sorted(outcome.counts.items()))
+        typer.echo(f"runs: {counts}", err=True)
+        _show_study(outcome.study_dir)
+        if outcome.report is not None:
+            typer.echo(f"report: {outcome.report}")
+    if as_json:
+        _print_json({**study_summary(outcome.study_dir), "runs": outcome.counts,
+                     "report": outcome.report, "study_dir": outcome.study_dir})
     return outcome.exit_code
 
 
@@ -431,9 +578,20 @@ def tricks_command(
 @study_app.command(name="show")
 def study_show(
     folder: Annotated[Path, typer.Argument(help="Study directory.", show_default=False)],
+    as_json: JsonOption = False,
 ) -> int:
-    """Print a study's ranked table with confidence intervals."""
-    _show_study(folder)
+    """Print a study's ranked table with confidence intervals (with `--json`, as data)."""
+    from tricklab.run.study_folder import check_study_folder
+
+    check_study_folder(folder)
+    if as_json:
+        from tricklab.run.study import study_summary
+
+        report = folder / "report.html"
+        _print_json({**study_summary(folder), "report": report if report.is_file() else None,
+                     "study_dir": folder})
+    else:
+        _show_study(folder)
     return 0
 
 
@@ -458,13 +616,41 @@ def schema() -> int:
     return 0
 
 
+FAMILIES = {
+    "initializers": "how a layer's weights start (kernel_initializer, bias_initializer)",
+    "activations": "nonlinearities (a layer's activation, or a layer of their own)",
+    "layers": "the network's building blocks (model.layers)",
+    "regularizers": "weight penalties added to the loss (kernel_regularizer, bias_regularizer)",
+    "constraints": "limits on the weights after every step (kernel_constraint, bias_constraint)",
+    "optimizers": "how the weights are updated (train.optimizer)",
+    "schedules": "how the learning rate changes during training (train.schedule)",
+    "losses": "what training minimizes (train.loss)",
+    "metrics": "what is measured each epoch (train.metrics)",
+    "callbacks": "what acts between epochs, e.g. early stopping (train.callbacks)",
+    "datasets": "built-in datasets and readers of your own data (data.dataset)",
+    "splits": "a dataset's classes split into tasks, for transfer learning (data.split)",
+    "augmentations": "random changes to the training images (data.augment)",
+    "presets": "the chapter's default networks: what a recipe leaves out is filled in (preset)",
+}
+"""Every family `tricklab list` knows, with one line on what it holds and where a recipe uses it;
+kept here, not read from the registries, so listing them imports no PyTorch."""
+
+
 @app.command(name="list")
 def list_(
     family: Annotated[
-        str, typer.Argument(help="A family such as layers, optimizers or schedules.")
-    ],
+        str | None,
+        typer.Argument(help="A family such as layers, optimizers or schedules (default: list "
+                       "the families).", show_default=False),
+    ] = None,
 ) -> int:
-    """List a family's registered techniques: name, description, reference."""
+    """List a family's registered techniques: name, description, reference; or the families."""
+    if family is None:
+        width = max(map(len, FAMILIES))
+        for name, description in FAMILIES.items():
+            typer.echo(f"{name:<{width}}  {description}")
+        typer.echo("`tricklab list FAMILY` lists a family's techniques.", err=True)
+        return 0
     from rich.console import Console
     from rich.table import Table
 
