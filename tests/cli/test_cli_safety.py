@@ -119,7 +119,8 @@ def test_ctrl_c_in_the_first_epoch_of_an_overwrite_puts_the_old_run_back(cli_env
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 130, stderr
     assert stderr.strip().splitlines()[-1] == (
-        "interrupted: stopped before the first epoch ended; nothing was saved")
+        f"interrupted: stopped before the first epoch ended, so nothing was saved and the earlier "
+        f"run in {run} is put back; run the same command again to start over")
     assert "Traceback" not in stderr
     assert contents(run) == before
     assert not [path for path in tmp_path.iterdir() if path.name.startswith(".")]
@@ -149,3 +150,17 @@ def test_a_stop_signal_twice_keeps_the_checkpoint_and_prints_no_traceback(cli_en
     result = json.loads((run / "result.json").read_text())
     assert result["status"] == "completed"
     assert result["resumed_from_epoch"] == int(kept[-1][6:10])
+
+
+def test_resume_where_nothing_was_saved_starts_over_with_a_note(cli_env, tmp_path):
+    # What a run stopped in its first epoch leaves: no folder. `--resume` then trains it
+    # from the beginning, and says so on stderr.
+    run = tmp_path / "run"
+    done = tricklab("train", write_recipe(tmp_path), "--out", str(run), "--resume", "--quiet",
+                    env=cli_env)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.splitlines()[0] == (
+        f"--resume: {run} holds no run yet (a run stopped before its first epoch ended saves "
+        "nothing); training starts from the beginning")
+    result = json.loads((run / "result.json").read_text())
+    assert result["status"] == "completed" and result["resumed_from_epoch"] == 0

@@ -395,3 +395,107 @@ def test_a_run_that_fails_in_its_first_epoch_puts_the_old_run_back(fixture_data,
     with pytest.raises(OSError, match="No space left on device"):
         train_recipe(recipe(model=large, train__epochs=1), out=disk / "new", progress="none")
     assert sorted(p.name for p in disk.iterdir()) == ["run"]
+
+
+def _stop_at(monkeypatch, owner, name, calls_before=0):
+    """Make `owner.name` raise KeyboardInterrupt (a Ctrl-C there) after `calls_before` calls."""
+    original, calls = getattr(owner, name), []
+
+    def stopped(*args, **kwargs):
+        if len(calls) == calls_before:
+            raise KeyboardInterrupt
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(owner, name, stopped)
+    return lambda: monkeypatch.setattr(owner, name, original)
+
+
+def test_ctrl_c_in_the_first_epoch_says_nothing_was_saved_and_resume_starts_over(
+    fixture_data, tmp_path, monkeypatch, capsys
+):
+    from tricklab.run.rundir import RunInterrupted
+    from tricklab.train import Trainer
+
+    run = tmp_path / "run"
+    undo = _stop_at(monkeypatch, Trainer, "_train_epoch")
+    with pytest.raises(RunInterrupted) as stopped:
+        train_recipe(recipe(), out=run, progress="none")
+    assert str(stopped.value) == ("stopped before the first epoch ended, so nothing was saved; "
+                                  "run the same command again to start over")
+    assert not run.exists()
+    undo()
+    # The same command with --resume: nothing to continue, so it starts, and says so.
+    resumed = train_recipe(recipe(), out=run, resume=True, progress="lines")
+    assert (f"--resume: {run} holds no run yet (a run stopped before its first epoch ended saves "
+            "nothing); training starts from the beginning\n") in capsys.readouterr().err
+    assert resumed.result["status"] == "completed" and resumed.result["resumed_from_epoch"] == 0
+    assert resumed.result["epochs_run"] == 2
+
+
+def test_ctrl_c_before_training_leaves_everything_as_it_was(fixture_data, tmp_path, monkeypatch):
+    from tricklab.run import runner
+    from tricklab.run.rundir import RunInterrupted
+
+    run = tmp_path / "run"
+    train_recipe(recipe(train__epochs=1), out=run, progress="none")
+    before = snapshot(run)
+    _stop_at(monkeypatch, runner, "load_data")
+    with pytest.raises(RunInterrupted) as stopped:
+        train_recipe(recipe(), out=tmp_path / "new", progress="none")
+    assert str(stopped.value) == ("stopped before training began: nothing was saved; run the "
+                                  "same command again to start over")
+    with pytest.raises(RunInterrupted) as stopped:
+        train_recipe(recipe(), out=run, overwrite=True, progress="none")
+    assert str(stopped.value) == (f"stopped before training began: the earlier run in {run} is "
+                                  "as it was; run the same command again to start over")
+    with pytest.raises(RunInterrupted) as stopped:
+        train_recipe(recipe(), out=run, resume=True, progress="none")
+    assert str(stopped.value) == (f"stopped before training resumed: {run} is as it was; run the "
+                                  "same command again to continue from epoch 1")
+    assert snapshot(run) == before and not (tmp_path / "new").exists()
+
+
+def test_ctrl_c_while_writing_the_results_keeps_the_checkpoint_to_finish_from(
+    fixture_data, tmp_path, monkeypatch
+):
+    from tricklab.run import runner
+    from tricklab.run.rundir import RunInterrupted
+
+    run = tmp_path / "run"
+    undo = _stop_at(monkeypatch, runner, "write_run")
+    with pytest.raises(RunInterrupted) as stopped:
+        train_recipe(recipe(), out=run, progress="none")
+    assert str(stopped.value) == (
+        f"stopped while writing the results: the checkpoint of epoch 2 is kept in "
+        f"{run / 'checkpoints'}; add --resume to the same command to finish the run")
+    assert (run / "checkpoints" / "epoch_0002.pt").is_file()
+    undo()
+    finished = train_recipe(recipe(), out=run, resume=True, progress="none")
+    assert finished.result["status"] == "completed"
+    assert finished.result["resumed_from_epoch"] == 2 and finished.result["epochs_run"] == 2
+
+
+def test_resume_without_a_checkpoint_says_it_starts_over_and_keeps_the_result_if_stopped(
+    fixture_data, tmp_path, monkeypatch, capsys
+):
+    from tricklab.run.rundir import RunInterrupted
+    from tricklab.train import Trainer
+
+    run = tmp_path / "run"
+    train_recipe(recipe(train__epochs=1), out=run, progress="none")
+    for checkpoint in (run / "checkpoints").iterdir():
+        checkpoint.unlink()
+    before = snapshot(run)
+    undo = _stop_at(monkeypatch, Trainer, "_train_epoch")
+    with pytest.raises(RunInterrupted) as stopped:
+        train_recipe(recipe(), out=run, resume=True, progress="lines")
+    assert str(stopped.value) == ("stopped before the first epoch ended, so nothing was saved; "
+                                  "run the same command again to start over")
+    assert (f"resume: no checkpoint in {run / 'checkpoints'}; training starts from the "
+            "beginning\n") in capsys.readouterr().err
+    # The earlier result.json is not replaced by an empty, interrupted one.
+    assert snapshot(run) == before
+    undo()
+    resumed = train_recipe(recipe(), out=run, resume=True, progress="none")
+    assert resumed.result["resumed_from_epoch"] == 0 and resumed.result["epochs_run"] == 2

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import platform
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
@@ -32,6 +33,7 @@ from tricklab.report import plot_learning_curves
 from tricklab.report.reconstructions import plot_reconstructions
 from tricklab.run.preflight import check_fits
 from tricklab.run.pretrained import check_reuse_chain, is_recipe, source_model
+from tricklab.run.replace import orphans
 from tricklab.run.rundir import RunDirectory, RunInterrupted
 from tricklab.train import FitResult, Trainer
 from tricklab.train.callbacks import Callback
@@ -329,7 +331,9 @@ def train_recipe(
     Args:
         recipe: A resolved recipe (`load_recipe` returns one).
         out: Run directory. Defaults to `runs/<recipe.name>`.
-        resume: Continue the run in `out` from its newest checkpoint. Defaults to `False`.
+        resume: Continue the run in `out` from its newest checkpoint. Where `out` holds
+            no run (one stopped before its first epoch ended saves nothing), the run
+            starts from the beginning, with a note saying so. Defaults to `False`.
         overwrite: Replace a run already in `out`. Defaults to `False`.
         progress: Progress display, see `ProgressReporter`. Defaults to `"auto"`.
         splits: The recipe's data, already loaded (a study's worker loads it once
@@ -343,45 +347,59 @@ def train_recipe(
     Raises:
         UserInputError: The folder holds another run or files that are not a run's,
             the data cannot be had, or the model does not fit its data and loss.
-        RunInterrupted: Ctrl-C or SIGTERM before the first epoch ended.
+        RunInterrupted: Ctrl-C or SIGTERM before the run had a checkpoint, or while
+            its results were written: the message says what is kept and the command
+            that goes on from there. Stopped later, the run returns with status
+            `interrupted`.
     """
     run_dir = RunDirectory(out if out is not None else Path("runs") / recipe.name)
+    # `--resume` where nothing was saved (a run stopped before its first epoch ended
+    # leaves no folder): the run starts from the beginning, as without `--resume`.
+    starting_over = (resume and not overwrite and not run_dir.holds_run()
+                     and not orphans(run_dir.path))
+    resume = resume and not starting_over
     run_dir.check_usable(resume, overwrite)
     resolved = recipe.to_dict()
     if resume:
         check_resumable(run_dir, recipe)
-    check_before_data(recipe)
-    splits = load_data(recipe) if splits is None else shaped_for_model(splits, recipe)
-    if recipe.train.target == "inputs":
-        splits = splits.as_reconstruction()
-    model, optimizer = build(
-        recipe, pretrained if pretrained is not None else run_dir.path.parent, progress
-    )
-    check_built(recipe, model, splits)
-    train = recipe.train
-    phases = training_phases(recipe)
-    first_epoch = _FirstEpoch()
-    observers: list[Callback] = [first_epoch]
-    probe = None
-    if doctor:
-        from tricklab.doctor import DoctorCallback, watch
+    with _stopping(run_dir, "prepare", overwrite, resume):
+        check_before_data(recipe)
+        splits = load_data(recipe) if splits is None else shaped_for_model(splits, recipe)
+        if recipe.train.target == "inputs":
+            splits = splits.as_reconstruction()
+        model, optimizer = build(
+            recipe, pretrained if pretrained is not None else run_dir.path.parent, progress
+        )
+        check_built(recipe, model, splits)
+        train = recipe.train
+        phases = training_phases(recipe)
+        first_epoch = _FirstEpoch()
+        observers: list[Callback] = [first_epoch]
+        probe = None
+        if doctor:
+            from tricklab.doctor import DoctorCallback, watch
 
-        probe = watch(model).attach()
-        observers.append(DoctorCallback(probe))
-    trainer = Trainer(
-        model,
-        optimizer,
-        loss=train.loss,
-        metrics=train.metrics,
-        callbacks=_phase_callbacks(recipe, phases[0], observers),
-        seed=recipe.seed,
-        checkpoint_dir=run_dir.checkpoints,
-        progress=progress,
-        # The doctor probes every layer at every probed step, so nothing is skipped.
-        cache_frozen_features=train.cache_frozen_features and not doctor,
-        augment=Pipeline(recipe.data["augment"]) if recipe.data.get("augment") else None,
-        precision=train.precision,
-    )
+            probe = watch(model).attach()
+            observers.append(DoctorCallback(probe))
+        trainer = Trainer(
+            model,
+            optimizer,
+            loss=train.loss,
+            metrics=train.metrics,
+            callbacks=_phase_callbacks(recipe, phases[0], observers),
+            seed=recipe.seed,
+            checkpoint_dir=run_dir.checkpoints,
+            progress=progress,
+            # The doctor probes every layer at every probed step, so nothing is skipped.
+            cache_frozen_features=train.cache_frozen_features and not doctor,
+            augment=Pipeline(recipe.data["augment"]) if recipe.data.get("augment") else None,
+            precision=train.precision,
+        )
+    if starting_over:
+        trainer.progress.note(
+            f"--resume: {run_dir.path} holds no run yet (a run stopped before its first epoch "
+            "ended saves nothing); training starts from the beginning"
+        )
     with run_dir.starting(overwrite, resume) as aside:
         def started() -> None:
             if not first_epoch.reached:
@@ -393,24 +411,67 @@ def train_recipe(
 
         first_epoch.start = started
         validation = (splits.val.x, splits.val.y) if splits.val is not None else None
-        try:
-            fit = _fit_phases(trainer, recipe, phases, splits, validation, resume, observers)
-        finally:
+        with _stopping(run_dir, "train", overwrite, resume):
+            try:
+                fit = _fit_phases(trainer, recipe, phases, splits, validation, resume, observers)
+            finally:
+                if probe is not None:
+                    probe.detach()
+        # Judged by checkpoints alone: a resumed run's earlier result.json is no progress of
+        # this command's, and is left as it is.
+        if fit.status == "interrupted" and not run_dir.checkpoint_epochs():
+            raise RunInterrupted(_interruption(run_dir, "train", overwrite, resume))
+        with _stopping(run_dir, "write", overwrite, resume):
+            started()
             if probe is not None:
-                probe.detach()
-        if fit.status == "interrupted" and not run_dir.has_progress():
-            raise RunInterrupted("stopped before the first epoch ended; nothing was saved")
-        started()
-        if probe is not None:
-            from tricklab.run.doctor import write_doctor
+                from tricklab.run.doctor import write_doctor
 
-            write_doctor(run_dir.path, probe.to_dict())
-        result = run_result(
-            recipe, model, trainer.device, splits, fit,
-            lambda _name, split: trainer.evaluate(split.x, split.y, batch_size=1024),
-        )
-        write_run(run_dir, recipe, splits, fit, result, model, trainer.optimizer, trainer.predict)
+                write_doctor(run_dir.path, probe.to_dict())
+            result = run_result(
+                recipe, model, trainer.device, splits, fit,
+                lambda _name, split: trainer.evaluate(split.x, split.y, batch_size=1024),
+            )
+            write_run(run_dir, recipe, splits, fit, result, model, trainer.optimizer,
+                      trainer.predict)
     return RunOutcome(run_dir.path, result, EXIT_CODES[fit.status])
+
+
+Stage = Literal["prepare", "train", "write"]
+"""Where a run is: checking and loading, training, or evaluating and writing its results."""
+
+
+@contextlib.contextmanager
+def _stopping(run_dir: RunDirectory, stage: Stage, overwrite: bool, resume: bool) -> Iterator[None]:
+    """Within it, Ctrl-C or SIGTERM ends the run with a `RunInterrupted` saying what is kept."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        raise RunInterrupted(_interruption(run_dir, stage, overwrite, resume)) from None
+
+
+def _interruption(run_dir: RunDirectory, stage: Stage, overwrite: bool, resume: bool) -> str:
+    """What a run stopped at `stage` leaves, and the command that goes on from there.
+
+    Read from the folder as the run leaves it, before `RunDirectory.starting`
+    tidies up: checkpoints of this run are kept, anything else of it is removed
+    (an `--overwrite` puts the earlier run back).
+    """
+    kept = run_dir.checkpoint_epochs()
+    if stage == "write" and kept:
+        again = "run the same command again" if resume else "add --resume to the same command"
+        return (f"stopped while writing the results: the checkpoint of epoch {kept[-1]} is kept "
+                f"in {run_dir.checkpoints}; {again} to finish the run")
+    if resume and kept:
+        return (f"stopped before training resumed: {run_dir.path} is as it was; run the same "
+                f"command again to continue from epoch {kept[-1]}")
+    if stage == "prepare":
+        left = (f"the earlier run in {run_dir.path} is as it was" if overwrite
+                else "nothing was saved")
+        return f"stopped before training began: {left}; run the same command again to start over"
+    when = ("before the first epoch ended" if stage == "train"
+            else "while writing the results, before any checkpoint")
+    back = f" and the earlier run in {run_dir.path} is put back" if overwrite else ""
+    return f"stopped {when}, so nothing was saved{back}; run the same command again to start over"
 
 
 def write_run(

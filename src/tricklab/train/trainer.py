@@ -221,8 +221,9 @@ class Trainer:
                 like `x` and `y`. It overrides `validation_split`, as in Keras.
                 Defaults to `None`.
             shuffle: Draw a new permutation each epoch. Defaults to `True`.
-            resume: Continue from the newest readable checkpoint in `checkpoint_dir`.
-                Defaults to `False`.
+            resume: Continue from the newest readable checkpoint in `checkpoint_dir`;
+                with none there, training starts from the beginning, and a progress
+                note says so. Defaults to `False`.
             initial_epoch: Epochs already done, e.g. by an earlier phase of this
                 trainer (Keras's `initial_epoch`). Defaults to `0`.
             validation_split: Fraction in [0, 1) of the samples held out as
@@ -541,6 +542,11 @@ class Trainer:
         them: another phase's optimizer may train other parameters.
         """
         if self.checkpoints is None:
+            return None
+        if not self.checkpoints.paths():
+            # Never silently: asked to resume, the run says it starts over.
+            self.progress.note(f"resume: no checkpoint in {self.checkpoints.directory}; "
+                               "training starts from the beginning")
             return None
         state = self.checkpoints.load_latest(self._restore_from)
         return None if state is None else state["epoch"]
