@@ -280,7 +280,8 @@ def test_the_page_says_which_curves_it_leaves_out(report: tuple[Path, Path]) -> 
     text = report[0].read_text(encoding="utf-8")
     assert ('<p class="note">Not plotted: accuracy, loss, lr. Every value each run logged, '
             "per epoch, is in its folder's <code>history.csv</code>") in text
-    assert "learning-rate search and every variant's recipe are in report.html." in (
+    assert ("The plots (differences from the baseline, learning curves, wall time), the "
+            "learning-rate search and every variant's recipe are in report.html.") in (
         report[1].read_text(encoding="utf-8"))
 
 
@@ -309,7 +310,7 @@ def test_a_variant_identical_to_another_on_every_seed_is_marked(tmp_path: Path) 
     assert row is not None and '<td class="name">early_stopping *</td>' in row.group(0)
     assert f'<p class="note identical">* {note}.</p>' in text
     markdown = markdown_path.read_text(encoding="utf-8")
-    assert "| early_stopping * |" in markdown and f"\n* {note}.\n" in markdown
+    assert "| early_stopping * |" in markdown and f"\n\\* {note}.\n" in markdown
     assert "| dropout |" in markdown  # the variant it repeats is not marked
     caption = _caption(study_table(tmp_path), 250)
     assert caption.startswith(f"* {note} the report (")

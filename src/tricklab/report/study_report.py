@@ -414,10 +414,12 @@ def render_markdown(results: StudyResults, recommendation: list[str] | None = No
                                 for k, _ in columns) + " |"
               for row in table_rows(results)]
     if results.identical:
-        lines += ["", *(f"{IDENTICAL_MARK} {cell(identical_note(found, results.metric))}."
+        # Escaped: a line opening with "* " would be a list item.
+        lines += ["", *(f"\\{IDENTICAL_MARK} {cell(identical_note(found, results.metric))}."
                         for found in results.identical)]
-    lines += ["", "The plots (differences from the baseline, learning curves, wall time), the "
-              "learning-rate search and every variant's recipe are in report.html."]
+    search = ", the learning-rate search" if results.learning_rate_searches else ""
+    lines += ["", "The plots (differences from the baseline, learning curves, wall time)"
+              f"{search} and every variant's recipe are in report.html."]
     warnings = [*results.warnings]
     warnings += [f"{run.run_id} {run.status}" + (f": {run.error.strip().splitlines()[-1]}"
                  if run.error and run.error.strip() else "") for run in results.problems]
