@@ -150,6 +150,50 @@ def test_bad_recipes_exit_2_with_one_line_and_touch_nothing(cli_env, tmp_path, e
     assert (run / "result.json").read_text() == "{}"
 
 
+def imports_and_errors(*args: str, env: dict[str, str]) -> tuple[int, set[str], str]:
+    """Exit code, every module imported (`python -X importtime`) and stderr without those lines."""
+    done = subprocess.run([sys.executable, "-X", "importtime", "-m", "tricklab", *args], env=env,
+                          capture_output=True, text=True, timeout=300)
+    lines = done.stderr.splitlines()
+    modules = {line.rsplit("|", 1)[1].strip() for line in lines if line.startswith("import time:")}
+    return done.returncode, modules, "\n".join(line for line in lines
+                                                if not line.startswith("import time:"))
+
+
+def test_errors_list_and_schema_answer_before_pytorch_is_imported(cli_env, tmp_path):
+    good = write_recipe(tmp_path, SMALL)
+    typo = tmp_path / "typo.yaml"
+    typo.write_text(yaml.safe_dump({**SMALL, "model": {"layers": ["flaten"]}}))
+    study = tmp_path / "study.yaml"
+    study.write_text(yaml.safe_dump({"name": "s", "base": good, "variants": {
+        "a": {}, "b": {"set": {"train.optimizer.name": "adma"}}}}))
+    heavy = {"torch", "matplotlib", "pandas", "numpy"}
+    # An empty cache: a wrong key is found from the recipe's structure alone, a wrong name
+    # by the full check, which leaves the registry snapshot behind for the next command.
+    empty = {**cli_env, "TRICKLAB_CACHE": str(tmp_path / "empty")}
+    key = tmp_path / "key.yaml"
+    key.write_text(yaml.safe_dump({**SMALL, "train": {**SMALL["train"], "optimizr": "adam"}}))
+    code, modules, stderr = imports_and_errors("train", str(key), env=empty)
+    assert code == 2 and not modules & heavy
+    assert stderr.startswith("error: train: unknown key 'optimizr'; accepted keys: ")
+    code, modules, first = imports_and_errors("train", str(typo), env=empty)
+    assert code == 2 and "torch" in modules
+    assert first.startswith("error: model.layers.0: unknown layer 'flaten'; did you mean "
+                            "'flatten'? Known: activation, ")
+    assert len(list((tmp_path / "empty" / "registries").glob("*.json"))) == 1
+    for command in ("train", "doctor", "lr-find", "summary", "tricks"):
+        code, modules, stderr = imports_and_errors(command, str(typo), env=empty)
+        assert (code, stderr) == (2, first), command
+        assert not modules & heavy, command
+    code, modules, stderr = imports_and_errors("study", str(study), env=empty)
+    assert code == 2 and not modules & heavy
+    assert stderr.startswith(f"error: {study}: variants.b: train.optimizer.name: unknown "
+                             "optimizer 'adma'; did you mean 'adam'?")
+    for command in (("list", "layers"), ("schema",)):
+        code, modules, _ = imports_and_errors(*command, env=empty)
+        assert code == 0 and not modules & heavy, command
+
+
 def test_missing_recipe_file_and_missing_dataset(cli_env, tmp_path):
     missing = tricklab("train", str(tmp_path / "nope.yaml"), env=cli_env)
     assert missing.returncode == 2 and missing.stderr.strip() == (

@@ -17,7 +17,7 @@ import sys
 import time
 import warnings
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from typer.core import TyperGroup, TyperOption
@@ -34,6 +34,9 @@ from tricklab.errors import (
     system_error_line,
 )
 from tricklab.signals import stop_signals
+
+if TYPE_CHECKING:
+    from tricklab.recipe.snapshot import Snapshot
 
 _typed_display = TyperOption.display_type_rich
 
@@ -136,6 +139,27 @@ def _root(
     """tricklab: every technique of the 'Training Deep Neural Networks' chapter, measured."""
 
 
+_snapshot_missing = False
+"""Whether this command found no registry snapshot in the cache: it writes one at its end."""
+
+
+def _snapshot() -> Snapshot | None:
+    """The cached registry snapshot, or `None` (noted, so that `main` writes one)."""
+    global _snapshot_missing
+    from tricklab.recipe.snapshot import cached_snapshot
+
+    snapshot = cached_snapshot()
+    _snapshot_missing = snapshot is None
+    return snapshot
+
+
+def _check_recipe(recipe: Path, overrides: list[str] | None) -> None:
+    """The recipe's first error, before PyTorch is imported (`tricklab.recipe.quick_check`)."""
+    from tricklab.recipe.quick_check import quick_check_recipe
+
+    quick_check_recipe(recipe, overrides or [], _snapshot())
+
+
 @app.command()
 def train(
     recipe: RecipeArgument,
@@ -155,6 +179,7 @@ def train(
     Prints the final metrics and the run directory on stdout (with `--json`,
     `result.json` and `run_dir` as one JSON object); progress goes to stderr.
     """
+    _check_recipe(recipe, set_)
     from tricklab.recipe import load_recipe
     from tricklab.run import train_recipe
 
@@ -198,6 +223,7 @@ def doctor_command(
     Prints the verdict, its findings and the `doctor.json` path on stdout (with
     `--json`, the verdict, findings, steps and `run_dir` as one JSON object).
     """
+    _check_recipe(recipe, set_)
     from tricklab.recipe import load_recipe
     from tricklab.run.doctor import doctor_recipe
 
@@ -232,12 +258,18 @@ def _show_diagnosis(folder: Path) -> None:
 @app.command()
 def summary(recipe: RecipeArgument, set_: SetOption = None) -> int:
     """Print the recipe's network as a Keras-like table: layers, output shapes, parameters."""
-    from tricklab.nn import format_summary
+    _check_recipe(recipe, set_)
+    from tricklab.nn import build_model, format_summary
     from tricklab.recipe import load_recipe
-    from tricklab.run import build
 
     resolved = load_recipe(recipe, set_ or [])
-    model, _ = build(resolved)
+    if resolved.model.reuse is None:
+        # The model alone: an optimizer (and what training imports) would only cost time.
+        model = build_model(resolved.model.input_shape, resolved.model.layers)
+    else:
+        from tricklab.run import build
+
+        model, _ = build(resolved)
     typer.echo(f"Recipe: {resolved.name}")
     typer.echo(format_summary(model))
     if resolved.preset:
@@ -263,6 +295,7 @@ def lr_find(
     overwrite: Annotated[bool, typer.Option(help="Replace an earlier test.")] = False,
 ) -> int:
     """Learning-rate range test: loss against an exponentially growing learning rate."""
+    _check_recipe(recipe, set_)
     from tricklab.recipe import load_recipe
     from tricklab.run import lr_find_recipe
 
@@ -463,6 +496,9 @@ def study_run(
     the table as data with the report's path and the study folder, as one JSON
     object); progress goes to stderr.
     """
+    from tricklab.recipe.quick_check import quick_check_study
+
+    quick_check_study(study, seeds, quick, set_ or [], _snapshot())
     from tricklab.report.study_report import write_study_report
     from tricklab.run.study import run_study, study_summary
 
@@ -531,6 +567,7 @@ def tricks_command(
 ) -> int:
     """Try the chapter's tricks one at a time on a recipe; recommend the ones that help."""
     started = time.perf_counter()
+    _check_recipe(recipe, None)
     from tricklab.run.tricks import (
         DEFAULT_SEEDS,
         TricksPlan,
@@ -610,9 +647,9 @@ def _show_study(folder: Path) -> None:
 @app.command()
 def schema() -> int:
     """Print the JSON Schema of a recipe (for editors and validators)."""
-    from tricklab.recipe.jsonschema import recipe_json_schema
+    from tricklab.recipe.snapshot import current_snapshot
 
-    typer.echo(json.dumps(recipe_json_schema(), indent=2))
+    typer.echo(json.dumps(current_snapshot().json_schema, indent=2))
     return 0
 
 
@@ -654,9 +691,9 @@ def list_(
     from rich.console import Console
     from rich.table import Table
 
-    from tricklab.registries import registry_for
+    from tricklab.recipe.snapshot import current_snapshot
 
-    registry = registry_for(family)
+    registry = current_snapshot().family(family)
     table = Table(title=f"tricklab {family}")
     for column in ("name", "description", "reference", "keras"):
         table.add_column(column, overflow="fold")
@@ -730,6 +767,12 @@ def main(argv: list[str] | None = None) -> int:
                 raise
             print(f"error: {system_error_line(error)}", file=sys.stderr)
     code = code if isinstance(code, int) else 0
+    if _snapshot_missing and "torch" in sys.modules and code not in (EXIT_INTERRUPTED,
+                                                                      EXIT_SYSTEM):
+        # Built from what this command imported anyway: the next one's errors come fast.
+        from tricklab.recipe.snapshot import current_snapshot
+
+        current_snapshot()
     return signals.exit_code if code == EXIT_INTERRUPTED and signals.received else code
 
 

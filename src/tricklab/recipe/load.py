@@ -18,18 +18,23 @@ from tricklab.recipe.document import (
 )
 from tricklab.recipe.resolve import resolve
 from tricklab.recipe.schema import Recipe
+from tricklab.recipe.snapshot import Snapshot
 from tricklab.recipe.yaml_input import shown_path
 
 
-def recipe_from_dict(document: Any, source: str = "recipe") -> Recipe:
+def recipe_from_dict(document: Any, source: str = "recipe",
+                     snapshot: Snapshot | None = None) -> Recipe:
     """Validate and resolve a recipe given as Python data.
 
     Args:
         document: The parsed YAML.
         source: Where the document came from, for messages. Defaults to `"recipe"`.
+        snapshot: Only check it against this registry snapshot, without PyTorch (see
+            `tricklab.recipe.resolve.resolve`). Defaults to `None`.
     """
-    recipe, decisions = check_structure(document, source)
-    resolved = resolve(recipe)
+    activations = None if snapshot is None else snapshot["activations"]
+    recipe, decisions = check_structure(document, source, activations)
+    resolved = resolve(recipe, snapshot)
     resolved._preset_decisions = decisions
     return resolved
 

@@ -17,8 +17,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from tricklab.recipe.document import check_structure, read_document
-from tricklab.recipe.resolve import resolve
+from tricklab.recipe.load import recipe_from_dict
 from tricklab.recipe.snapshot import Snapshot
+from tricklab.recipe.study import load_study
 from tricklab.recipe.yaml_input import shown_path
 
 
@@ -37,12 +38,30 @@ def quick_check_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] 
         UserInputError: The error the full load would raise for that problem.
     """
     document = read_document(path, overrides)
-    if snapshot is None and document.get("preset") is not None:
-        return
-    activations = None if snapshot is None else snapshot["activations"]
-    recipe, _ = check_structure(document, shown_path(path), activations)
     if snapshot is not None:
-        resolve(recipe, snapshot)
+        recipe_from_dict(document, shown_path(path), snapshot)
+    elif document.get("preset") is None:
+        check_structure(document, shown_path(path))
 
 
-__all__ = ["quick_check_recipe"]
+def quick_check_study(path: str | Path, seeds: int | None = None, quick: bool = False,
+                      overrides: list[str] | tuple[str, ...] = (),
+                      snapshot: Snapshot | None = None) -> None:
+    """Raise the first error of a study file (and its variants' recipes) found without PyTorch.
+
+    Args:
+        path: The study YAML file.
+        seeds: `--seeds`. Defaults to `None`.
+        quick: `--quick`. Defaults to `False`.
+        overrides: `--set` values for every variant. Defaults to `()`.
+        snapshot: The registry snapshot. Defaults to `None`: nothing is checked, as a
+            study's recipes cannot be without it.
+
+    Raises:
+        UserInputError: The error `load_study` would raise for that problem.
+    """
+    if snapshot is not None:
+        load_study(path, seeds, quick, overrides, snapshot)
+
+
+__all__ = ["quick_check_recipe", "quick_check_study"]

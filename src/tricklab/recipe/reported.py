@@ -25,7 +25,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from tricklab.recipe.schema import Recipe
-from tricklab.train.metrics import metrics as metric_registry
 
 SPLIT_PREFIXES = ("train", "val", "test")
 """The splits whose final scores `result.json` reports, as prefixes of its metric names."""
@@ -108,6 +107,8 @@ def unlisted_metric(name: str, recipe: Recipe, produced: Sequence[str]) -> str |
         recipe: A resolved recipe.
         produced: The names of that kind the run does produce, e.g. `logged_keys(recipe)`.
     """
+    from tricklab.train.metrics import metrics as metric_registry
+
     stem = name
     for prefix in SPLIT_PREFIXES:
         stem = stem.removeprefix(f"{prefix}_")

@@ -37,6 +37,7 @@ import pydantic_core
 from tricklab import __version__, checks
 from tricklab.atomic import write_text
 from tricklab.config import check_config
+from tricklab.errors import UserInputError, unknown_name_message
 from tricklab.paths import cache_dir
 from tricklab.registry import Entries
 
@@ -124,6 +125,17 @@ class Snapshot:
 
     def __getitem__(self, family: str) -> SnapshotRegistry:
         return self.registries[family]
+
+    def family(self, name: str) -> SnapshotRegistry:
+        """The registry of the family `name` (plural, e.g. `"optimizers"`).
+
+        Raises:
+            UserInputError: For an unknown family, naming the known ones, as
+                `tricklab.registries.registry_for` does.
+        """
+        if name not in self.registries:
+            raise UserInputError(unknown_name_message("family", "family", name, self.registries))
+        return self.registries[name]
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.registries)

@@ -47,7 +47,7 @@ from tricklab.errors import UserInputError, did_you_mean
 from tricklab.recipe.load import apply_override, parse_override, read_yaml, recipe_from_dict
 from tricklab.recipe.reported import logged_keys, result_metric_names, unlisted_metric
 from tricklab.recipe.schema import Recipe, _Section
-from tricklab.study.statistics import higher_is_better
+from tricklab.recipe.snapshot import Snapshot
 
 MAX_SEEDS = 1000
 """The most seeds a study may have: its `seeds` number, its seed list's length and `--seeds`."""
@@ -236,11 +236,14 @@ class Study:
         spec: The resolved spec as plain data (what the study store keeps).
         source: The study file, for messages.
         variant_documents: Each variant's recipe document before seed and rate are set.
+        snapshot: The registry snapshot the recipes are checked against, without PyTorch,
+            instead of being resolved (see `load_study`). Defaults to `None`.
     """
 
     spec: dict[str, Any]
     source: str
     variant_documents: dict[str, dict[str, Any]]
+    snapshot: Snapshot | None = None
 
     @property
     def name(self) -> str:
@@ -281,7 +284,7 @@ class Study:
         suffix = f"-{run_id.replace('/', '-')}"
         document["name"] = f"{self.name[: 100 - len(suffix)]}{suffix}"
         try:
-            recipe = recipe_from_dict(document, "recipe")
+            recipe = recipe_from_dict(document, "recipe", self.snapshot)
         except UserInputError as error:
             raise UserInputError(f"{self.source}: variants.{variant}: {error}") from None
         return PlannedRun(run_id, variant, seed, phase, learning_rate, recipe.to_dict())
@@ -296,6 +299,7 @@ def load_study(
     seeds: int | None = None,
     quick: bool = False,
     overrides: list[str] | tuple[str, ...] = (),
+    snapshot: Snapshot | None = None,
 ) -> Study:
     """Read and validate a study file, resolving every variant's recipe.
 
@@ -309,6 +313,10 @@ def load_study(
             `budget:` (so `train.epochs=1` shortens every run), before `--quick`
             shrinks the epochs. They are kept in the spec (`overrides`) and count in
             the fingerprint. Defaults to `()`.
+        snapshot: Only check the file, against this registry snapshot and without
+            importing PyTorch (`tricklab.recipe.quick_check`): what the snapshot cannot
+            decide (a run's metric names, among others) is left unchecked, and the study
+            returned is not to be run. Defaults to `None` (resolve everything).
 
     Raises:
         UserInputError: Naming the file and the field at fault, among them a
@@ -359,7 +367,7 @@ def load_study(
         "question": spec.question,
         "description": spec.description,
         "metric": spec.metric,
-        "higher_is_better": higher_is_better(spec.metric),
+        "higher_is_better": None if snapshot is not None else _higher_is_better(spec.metric),
         "baseline": baseline,
         "seeds": seed_list,
         "target": None if spec.target is None else spec.target.model_dump(),
@@ -373,7 +381,7 @@ def load_study(
             "metric": spec.lr_search.metric,
         },
     }
-    study = Study(resolved, str(path), documents)
+    study = Study(resolved, str(path), documents, snapshot)
     for name in spec.variants:
         description = (spec.variants[name] or VariantSpec()).description
         variants[name] = {
@@ -388,8 +396,16 @@ def load_study(
             f"{path}: lr_search: choosing a learning rate needs a validation split; "
             "set data.validation in the base recipe (e.g. 5000)"
         )
-    _check_metric_names(study, searched)
+    if snapshot is None:
+        _check_metric_names(study, searched)
     return study
+
+
+def _higher_is_better(metric: str) -> bool:
+    # Imported here: statistics need NumPy and SciPy, which a quick check spares.
+    from tricklab.study.statistics import higher_is_better
+
+    return higher_is_better(metric)
 
 
 def _study_override(text: str) -> tuple[list[str], Any]:
