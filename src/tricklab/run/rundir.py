@@ -41,7 +41,12 @@ _CHECKPOINT = re.compile(r"^epoch_(\d{4,})\.pt$")
 
 
 class RunInterrupted(TricklabError):
-    """Ctrl-C or SIGTERM before the first epoch ended: nothing was kept (exit code 130 or 143)."""
+    """Ctrl-C or SIGTERM where the run cannot end as `interrupted` (exit code 130 or 143).
+
+    Before training began or the first epoch ended, nothing was kept; while the
+    results were written, the last checkpoint is kept and `--resume` finishes the
+    run. The message says which.
+    """
 
     exit_code = EXIT_INTERRUPTED
 

@@ -364,7 +364,7 @@ def run_study(
             doctor section. Defaults to `False`.
         batch_seeds: Train the seeds of a variant (in the learning-rate search: of a
             variant and rate) together as one batched model where its recipe
-            allows (`tricklab.train.batched.batchable`; main runs not with
+            allows (`tricklab.run.batched_recipes.batchable`; main runs not with
             `doctor`): `True`, `False`, or `None` to do so where the runs train on
             a GPU (`batch_seeds_by_default`). Such a run's `result.json` says
             `batched_seeds` (the group's size) and its `wall_time_s` is the group's
