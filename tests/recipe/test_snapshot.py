@@ -15,7 +15,7 @@ from tricklab.errors import UserInputError
 from tricklab.recipe import load_recipe
 from tricklab.recipe import snapshot as snapshot_module
 from tricklab.recipe.load import read_yaml
-from tricklab.recipe.quick_check import quick_check_recipe
+from tricklab.recipe.quick_check import quick_check_recipe, quick_check_study
 from tricklab.recipe.snapshot import (
     FOLDER,
     Undecided,
@@ -24,6 +24,7 @@ from tricklab.recipe.snapshot import (
     current_snapshot,
     snapshot_key,
 )
+from tricklab.recipe.study import load_study
 from tricklab.registries import REGISTRIES
 
 from ..conftest import REPOSITORY
@@ -125,6 +126,20 @@ def test_the_quick_check_finds_each_typo_with_the_full_loads_words(path, tmp_pat
         assert actual == expected, what
         found += 1
     assert found >= 8
+
+
+STUDIES = sorted((REPOSITORY / "studies").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", STUDIES, ids=[p.stem for p in STUDIES])
+def test_the_quick_check_of_a_study_finds_a_variants_typo_with_load_studys_words(path):
+    quick_check_study(path, snapshot=SNAPSHOT)  # a valid study passes
+    for overrides, where in [(["train.optimizer.name=adamm"], "unknown optimizer"),
+                             (["train.epochs=0"], "train.epochs"),
+                             (["model.layers.0=dens"], "unknown layer")]:
+        expected = verdict(load_study, path, None, True, overrides)
+        assert expected is not None and where in expected
+        assert verdict(quick_check_study, path, None, True, overrides, SNAPSHOT) == expected
 
 
 def test_bad_files_are_reported_without_a_snapshot(tmp_path):

@@ -167,6 +167,14 @@ def test_bad_options_are_refused_before_anything_is_written(
     assert not (tmp_path / "study").exists()
 
 
+def test_data_that_cannot_be_loaded_is_refused_before_the_folder_is_made(fixture_data, tmp_path):
+    # The fixture holds 2000 training images: a validation split of 5000 cannot be taken.
+    base = {**BASE, "data": {**BASE["data"], "validation": 5000}}
+    with pytest.raises(UserInputError, match=r"^data\.validation"):
+        run_study(write_study(tmp_path, base=base), out=tmp_path / "study", progress="none")
+    assert not (tmp_path / "study").exists()
+
+
 def test_a_folder_holding_something_else_is_refused(fixture_data, tmp_path):
     (tmp_path / "study").mkdir()
     (tmp_path / "study" / "notes.txt").write_text("mine")

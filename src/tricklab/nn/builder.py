@@ -26,6 +26,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import nn
 
+from tricklab.config import split_trainable
 from tricklab.errors import UserInputError
 from tricklab.nn.base import Layer, Shape, as_shape, build_layer, output_shape_of, resolve_nested
 from tricklab.nn.base import layers as layer_registry
@@ -51,7 +52,7 @@ def resolve_layers(
         raise UserInputError(f"{path}: expected a non-empty list of layers (got {layers!r})")
     resolved = []
     for index, item in enumerate(layers):
-        item, trainable = _split_trainable(item, f"{path}.{index}")
+        item, trainable = split_trainable(item, f"{path}.{index}")
         name, config = layer_registry.resolve(item, f"{path}.{index}")
         factory = layer_registry.info(name).factory
         config = resolve_nested(factory, config, f"{path}.{index}.{name}")
@@ -61,21 +62,6 @@ def resolve_layers(
         # Only a frozen layer says so, keeping every other resolved recipe as it was.
         resolved.append({name: config if trainable else {**config, "trainable": False}})
     return resolved
-
-
-def _split_trainable(item: str | dict[str, Any], path: str) -> tuple[str | dict[str, Any], bool]:
-    """Take the Keras-wide `trainable` option out of a layer entry, which no layer's own
-    signature has: `{dense: {units: 8, trainable: false}}` -> `({dense: {units: 8}}, False)`."""
-    if not isinstance(item, dict) or len(item) != 1:
-        return item, True
-    ((name, config),) = item.items()
-    if not isinstance(config, dict) or "trainable" not in config:
-        return item, True
-    config = dict(config)
-    trainable = config.pop("trainable")
-    if not isinstance(trainable, bool):
-        raise UserInputError(f"{path}.{name}.trainable: expected true or false, got {trainable!r}")
-    return {name: config}, trainable
 
 
 def build_model(

@@ -28,13 +28,14 @@ import functools
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from typing import Annotated, Any, ClassVar, Literal, TypeVar
+from typing import Annotated, ClassVar, Literal, TypeVar
 
 import torch
 import torch.nn.functional as F
-from pydantic import AfterValidator, Field, PlainValidator, ValidationInfo
+from pydantic import AfterValidator, Field, PlainValidator
 from torch import nn
 
+from tricklab.checks import as_pair, not_with_strides, positive_pair
 from tricklab.errors import UserInputError
 from tricklab.nn.activations import ActivationSpec, activations
 from tricklab.nn.base import Layer, Projection, Shape, build_layer, is_image, layers
@@ -53,54 +54,13 @@ CONV_KERAS_LAYOUT = (2, 3, 1, 0)
 Padding = Literal["valid", "same"]
 
 
-def _validate_pair(value: Any) -> int | list[int]:
-    """Accept a positive int or two of them (a list, or a tuple made a list)."""
-
-    def positive(item: Any) -> bool:
-        return isinstance(item, int) and not isinstance(item, bool) and item > 0
-
-    if positive(value):
-        return value
-    if (
-        isinstance(value, Sequence)
-        and not isinstance(value, str)
-        and len(value) == 2
-        and all(positive(item) for item in value)
-    ):
-        return list(value)
-    raise ValueError("expected a positive integer or a list of two, e.g. [3, 3]")
-
-
-def _not_with_strides(value: int | list[int], info: ValidationInfo) -> int | list[int]:
-    """Reject dilation > 1 with strides > 1, as Keras does (TensorFlow has no such kernel)."""
-    strides = info.data.get("strides")
-    if strides is not None and max(as_pair(value)) > 1 and max(as_pair(strides)) > 1:
-        raise ValueError(
-            f"dilation_rate > 1 cannot be combined with strides > 1 (strides {strides}), "
-            "as in Keras"
-        )
-    return value
-
-
-Pair = Annotated[int | list[int], PlainValidator(_validate_pair)]
+Pair = Annotated[int | list[int], PlainValidator(positive_pair)]
 """A window size, stride or dilation: one positive int for both axes, or `[height, width]`."""
 
 Dilation = Annotated[
-    int | list[int], PlainValidator(_validate_pair), AfterValidator(_not_with_strides)
+    int | list[int], PlainValidator(positive_pair), AfterValidator(not_with_strides)
 ]
 """A dilation rate (see `Pair`); above 1 only with strides of 1, as in Keras."""
-
-
-def as_pair(value: int | Sequence[int]) -> tuple[int, int]:
-    """`(height, width)` of a size given as one int or as two.
-
-    Args:
-        value: An int for both axes, or a pair.
-    """
-    if isinstance(value, int):
-        return value, value
-    height, width = value
-    return int(height), int(width)
 
 
 def same_padding(size: int, window: int, stride: int) -> tuple[int, int]:

@@ -18,11 +18,11 @@ from typing import ClassVar
 import torch
 import torch.nn.functional as F
 
+from tricklab.checks import as_pair
 from tricklab.nn.base import Layer, Shape, layers
 from tricklab.nn.convolutional import (
     Padding,
     Pair,
-    as_pair,
     image_shape,
     same_padding,
     window_output,

@@ -1,9 +1,28 @@
-"""Glue: a resolved recipe becomes a model, an optimizer, a Trainer and a run directory."""
+"""Glue: a resolved recipe becomes a model, an optimizer, a Trainer and a run directory.
 
-from tricklab.run.lr_find import lr_find_recipe
-from tricklab.run.rundir import RunDirectory
-from tricklab.run.runner import RunOutcome, build, load_data, train_recipe
-from tricklab.run.seed_group import train_seed_group
+The names below load lazily (PEP 562): a module of this package that needs no
+PyTorch (reading a study folder, say) is imported without it.
+"""
 
-__all__ = ["RunDirectory", "RunOutcome", "build", "load_data", "lr_find_recipe", "train_recipe",
-           "train_seed_group"]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "lr_find_recipe": "tricklab.run.lr_find",
+    "RunDirectory": "tricklab.run.rundir",
+    "RunOutcome": "tricklab.run.runner",
+    "build": "tricklab.run.runner",
+    "load_data": "tricklab.run.runner",
+    "train_recipe": "tricklab.run.runner",
+    "train_seed_group": "tricklab.run.seed_group",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'tricklab.run' has no attribute {name!r}")

@@ -391,6 +391,9 @@ def run_study(
     search_runs = _search_runs(study)
     study_dir = Path(out) if out is not None else default_study_dir(study)
     planned_ids = {run.run_id for run in (*main_runs.values(), *search_runs)}
+    if backend == "local":
+        # Before the folder is touched: data that cannot be loaded leaves nothing behind.
+        preload(main_runs.values())
     with StudyLock(study_dir):
         try:
             store = open_store(study, study_dir, force_new)
@@ -400,7 +403,6 @@ def run_study(
             finally:
                 store.close()  # opened again once the workers are forked (see LocalBackend)
             if backend == "local":
-                preload(main_runs.values())
                 runner: Any = LocalBackend(count)
             else:
                 runner = RayBackend(count, address)

@@ -34,8 +34,8 @@ class StudyProgress:
             self._live = Live(self._line(), console=Console(stderr=True), refresh_per_second=2)
             self._live.start()
         elif self.mode == "lines":
-            print(f"{label}: {total} runs, {finished} already finished, {workers} workers",
-                  file=sys.stderr)
+            print(f"{label}: {total} runs, {finished} already finished, {workers} "
+                  f"{'worker' if workers == 1 else 'workers'}", file=sys.stderr)
 
     def _line(self) -> str:
         remaining = self.total - self.finished
