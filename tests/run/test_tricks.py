@@ -385,6 +385,15 @@ def test_an_out_folder_holding_another_study_or_files_is_refused_untouched(
     assert not (tmp_path / "new").exists()
 
 
+def test_the_preset_on_a_deep_net_adds_batch_norm_after_each_hidden_layer(fixture_data):
+    plan = plan_tricks(RECIPES / "doctor" / "deep_sigmoid_normal.yaml", ("preset",))
+    (variant,) = plan.variants
+    assert variant.description.endswith(", batch normalization (the net is deep)")
+    layers = [next(iter(entry)) for entry in variant.change.set["model.layers"]]
+    hidden = layers.count("dense") - 1
+    assert hidden >= 10 and layers.count("batch_norm") == hidden
+
+
 def test_the_subject_reads_layers_after_the_preset(fixture_data):
     document = read_yaml(RECIPES / "chapter11" / "default_dnn_preset.yaml")
     subject = Subject.of(copy.deepcopy(document))

@@ -26,8 +26,9 @@ DEEP_FROM = 10
 presets: Registry = Registry("preset")
 """Each entry is a function that fills a raw recipe in place and returns its decisions."""
 
-_ACTIVATIONS: ContextVar[Container[str]] = ContextVar("activation layer names")
-"""The activation names a preset being applied tells apart from other layers."""
+_ACTIVATIONS: ContextVar[Container[str] | None] = ContextVar("activation layer names")
+"""The activation names a preset being applied tells apart from other layers, when the
+caller gives them (the registry snapshot's); unset, the live registry's are read."""
 
 
 def _layer_name(entry: Any) -> str:
@@ -38,7 +39,15 @@ def _layer_name(entry: Any) -> str:
 
 def _is_activation(layers: list[Any], index: int) -> bool:
     name = _layer_name(layers[index]) if index < len(layers) else ""
-    return name in _ACTIVATIONS.get() or name == "activation"
+    return name in _activation_names() or name == "activation"
+
+
+def _activation_names() -> Container[str]:
+    """The names `apply_preset` was given, else the live registry's (which imports PyTorch)."""
+    names = _ACTIVATIONS.get(None)
+    if names is None:
+        from tricklab.nn import activations as names
+    return names
 
 
 def _hidden_dense(layers: list[Any]) -> list[int]:
@@ -171,7 +180,7 @@ def apply_preset(document: dict[str, Any],
         return []
     preset = presets.info(name, "preset")
     if activations is None:
-        from tricklab.nn import activations
+        return preset.factory(document)
     token = _ACTIVATIONS.set(activations)
     try:
         return preset.factory(document)
