@@ -100,6 +100,12 @@ JsonOption = Annotated[
     typer.Option("--json", help="Print one JSON object on stdout, for scripts; the lines "
                  "meant for a person go to stderr."),
 ]
+MlflowOption = Annotated[
+    str | None,
+    typer.Option("--mlflow", metavar="URI",
+                 help="Log to MLflow at this tracking URI, e.g. sqlite:///mlflow.db (default: "
+                 "$MLFLOW_TRACKING_URI; needs pip install 'tricklab[mlflow]')."),
+]
 
 
 def _human_lines(as_json: bool) -> contextlib.AbstractContextManager[Any]:
@@ -173,6 +179,7 @@ def train(
         bool, typer.Option(help="Probe every layer through the run; write doctor.json.")
     ] = False,
     as_json: JsonOption = False,
+    mlflow: MlflowOption = None,
 ) -> int:
     """Train the network a recipe describes; results go to the run directory.
 
@@ -180,6 +187,9 @@ def train(
     `result.json` and `run_dir` as one JSON object); progress goes to stderr.
     """
     _check_recipe(recipe, set_)
+    from tricklab.run.mlflow_uri import tracking_uri
+
+    uri = tracking_uri(mlflow)
     from tricklab.recipe import load_recipe
     from tricklab.run import train_recipe
 
@@ -187,7 +197,7 @@ def train(
         resolved = load_recipe(recipe, set_ or [])
         outcome = train_recipe(
             resolved, out=out, resume=resume, overwrite=overwrite,
-            progress="lines" if quiet else "auto", doctor=doctor,
+            progress="lines" if quiet else "auto", doctor=doctor, mlflow=uri,
         )
         metrics = outcome.result["metrics"]
         shown = ", ".join(f"{k}={v:.4f}" for k, v in metrics.items() if v is not None)
@@ -489,6 +499,7 @@ def study_run(
                      "--set values is another study."),
     ] = None,
     as_json: JsonOption = False,
+    mlflow: MlflowOption = None,
 ) -> int:
     """Run a study (or resume it: finished runs are kept), then write its report.
 
@@ -499,6 +510,9 @@ def study_run(
     from tricklab.recipe.quick_check import quick_check_study
 
     quick_check_study(study, seeds, quick, set_ or [], _snapshot())
+    from tricklab.run.mlflow_uri import tracking_uri
+
+    uri = tracking_uri(mlflow)
     from tricklab.report.study_report import write_study_report
     from tricklab.run.study import run_study, study_summary
 
@@ -507,7 +521,7 @@ def study_run(
             study, out=out, seeds=seeds, quick=quick, workers=workers, backend=backend,
             address=address, force_new=force_new, progress="lines" if quiet else "auto",
             report=lambda folder: write_study_report(folder)[0], doctor=doctor,
-            batch_seeds=batch_seeds, overrides=set_ or [],
+            batch_seeds=batch_seeds, overrides=set_ or [], mlflow=uri,
         )
         counts = ", ".join(f"{count} {status}" for status, count in sorted(outcome.counts.items()))
         typer.echo(f"runs: {counts}", err=True)
@@ -739,6 +753,8 @@ def main(argv: list[str] | None = None) -> int:
     Ctrl-C and SIGTERM stop a run the same way (status `interrupted`, checkpoint
     kept); the exit code says which: 130 or 143.
     """
+    global _snapshot_missing
+    _snapshot_missing = False  # this command's own finding (`main` may run many in one process)
     with stop_signals() as signals, warnings.catch_warnings():
         warnings.showwarning = _show_warning
         try:
