@@ -31,6 +31,7 @@ from tricklab.recipe import Recipe
 from tricklab.recipe.schema import PhaseSection
 from tricklab.report import plot_learning_curves
 from tricklab.report.reconstructions import plot_reconstructions
+from tricklab.run.mlflow_tracking import MlflowTarget, recipe_run
 from tricklab.run.preflight import check_fits
 from tricklab.run.pretrained import check_reuse_chain, is_recipe, source_model
 from tricklab.run.replace import orphans
@@ -319,6 +320,7 @@ def train_recipe(
     splits: DatasetSplits | None = None,
     doctor: bool = False,
     pretrained: Path | None = None,
+    mlflow: str | MlflowTarget | None = None,
 ) -> RunOutcome:
     """Train the network a resolved recipe describes and fill its run directory.
 
@@ -343,6 +345,8 @@ def train_recipe(
         pretrained: Folder where a recipe named by `model.reuse.from` is trained
             first when no finished run of it is there. Defaults to `None` (beside
             this run: `out`'s parent folder).
+        mlflow: Log the run to MLflow (`tricklab.run.mlflow_tracking`): a tracking
+            URI, or where a study nests it. Defaults to `None` (not logged).
 
     Raises:
         UserInputError: The folder holds another run or files that are not a run's,
@@ -375,6 +379,9 @@ def train_recipe(
         phases = training_phases(recipe)
         first_epoch = _FirstEpoch()
         observers: list[Callback] = [first_epoch]
+        tracker = recipe_run(mlflow, resolved, run_dir.path)
+        if tracker is not None:
+            observers.append(tracker)
         probe = None
         if doctor:
             from tricklab.doctor import DoctorCallback, watch
@@ -400,7 +407,9 @@ def train_recipe(
             f"--resume: {run_dir.path} holds no run yet (a run stopped before its first epoch "
             "ended saves nothing); training starts from the beginning"
         )
-    with run_dir.starting(overwrite, resume) as aside:
+    # An MLflow run that an error or an interruption cuts short is ended as such.
+    with run_dir.starting(overwrite, resume) as aside, (
+            contextlib.nullcontext() if tracker is None else tracker):
         def started() -> None:
             if not first_epoch.reached:
                 first_epoch.reached = True
@@ -433,6 +442,8 @@ def train_recipe(
             )
             write_run(run_dir, recipe, splits, fit, result, model, trainer.optimizer,
                       trainer.predict)
+    if tracker is not None:
+        tracker.finish(result)
     return RunOutcome(run_dir.path, result, EXIT_CODES[fit.status])
 
 

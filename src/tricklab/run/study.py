@@ -44,7 +44,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from tricklab.errors import (
     EXIT_INTERRUPTED,
@@ -72,6 +72,9 @@ from tricklab.run.study_progress import StudyProgress
 from tricklab.study.results import load_results
 from tricklab.study.statistics import higher_is_better
 from tricklab.study.store import LearningRateChoice, RunRecord, StudyStore
+
+if TYPE_CHECKING:
+    from tricklab.run.mlflow_tracking import MlflowRun, MlflowTarget
 
 Backend = Literal["local", "ray"]
 MAX_ATTEMPTS = 2
@@ -132,11 +135,13 @@ def check_backend_options(workers: int | None, backend: str, address: str | None
 def _execute(
     runs: list[PlannedRun], store: StudyStore, study_dir: Path, backend: Any,
     progress: StudyProgress, label: str, doctor: bool = False, batch_seeds: bool | None = False,
+    mlflow: MlflowTarget | None = None,
 ) -> SystemRefusedError | None:
     """Train every unfinished run of `runs`, retrying crashes once, recording as results arrive.
 
     With `batch_seeds` not `False`, seeds that can train together do so first
     (see `_seed_groups`); runs of a group that crashes fall back to separate runs.
+    With `mlflow` (the study's parent run), each run is logged nested in it.
 
     Returns:
         The machine's first refusal (see `run_study`), after which no run was
@@ -167,7 +172,7 @@ def _execute(
             # A group has no checkpoints to resume from (and `_seed_groups` left out
             # runs that have some).
             resume = len(job_runs) == 1 and _can_resume(study_dir / job_runs[0].run_dir)
-            yield job_runs, str(study_dir), resume, doctor
+            yield job_runs, str(study_dir), resume, doctor, mlflow
 
     def record(planned: PlannedRun, result: dict | None, error: BaseException | None) -> bool:
         """Record how a run's start ended; return whether to start it again now."""
@@ -344,6 +349,7 @@ def run_study(
     doctor: bool = False,
     batch_seeds: bool | None = None,
     overrides: list[str] | tuple[str, ...] = (),
+    mlflow: str | None = None,
 ) -> StudyOutcome:
     """Run (or resume) a study and write its report.
 
@@ -373,6 +379,10 @@ def run_study(
             `tricklab study STUDY --set` does (see `load_study`). They are stored
             with the study: the same ones resume it, others make another study
             (refused without `force_new`). Defaults to `()`.
+        mlflow: A tracking URI: the study is logged to MLflow as a parent run (its
+            spec as params, its reports as artifacts) with a nested run for each run
+            this command trains (see `tricklab.run.mlflow_tracking`). Defaults to
+            `None` (not logged).
 
     Raises:
         UserInputError: A bad study file, a changed spec without `force_new`, a bad
@@ -394,6 +404,7 @@ def run_study(
     if backend == "local":
         # Before the folder is touched: data that cannot be loaded leaves nothing behind.
         preload(main_runs.values())
+    parent: MlflowRun | None = None
     with StudyLock(study_dir):
         try:
             store = open_store(study, study_dir, force_new)
@@ -412,9 +423,14 @@ def run_study(
                 runner.close()
                 raise
             try:
+                if mlflow is not None:  # after the workers are forked: MLflow may start threads
+                    from tricklab.run.mlflow_tracking import children_target, study_run
+
+                    parent = study_run(mlflow, study.name, study.spec, study_dir)
                 stopped, refused = _train(
                     study, store, study_dir, runner, StudyProgress(progress), main_runs,
                     search_runs, doctor, batch_seeds,
+                    mlflow=None if parent is None else children_target(parent),
                 )
                 counts: dict[str, int] = {}
                 for record in store.runs(phase=None):
@@ -432,6 +448,11 @@ def run_study(
                 if report_refused is None:
                     raise
                 refused = refused or report_refused
+        if parent is not None:
+            from tricklab.run.mlflow_tracking import finish_study
+
+            finish_study(parent, counts, "interrupted" if stopped else
+                         "failed" if refused is not None else "completed")
         if refused is not None and not stopped:
             raise _stopped_by_the_machine(refused, study_dir, planned_ids)
     exit_code = EXIT_OK
@@ -517,9 +538,11 @@ def _workers(
 def _train(
     study: Study, store: StudyStore, study_dir: Path, runner: Any, progress: StudyProgress,
     main_runs: dict[tuple[str, int], PlannedRun], search_runs: list[PlannedRun],
-    doctor: bool, batch_seeds: bool | None,
+    doctor: bool, batch_seeds: bool | None, mlflow: MlflowTarget | None = None,
 ) -> tuple[bool, SystemRefusedError | None]:
     """Pretrain, search learning rates, train the main runs; close the backend.
+
+    With `mlflow` (the study's MLflow run), every run is logged nested in it.
 
     Returns:
         Whether the driver was stopped (Ctrl-C, SIGTERM), and the machine's
@@ -531,7 +554,7 @@ def _train(
         if search_runs:
             _add(store, search_runs)
             refused = _execute(search_runs, store, study_dir, runner, progress,
-                               "learning-rate search", batch_seeds=batch_seeds)
+                               "learning-rate search", batch_seeds=batch_seeds, mlflow=mlflow)
             if refused is None:
                 for variant, rate in _choose_rates(study, store).items():
                     for seed in study.spec["seeds"]:
@@ -542,7 +565,7 @@ def _train(
             _reuse_search_runs(planned, store)
             # The doctor probes each run's own model, which a batched group does not have.
             refused = _execute(planned, store, study_dir, runner, progress, study.name, doctor,
-                               batch_seeds=False if doctor else batch_seeds)
+                               batch_seeds=False if doctor else batch_seeds, mlflow=mlflow)
     except KeyboardInterrupt:
         return True, None
     except SystemRefusedError as error:

@@ -39,6 +39,7 @@ from tricklab.recipe.study import PlannedRun
 if TYPE_CHECKING:
     from tricklab.data import DatasetSplits
     from tricklab.recipe import Recipe
+    from tricklab.run.mlflow_tracking import MlflowTarget
 
 PRETRAINED = "pretrained"
 """Folder of a study where the recipes its runs reuse (`model.reuse.from`) are trained."""
@@ -48,13 +49,15 @@ CACHED_DATASETS = 2
 
 
 def execute_run(
-    study_dir: str, run_dir: str, recipe: dict[str, Any], resume: bool, doctor: bool = False
+    study_dir: str, run_dir: str, recipe: dict[str, Any], resume: bool, doctor: bool = False,
+    mlflow: MlflowTarget | None = None,
 ) -> dict:
     """Train one run of a study in this process and return its `result.json` content.
 
     Runs in a worker: one torch thread (a study's parallelism is its processes),
     and the dataset loaded once per worker for all the runs it trains. With
-    `doctor`, the run is probed and leaves a `doctor.json` (see `train --doctor`).
+    `doctor`, the run is probed and leaves a `doctor.json` (see `train --doctor`);
+    with `mlflow`, it is logged there (a run nested in the study's).
     """
     import torch
 
@@ -66,19 +69,21 @@ def execute_run(
     outcome = train_recipe(
         resolved, out=Path(study_dir) / run_dir, resume=resume, overwrite=not resume,
         progress="none", splits=_cached_splits(resolved), doctor=doctor,
-        pretrained=Path(study_dir) / PRETRAINED,
+        pretrained=Path(study_dir) / PRETRAINED, mlflow=mlflow,
     )
     return outcome.result
 
 
 def execute_seed_group(
-    study_dir: str, run_dirs: list[str], recipes: list[dict[str, Any]]
+    study_dir: str, run_dirs: list[str], recipes: list[dict[str, Any]],
+    mlflow: list[MlflowTarget | None] | None = None,
 ) -> list[dict]:
     """Train seeds of one recipe as one batched model in this process; return each `result.json`.
 
     Runs in a worker, as `execute_run` does (one torch thread, the cached
     dataset); see `tricklab.run.seed_group.train_seed_group`. Earlier leftovers in
     the run directories are replaced: a group has no checkpoints to resume from.
+    With `mlflow` (a target per seed), each seed is logged once the group is done.
     """
     import torch
 
@@ -92,13 +97,21 @@ def execute_seed_group(
         resolved, [Path(study_dir) / folder for folder in run_dirs], overwrite=True,
         splits=_cached_splits(resolved[0]),
     )
+    for target, recipe, outcome in zip(mlflow or [], resolved, outcomes, strict=False):
+        if target is not None:
+            from tricklab.run.mlflow_tracking import log_finished_run
+
+            log_finished_run(target, recipe.to_dict(), outcome.result, outcome.run_dir)
     return [outcome.result for outcome in outcomes]
 
 
 def execute_job(
-    runs: tuple[PlannedRun, ...], study_dir: str, resume: bool, doctor: bool
+    runs: tuple[PlannedRun, ...], study_dir: str, resume: bool, doctor: bool,
+    mlflow: MlflowTarget | None = None,
 ) -> list[dict]:
     """Train a job's runs in this process: one on its own, several as batched seeds.
+
+    With `mlflow` (the study's parent run), each run is logged as a run nested in it.
 
     Returns:
         Each run's `result.json` content, in order.
@@ -107,11 +120,15 @@ def execute_job(
         SystemRefusedError: The machine refused (see `refusal`); the message names
             the path, or the (first) run's folder where the error names none.
     """
+    from tricklab.run.mlflow_tracking import nested_target
+
     try:
         if len(runs) == 1:
-            return [execute_run(study_dir, runs[0].run_dir, runs[0].recipe, resume, doctor)]
+            return [execute_run(study_dir, runs[0].run_dir, runs[0].recipe, resume, doctor,
+                                nested_target(mlflow, runs[0]))]
         return execute_seed_group(study_dir, [run.run_dir for run in runs],
-                                  [run.recipe for run in runs])
+                                  [run.recipe for run in runs],
+                                  [nested_target(mlflow, run) for run in runs])
     except Exception as error:
         refused = refusal(error, Path(study_dir) / runs[0].run_dir)
         if refused is None or refused is error:
@@ -287,9 +304,9 @@ def interrupt_workers(pool: ProcessPoolExecutor) -> None:
 
 
 Outcome = tuple[PlannedRun, dict[str, Any] | None, BaseException | None]
-Job = tuple[tuple[PlannedRun, ...], str, bool, bool]
+Job = tuple[tuple[PlannedRun, ...], str, bool, bool, "MlflowTarget | None"]
 """Runs to train: one planned run, or several seeds to train batched (see
-`execute_job`); the study directory; resume?; doctor?"""
+`execute_job`); the study directory; resume?; doctor?; the study's MLflow run, or `None`."""
 
 
 class LocalBackend:
