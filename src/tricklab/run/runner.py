@@ -16,6 +16,8 @@ import torch
 import tricklab
 from tricklab.data import DatasetSplits, Split, load_dataset
 from tricklab.data.augment import Pipeline
+from tricklab.differences import ABSENT as _ABSENT
+from tricklab.differences import recipe_differences
 from tricklab.errors import (
     EXIT_DIVERGED,
     EXIT_INTERRUPTED,
@@ -229,27 +231,6 @@ def _phase_optimizer(
 
 RESUME_CHANGES_SHOWN = 3
 """Fields a `--resume` refusal lists (with their values) before saying how many more differ."""
-
-_ABSENT = object()
-"""A field one of two compared recipes does not have."""
-
-
-def recipe_differences(stored: Any, resolved: Any, path: str = "") -> list[tuple[str, Any, Any]]:
-    """Where two resolved recipes differ, in document order: `(dotted path, stored, new)`.
-
-    A field only one side has is `_ABSENT` on the other; lists of different
-    lengths differ as a whole.
-    """
-    if isinstance(stored, dict) and isinstance(resolved, dict):
-        keys = [*stored, *(key for key in resolved if key not in stored)]
-        return [difference for key in keys for difference in recipe_differences(
-            stored.get(key, _ABSENT), resolved.get(key, _ABSENT),
-            f"{path}.{key}" if path else str(key))]
-    if isinstance(stored, list) and isinstance(resolved, list) and len(stored) == len(resolved):
-        return [difference for index, (a, b) in enumerate(zip(stored, resolved, strict=True))
-                for difference in recipe_differences(a, b, f"{path}.{index}")]
-    return [] if stored == resolved else [(path or "<top level>", stored, resolved)]
-
 
 def _shown_field(value: Any) -> str:
     """A field's value as a `--resume` refusal shows it: short, so the message stays one line.
