@@ -16,7 +16,8 @@ from mlflow.tracking import MlflowClient
 
 from tricklab.cli.main import main
 from tricklab.recipe import recipe_from_dict
-from tricklab.run.mlflow_tracking import PARAM_VALUE_LIMIT, flat_params
+from tricklab.run.mlflow_tracking import PARAM_VALUE_LIMIT, MlflowRun, MlflowTarget, flat_params
+from tricklab.run.rundir import RunInterrupted
 from tricklab.run.runner import train_recipe
 from tricklab.run.study import run_study
 
@@ -118,7 +119,7 @@ def check_logged(client: MlflowClient, run, run_dir: Path) -> None:
     assert Path(run.data.tags["run_dir"]) == run_dir.resolve()
 
 
-def test_a_run_logs_its_recipe_history_results_and_files(fixture_data, store, tmp_path):
+def test_a_run_logs_its_recipe_history_results_and_files(fixture_data, store, tmp_path, capsys):
     recipe = recipe_from_dict(yaml.safe_load(recipe_file(tmp_path).read_text()), "tiny.yaml")
     outcome = train_recipe(recipe, out=tmp_path / "run", progress="none", mlflow=store)
     assert outcome.result["status"] == "completed"
@@ -127,6 +128,35 @@ def test_a_run_logs_its_recipe_history_results_and_files(fixture_data, store, tm
     assert "mlflow.parentRunId" not in run.data.tags
     check_logged(client, run, outcome.run_dir)
     assert client.get_metric_history(run.info.run_id, "loss")[-1].step == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"mlflow: run {run.info.run_id} in experiment {run.info.experiment_id} of {store}"]
+
+
+def test_a_diverged_run_is_failed_in_mlflow_and_keeps_its_nan(fixture_data, store, tmp_path):
+    train = {**TINY_RECIPE["train"], "epochs": 3,
+             "optimizer": {"name": "sgd", "learning_rate": 1e12}}
+    recipe = recipe_from_dict({**TINY_RECIPE, "train": train}, "tiny.yaml")
+    outcome = train_recipe(recipe, out=tmp_path / "run", progress="none", mlflow=store)
+    assert outcome.result["status"] == "diverged"
+    client, [run] = logged_runs(store)
+    assert run.info.status == "FAILED" and run.data.tags["status"] == "diverged"
+    losses = [m.value for m in client.get_metric_history(run.info.run_id, "loss")]
+    assert len(losses) == outcome.result["epochs_run"] and losses[-1] != losses[-1]  # NaN
+
+
+@pytest.mark.parametrize(("error", "status", "mlflow_status"), [
+    (KeyboardInterrupt(), "interrupted", "KILLED"),
+    (RunInterrupted("stopped before the first epoch ended"), "interrupted", "KILLED"),
+    (RuntimeError("a bug"), "failed", "FAILED"),
+])
+def test_a_run_cut_short_is_ended_as_such(store, tmp_path, error, status, mlflow_status):
+    run = MlflowRun(MlflowTarget(store), {"name": "cut"}, tmp_path / "cut")
+    with pytest.raises(type(error)), run:
+        run.start()
+        raise error
+    [logged] = logged_runs(store)[1]
+    assert logged.info.run_id == run.run_id and logged.info.status == mlflow_status
+    assert logged.data.tags["status"] == status and logged.data.params == {"name": "cut"}
 
 
 def test_params_are_dotted_fields_cut_to_mlflows_limit():

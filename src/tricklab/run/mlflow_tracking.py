@@ -33,6 +33,7 @@ import logging
 import math
 import os
 import re
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
@@ -114,6 +115,8 @@ def mlflow_calls() -> Iterator[None]:
     and is taken back afterwards.
     """
     added = {name: value for name, value in _SHORT_FAILURES.items() if name not in os.environ}
+    import mlflow  # noqa: F401  (its import sets its loggers' levels: they are set after it)
+
     loggers = [logging.getLogger(name) for name in _QUIET_LOGGERS]
     levels = [logger.level for logger in loggers]
     os.environ.update(added)
@@ -338,7 +341,8 @@ class MlflowRun(Callback):
         """Tag the run with tricklab's `status` and end it with MLflow's; once.
 
         Tried even after MLflow refused a call: a run that was created should
-        not stay `RUNNING` where it can be ended.
+        not stay `RUNNING` where it can be ended. A run of its own (not nested)
+        then says on stderr where it was logged.
         """
         if self.run_id is None or self._ended:
             return
@@ -351,6 +355,10 @@ class MlflowRun(Callback):
             if not self._failed:
                 self._failed = True
                 warn(failure_line(error, self.target.uri))
+            return
+        if self.target.parent_run_id is None and not self._failed:
+            print(f"mlflow: run {self.run_id} in experiment {self.experiment_id} of "
+                  f"{self.target.uri}", file=sys.stderr)
 
     def __enter__(self) -> MlflowRun:
         return self
