@@ -77,6 +77,23 @@ study_app = typer.Typer(
 )
 app.add_typer(study_app, name="study")
 
+
+class _RunsGroup(TyperGroup):
+    """`tricklab runs [FOLDER]` lists runs (as `runs list` does); `runs diff A B` compares two."""
+
+    def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:
+        if not args or (args[0] not in self.commands and args[0] != "--help"):
+            args = ["list", *args]
+        return super().parse_args(ctx, args)
+
+
+runs_app = typer.Typer(
+    cls=_RunsGroup,
+    help="Runs and studies on disk: `tricklab runs [FOLDER]` lists them (as `runs list` "
+    "does); `runs diff A B` compares two runs.",
+)
+app.add_typer(runs_app, name="runs")
+
 RecipeArgument = Annotated[Path, typer.Argument(help="Recipe YAML file.", show_default=False)]
 MAX_STEPS = 1_000_000
 """Bound of `--steps` (doctor, lr-find): a million steps is days of training already."""
@@ -656,6 +673,50 @@ def _show_study(folder: Path) -> None:
         console.print(study_table(folder, width=console.width))
     else:  # into a file or a log: the whole table, however wide
         Console(width=250).print(study_table(folder))
+
+
+@runs_app.command(name="list")
+def runs_list(
+    folder: Annotated[Path, typer.Argument(help="Folder holding runs and studies.")] = Path("runs"),
+    sort: Annotated[str, typer.Option(
+        metavar="COLUMN", help="Order by a column: name, kind, status, runs, epochs, metric "
+        "(its value), val_loss, best, wall_time, date, note; a leading - for largest first.")
+    ] = "name",
+    desc: Annotated[bool, typer.Option("--desc", help="Largest first.")] = False,
+    filter_: Annotated[list[str] | None, typer.Option(
+        "--filter", metavar="COLUMN=VALUE", help="Keep the rows whose column matches, e.g. "
+        "status=completed or 'name=chapter11/*' (repeats: all must match).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list of the rows.")] = False,
+) -> int:
+    """List the runs and studies under a folder: kind, status, epochs, key metric, time, date."""
+    from tricklab.run.runs_table import filter_entries, find_runs, format_table, sort_entries
+
+    entries = sort_entries(filter_entries(find_runs(folder), filter_ or []), sort, desc)
+    if as_json:
+        typer.echo(json.dumps(_strict([entry.to_dict() for entry in entries]), indent=2))
+    elif entries:
+        typer.echo(format_table(entries))
+    else:
+        typer.echo(f"no runs or studies in {folder}"
+                   + (" match the filters" if filter_ else ""), err=True)
+    return 0
+
+
+@runs_app.command(name="diff")
+def runs_diff(
+    a: Annotated[Path, typer.Argument(help="A run folder.", show_default=False)],
+    b: Annotated[Path, typer.Argument(help="Another run folder.", show_default=False)],
+    as_json: JsonOption = False,
+) -> int:
+    """Compare two runs: the recipe fields that differ (A → B) and their results side by side."""
+    from tricklab.run.runs_table import diff_runs, format_diff
+
+    diff = diff_runs(a, b)
+    if as_json:
+        _print_json(diff)
+    else:
+        typer.echo(format_diff(diff))
+    return 0
 
 
 @app.command()
