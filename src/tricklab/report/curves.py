@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from matplotlib.ticker import MaxNLocator
+
 from tricklab.report.figure import plt, save_png
 
 
@@ -29,6 +31,7 @@ def plot_learning_curves(
         if f"val_{key}" in history:
             axis.plot(epochs, history[f"val_{key}"], marker="s", label=f"validation {key}")
         axis.set_xlabel("epoch")
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))  # no epoch 2.5
         axis.set_ylabel(key)
         axis.grid(alpha=0.3)
         axis.legend()

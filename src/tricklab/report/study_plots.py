@@ -1,30 +1,26 @@
-"""A study's pictures: effect sizes against the baseline, learning curves, wall time, LR search.
+"""A study's pictures: effect sizes against the baseline, wall time, LR search.
 
 Every function takes a `StudyResults` (or part of it) and returns an open
 matplotlib `Figure`; `figure.png_bytes` or `figure.save_png` renders and closes
-it. Each variant keeps one colour in every figure, and the layouts stay
-readable up to about twenty variants: horizontal bars and rows instead of a
-crowded x axis, and one small panel per variant for the curves.
+it. Each variant keeps one colour in every figure (the learning curves of
+`study_curves` too), and the layouts stay readable up to about twenty
+variants: horizontal bars and rows instead of a crowded x axis.
 """
 
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from matplotlib.patches import Patch
 
 from tricklab.report.figure import plt
 from tricklab.study.results import LearningRateSearch, StudyResults
 
 __all__ = [
-    "curve_keys",
     "forest_plot",
-    "learning_curves",
     "learning_rate_search_plot",
     "variant_colors",
     "wall_time_plot",
@@ -41,10 +37,6 @@ def variant_colors(names: Sequence[str]) -> dict[str, tuple[float, ...]]:
 
 def _short(name: str, width: int = 28) -> str:
     return name if len(name) <= width else name[: width - 1] + "…"
-
-
-def _baseline_label(name: str) -> str:
-    return "baseline mean" if name == "baseline" else f"baseline mean ({_short(name, 16)})"
 
 
 def _message(text: str, size: tuple[float, float] = (7, 1.6)) -> Figure:
@@ -95,85 +87,6 @@ def forest_plot(results: StudyResults) -> Figure:
     ]
     figure.legend(handles=legend, loc="outside lower center", ncols=3, frameon=False, fontsize=9)
     axis.set_title(f"Difference from the baseline ({results.baseline})")
-    return figure
-
-
-def curve_keys(results: StudyResults) -> list[str]:
-    """History keys worth plotting: the compared metric's curve, then the loss.
-
-    Validation curves are preferred; training curves stand in when no run has
-    validation data. Keys no finished run recorded are left out.
-    """
-    recorded = {
-        key for v in results.variants.values() for run in v.succeeded_runs for key in run.history
-    }
-    stem = results.metric.split("_", 1)[1] if "_" in results.metric else results.metric
-    keys = []
-    for name in dict.fromkeys([stem, "loss"]):
-        key = next((k for k in (f"val_{name}", name) if k in recorded), None)
-        if key is not None:
-            keys.append(key)
-    return keys
-
-
-def _band(histories: Sequence[Mapping[str, Sequence[float | None]]], key: str) -> np.ndarray:
-    """Per-epoch mean, min and max over runs (rows), NaN where no run has a value."""
-    length = max((len(h.get(key, ())) for h in histories), default=0)
-    if length == 0:
-        return np.empty((3, 0))  # every run diverged or none finished: an empty panel
-    table = np.full((len(histories), length), np.nan)
-    for row, history in enumerate(histories):
-        values = [np.nan if v is None else v for v in history.get(key, ())]
-        table[row, : len(values)] = values
-    table[~np.isfinite(table)] = np.nan
-    # Runs stopped early are shorter; each epoch averages the runs that reached it.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # an epoch no run reached stays NaN
-        return np.vstack([np.nanmean(table, 0), np.nanmin(table, 0), np.nanmax(table, 0)])
-
-
-def learning_curves(results: StudyResults, key: str) -> Figure:
-    """One small panel per variant: `key` per epoch, mean over seeds with a min–max band.
-
-    The baseline's mean is repeated as a grey dashed line in every other panel, so
-    each variant is read against it without twenty lines on one axis.
-    """
-    names = [v.name for v in results.ranked]
-    colors = variant_colors(list(results.variants))
-    bands = {n: _band([r.history for r in results.variants[n].succeeded_runs], key) for n in names}
-    columns = min(len(names), 4 if len(names) <= 8 else 5)
-    rows = math.ceil(len(names) / columns)
-    figure, axes = plt.subplots(rows, columns, figsize=(3.4 * columns, 2.6 * rows + 0.6),
-                                sharex=True, sharey=True, squeeze=False, layout="constrained")
-    reference = bands.get(results.baseline)
-    for axis, name in zip(axes.flat, names, strict=False):
-        mean, low, high = bands[name]
-        epochs = np.arange(1, mean.size + 1)
-        if reference is not None and name != results.baseline and reference.shape[1]:
-            axis.plot(np.arange(1, reference.shape[1] + 1), reference[0], "--", color="#777777",
-                      linewidth=1.2)
-        if mean.size:
-            axis.fill_between(epochs, low, high, color=colors[name], alpha=0.25, linewidth=0)
-            axis.plot(epochs, mean, color=colors[name], linewidth=2)
-        else:
-            axis.text(0.5, 0.5, "no finished run", transform=axis.transAxes, ha="center",
-                      color="#777777")
-        axis.set_title(_short(name), fontsize=10)
-        axis.grid(alpha=0.3)
-    for axis in axes.flat[len(names):]:
-        axis.set_axis_off()
-    for axis in axes[-1]:
-        axis.set_xlabel("epoch")
-    for axis in axes[:, 0]:
-        axis.set_ylabel(key)
-    figure.suptitle(f"{key} per epoch")
-    # One legend for all panels: repeating it in twenty small panels would hide the curves.
-    legend = [
-        Line2D([], [], color="#333333", linewidth=2, label="variant: mean over seeds"),
-        Patch(color="#333333", alpha=0.25, linewidth=0, label="min–max over seeds"),
-        Line2D([], [], color="#777777", linestyle="--", label=_baseline_label(results.baseline)),
-    ]
-    figure.legend(handles=legend, loc="outside lower center", ncols=3, frameon=False, fontsize=9)
     return figure
 
 

@@ -1,8 +1,11 @@
 """A study's report: one self-contained `report.html`, a `report.md` and a terminal table.
 
-The HTML page works offline and forever: CSS inline, plots embedded as
-`data:` PNGs, no script, no network resource; collapsible parts are plain
-`<details>`. Every piece of user text (names, question, descriptions, errors,
+The HTML page works offline and forever: CSS inline, the learning curves as
+inline SVG (`study_curves`), the other plots embedded as `data:` PNGs, no
+script, no network resource; collapsible parts are plain `<details>`. Every
+number a run produced links to that run's folder, relative to the page
+(`runs/<variant>/seed-0/`), so the links hold when the study folder is moved or
+zipped. Every piece of user text (names, question, descriptions, errors,
 recipes) is escaped. The three forms share one set of table rows, so the page,
 the Markdown and `tricklab study show` never disagree.
 """
@@ -18,18 +21,19 @@ import platform
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
-import yaml
+from matplotlib.colors import to_hex
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 import tricklab
 from tricklab.atomic import write_text
-from tricklab.report import study_plots
+from tricklab.report import study_curves, study_plots, study_recipes
 from tricklab.report.doctor import doctor_figures
 from tricklab.report.figure import png_bytes
-from tricklab.study.results import IdenticalVariant, StudyResults, load_results
+from tricklab.study.results import SUCCEEDED, IdenticalVariant, StudyResults, load_results
 from tricklab.study.store import RunRecord, StudyStore
 
 __all__ = ["render_html", "render_markdown", "study_table", "table_rows", "write_study_report"]
@@ -47,22 +51,34 @@ dl.setup dt{font-weight:600;color:#57606a}dl.setup dd{margin:0}
  border-radius:6px;padding:8px 8px 8px 28px}
 .scroll{overflow-x:auto}
 table{border-collapse:collapse;font-size:13px;font-variant-numeric:tabular-nums}
-th,td{border-bottom:1px solid #d8dee4;padding:5px 6px;text-align:right;white-space:nowrap}
-th{background:#f6f8fa;white-space:normal;vertical-align:bottom}
+th,td{border-bottom:1px solid #d8dee4;padding:5px;text-align:right;white-space:nowrap}
+th{background:#f6f8fa;white-space:normal;vertical-align:bottom;word-break:keep-all;
+ overflow-wrap:normal;hyphens:manual;font-size:12px}
+#ranking{width:100%}
 td.name,th.name{text-align:left;white-space:normal}
-td.runs{white-space:normal}td.target{white-space:normal;min-width:6.5em}
-td.verdict{white-space:normal;min-width:8.5em;text-align:center}
-td.name{min-width:8em;max-width:14em;overflow-wrap:anywhere}
+td.runs{white-space:normal;min-width:4.5em}td.target{white-space:normal;min-width:5em}
+td.name{min-width:9.5em;max-width:17em;overflow-wrap:anywhere}
+.nw{white-space:nowrap}
+td.name .about{display:block;color:#57606a;font-size:12px;margin-top:2px}
+.vname{font-weight:600;color:inherit}
 tr.baseline td{background:#f3f6ff}
-.badge{display:inline-block;padding:1px 8px;border-radius:10px;font-size:12px;font-weight:600}
+table a{color:inherit;text-decoration:underline dotted #8c959f;text-underline-offset:2px}
+table a:hover{color:#0969da}
+td.chips,th.chips{white-space:normal;text-align:left}
+a.run,span.run{display:inline-block;white-space:nowrap;margin:1px 8px 1px 0}
+.run .seed{color:#57606a;font-size:11px}.s-diverged,.s-failed{color:#a40e26}
+.s-pending,.s-running,.s-interrupted{color:#57606a}
+.badge{display:inline-block;padding:1px 8px;border-radius:10px;font-size:12px;font-weight:600;
+ white-space:normal}
 .v-better{background:#dafbe1;color:#116329}.v-worse{background:#ffebe9;color:#a40e26}
 .v-baseline{background:#ddf4ff;color:#0550ae}.v-none{background:#eaeef2;color:#424a53}
 .v-bad{background:#ffebe9;color:#a40e26;border:1px dashed #a40e26}
 img{max-width:100%;height:auto;display:block;margin:8px auto}
-.ci{color:#57606a;font-size:12px}
+.ci{color:#57606a;font-size:11px}
 .note{color:#57606a;font-size:13px}
 details{margin:6px 0;border:1px solid #d0d7de;border-radius:6px;padding:4px 10px}
 summary{cursor:pointer;font-weight:600}
+h3 .badge{vertical-align:middle;margin-left:6px}
 pre{background:#f6f8fa;padding:10px;overflow-x:auto;font-size:12px;margin:6px 0}
 footer{margin-top:36px;color:#57606a;font-size:12px}
 """
@@ -227,28 +243,110 @@ def _problem(run: RunRecord) -> str:
             f"<details><summary>error</summary><pre>{e(run.error)}</pre></details></li>")
 
 
+def run_href(run: RunRecord) -> str | None:
+    """A run's folder as a link relative to the study's page, `None` before the run starts.
+
+    Relative (`runs/dropout/seed-0/`), so it still leads there when the study
+    folder is moved, copied or unzipped elsewhere.
+    """
+    if run.status == "pending":
+        return None
+    return quote(run.run_dir.strip("/")) + "/"
+
+
+def _badge(verdict: str) -> str:
+    return f'<span class="badge {_BADGES.get(verdict, "v-none")}">{html.escape(verdict)}</span>'
+
+
+def _heading(results: StudyResults, name: str) -> str:
+    """A variant's name with its verdict, as the curves and the recipes head their parts."""
+    return f'<span class="vname">{html.escape(_marked(results, name))}</span> ' + _badge(
+        results.verdict(name))
+
+
+HTML_COLUMNS = ("rank", "variant", "n", "mean", "iqm", "difference", "p_improvement", "p",
+                "runs", "target", "wall")
+"""The page's ranking columns: the verdict and the description sit with the variant's name,
+and each interval under its estimate, so that the table fits a 1000-pixel window."""
+
+
 def _table_html(results: StudyResults) -> str:
     e = html.escape
-    columns = _columns(results)
-    # <wbr>: the long header may break after "P(", its narrow numbers need no more room.
-    head = "".join(("<th class=\"name\">" if k == "variant" else "<th>")
-                   + e(h).replace("P(", "P(<wbr>") + "</th>" for k, h in columns)
+    headers = dict(_columns(results))
+    percent = round(100 * results.analysis.confidence)
+    columns = [(key, headers[key]) for key in HTML_COLUMNS if key in headers]
+    head = "".join(
+        f'<th class="{"name" if key == "variant" else key}">{e(header)}'
+        + (f'<br><span class="ci">[{percent}% CI]</span>' if key == "mean" else "") + "</th>"
+        for key, header in columns)
     body = []
     for row in table_rows(results):
+        name = row["variant"]
+        description = results.variants[name].description
         cells = []
         for key, _ in columns:
-            text = e(_marked(results, row[key]) if key == "variant" else row[key])
-            if key == "difference" and " [" in text:
+            text = e(row[key])
+            if key == "variant":
+                text = (f'<a class="vname" href="#recipe-{e(name)}">{e(_marked(results, name))}'
+                        f"</a> {_badge(row['verdict'])}"
+                        + (f'<span class="about">{e(description)}</span>' if description else ""))
+            elif key == "mean" and row["mean"] != "—":
+                text = (f'<a href="#runs-{e(name)}">{text}</a><br>'
+                        f'<span class="ci">{e(row["ci"])}</span>')
+            elif key == "difference" and " [" in text:
                 # The interval under its estimate keeps the table narrow enough to read.
                 value, interval = text.split(" [", 1)
                 text = f'{value}<br><span class="ci">[{interval}</span>'
-            if key == "verdict":
-                text = f'<span class="badge {_BADGES.get(row[key], "v-none")}">{text}</span>'
+            elif key == "p" and " (" in text:
+                value, holm = text.split(" (", 1)
+                text = f'{value}<br><span class="ci">({holm}</span>'
+            elif key == "runs":
+                text = f'<a href="#runs-{e(name)}">{text}</a>'
+            elif key == "wall" and " ± " in text:
+                value, spread = text.split(" ± ", 1)
+                unit = " s" if spread.endswith(" s") else ""
+                text = f'{value}{unit}<br><span class="ci">± {spread}</span>'
+            elif key == "target" and " (" in text:
+                value, reached = text.rsplit(" (", 1)
+                text = f'<span class="nw">{value}</span> <span class="ci">({reached}</span>'
             cells.append(f'<td class="{"name" if key == "variant" else key}">{text}</td>')
         css = ' class="baseline"' if row["verdict"] == "baseline" else ""
-        body.append(f'<tr{css} data-variant="{e(row["variant"])}">{"".join(cells)}</tr>')
+        body.append(f'<tr{css} data-variant="{e(name)}">{"".join(cells)}</tr>')
     return (f'<div class="scroll"><table id="ranking"><thead><tr>{head}</tr></thead>'
             f'<tbody>{"".join(body)}</tbody></table></div>')
+
+
+def _chip(run: RunRecord, metric: str) -> str:
+    """One run as its final value (or its fate), linked to its folder."""
+    e = html.escape
+    value = run.metrics.get(metric)
+    shown = _num(value) if run.status in SUCCEEDED and value is not None else run.status
+    href = run_href(run)
+    about = [run.status]
+    if run.epochs_run:
+        about.append(f"{run.epochs_run} epoch{'s' if run.epochs_run != 1 else ''}")
+    if run.wall_time_s is not None and math.isfinite(run.wall_time_s):
+        about.append(f"{run.wall_time_s:.1f} s")
+    title = f"{run.run_id}: {', '.join(about)}" + (f"; its folder: {href}" if href else "")
+    inner = f'<span class="seed">seed {run.seed}</span> {e(shown)}'
+    css = f"run s-{e(run.status)}"
+    if href is None:
+        return f'<span class="{css}" title="{e(title)}">{inner}</span>'
+    return f'<a class="{css}" href="{e(href)}" title="{e(title)}">{inner}</a>'
+
+
+def _runs_html(results: StudyResults) -> str:
+    """Every run's final value by variant, each linked to its run folder."""
+    e = html.escape
+    rows = "".join(
+        f'<tr id="runs-{e(v.name)}"><td class="name">{e(v.name)}</td><td class="chips">'
+        + "".join(_chip(run, results.metric) for run in results.variants[v.name].runs)
+        + "</td></tr>" for v in results.ranked)
+    return (f'<table id="runs"><thead><tr><th class="name">variant</th><th class="chips">'
+            f"final {e(results.metric)} of each seed's run</th></tr></thead><tbody>{rows}</tbody>"
+            '</table><p class="note">Each value links to its run\'s folder, relative to this page '
+            "(<code>recipe.yaml</code>, <code>result.json</code>, <code>history.csv</code>, "
+            "plots, model): hover a value for the run's status, epochs and time.</p>")
 
 
 def _identical_html(results: StudyResults) -> str:
@@ -263,7 +361,7 @@ def _unplotted_html(results: StudyResults) -> str:
     """Which recorded curves the page leaves out, and where every run's are."""
     recorded = dict.fromkeys(key for variant in results.variants.values()
                              for run in variant.succeeded_runs for key in run.history)
-    plotted = study_plots.curve_keys(results)
+    plotted = study_curves.plotted_keys(results)
     left_out = [key for key in recorded if key not in plotted and key != "time_s"]
     if not left_out:
         return ""
@@ -278,14 +376,17 @@ def _search_html(results: StudyResults) -> str:
     for name, search in results.learning_rate_searches.items():
         for rate, mean in search.means.items():
             chosen = "✓ chosen" if rate == search.chosen else ""
+            runs = "".join(_chip(run, search.metric) for run in results.search_runs
+                           if run.variant == name and run.learning_rate == rate)
             rows.append(f'<tr><td class="name">{e(name)}</td><td>{rate:g}</td>'
                         f"<td>{len(search.scores[rate])}</td><td>{_num(mean)}</td>"
-                        f"<td>{chosen}</td></tr>")
+                        f'<td>{chosen}</td><td class="chips">{runs}</td></tr>')
     metric = e(next(iter(results.learning_rate_searches.values())).metric)
     colors = study_plots.variant_colors(list(results.variants))
-    return (f'<div class="scroll"><table><thead><tr><th class="name">variant</th>'
-            f"<th>learning rate</th><th>seeds finished</th><th>mean {metric}</th><th></th></tr>"
-            f'</thead><tbody>{"".join(rows)}</tbody></table></div>'
+    return (f'<div class="scroll"><table id="search"><thead><tr><th class="name">variant</th>'
+            f"<th>learning rate</th><th>seeds finished</th><th>mean {metric}</th><th></th>"
+            f'<th class="chips">{metric} of each search run</th></tr></thead>'
+            f'<tbody>{"".join(rows)}</tbody></table></div>'
             + _image(study_plots.learning_rate_search_plot(results.learning_rate_searches,
                                                            colors), "learning-rate search"))
 
@@ -365,34 +466,35 @@ def render_html(
         f"{e(results.metric)} over seeds. CI: {percent}% percentile bootstrap. "
         "Δ: variant mean − baseline mean; a verdict of better or worse needs its interval to "
         "exclude 0. P(improvement): chance a seed of the variant beats a seed of the baseline. "
-        "Welch p with the Holm-corrected value in parentheses. Diverged and failed runs are "
-        f"counted under runs, not averaged in.</p>{_identical_html(results)}</section>")
+        "Welch p with the Holm-corrected value under it. Diverged and failed runs are "
+        "counted under runs, not averaged in. A variant's name leads to what it changes; its "
+        f"mean and its runs, to every run's value and folder.</p>{_identical_html(results)}"
+        "</section>")
     parts.append("<section><h2>Difference from the baseline</h2>"
                  + _image(study_plots.forest_plot(results), "forest plot") + "</section>")
-    curves = "".join(_image(study_plots.learning_curves(results, key), f"{key} per epoch")
-                     for key in study_plots.curve_keys(results))
-    parts.append("<section><h2>Learning curves</h2>"
+    colors = {name: to_hex(color) for name, color in
+              study_plots.variant_colors(list(results.variants)).items()}
+    curves = study_curves.learning_curves_html(results, colors, run_href,
+                                               lambda name: _heading(results, name))
+    parts.append('<section id="curves"><h2>Learning curves</h2>'
                  + (curves + _unplotted_html(results) if curves
                     else '<p class="note">No finished run yet.</p>') + "</section>")
+    parts.append('<section id="recipes"><h2>What each variant changes</h2>'
+                 + study_recipes.recipes_html(results, lambda name: _heading(results, name))
+                 + "</section>")
+    parts.append(f'<section><h2>Runs</h2>{_runs_html(results)}</section>')
     parts.append("<section><h2>Wall time</h2>"
                  + _image(study_plots.wall_time_plot(results), "wall time") + "</section>")
     if results.learning_rate_searches:
         parts.append(f"<section><h2>Learning-rate search</h2>{_search_html(results)}</section>")
     if doctor:
         parts.append(_doctor_html(doctor))
-    recipes = []
-    for variant in results.variants.values():
-        about = f"<p>{e(variant.description)}</p>" if variant.description else ""
-        text = yaml.safe_dump(variant.recipe, sort_keys=False, default_flow_style=None)
-        recipes.append(f"<details><summary>{e(variant.name)}</summary>{about}"
-                       f"<pre>{e(text)}</pre></details>")
-    parts.append(f"<section><h2>Recipes</h2>{''.join(recipes)}</section>")
     generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     parts.append(f"<footer>Generated {generated} by {e(_versions())}.</footer>")
     return ('<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
             '<meta name="viewport" content="width=device-width, initial-scale=1">'
             f'<link rel="icon" href="data:,"><title>Study: {e(name)}</title>'
-            f"<style>{_STYLE}</style></head><body><main>{''.join(parts)}</main></body></html>\n")
+            f"<style>{_STYLE}{study_curves.CURVES_STYLE}{study_recipes.RECIPES_STYLE}</style></head><body><main>{''.join(parts)}</main></body></html>\n")
 
 
 def render_markdown(results: StudyResults, recommendation: list[str] | None = None) -> str:
