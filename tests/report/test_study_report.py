@@ -505,7 +505,8 @@ CURVES = """() => Array.from(document.querySelectorAll('svg.curves[data-key]'), 
   svg.querySelectorAll('path.baseline-ref').length,
   Array.from(svg.querySelectorAll('path.seed.val'), p => Number(p.dataset.seed)),
   Array.from(svg.querySelectorAll('.xtick text'), t => t.textContent),
-  svg.querySelector('.hover rect title').textContent])"""
+  svg.querySelector('.hover rect title').textContent,
+  svg.querySelector('path.seed.val title').textContent])"""
 
 
 def test_page_renders_in_headless_chromium(report: tuple[Path, Path], tmp_path: Path) -> None:
@@ -541,12 +542,15 @@ def test_page_renders_in_headless_chromium(report: tuple[Path, Path], tmp_path: 
                  for name, finals in FINALS.items()}
     assert [(variant, key) for variant, key, *_ in curves] == [
         (name, key) for name in RANKED for key in ("accuracy", "loss")]
-    for variant, _, train, val, mean_train, mean_val, reference, seeds, ticks, hover in curves:
+    for (variant, key, train, val, mean_train, mean_val, reference, seeds, ticks, hover,
+         seed_title) in curves:
         assert train == val == succeeded[variant], variant
         assert (mean_train, mean_val, reference) == (1, 1, int(variant != "baseline"))
         assert seeds == list(range(succeeded[variant]))
         assert ticks == [str(epoch) for epoch in range(1, 9)]  # whole epochs
         assert hover.startswith(f"{variant}, epoch 1\ntraining ") and "\nvalidation " in hover
+        assert seed_title.startswith(f"{variant}, seed 0: validation {key}, last ")
+        assert seed_title.endswith(f" at epoch 8 (click: its run folder, runs/{variant}/seed-0/)")
     # Every run link, followed from where the page now is, reaches the run's folder.
     assert len(links) == 26 + 2 * 2 * sum(succeeded.values())
     for link in links:
