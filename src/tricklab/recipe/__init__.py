@@ -6,8 +6,7 @@ recipe's shape without importing PyTorch, which resolving it needs.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from tricklab.lazy import lazy_exports
 
 _EXPORTS = {
     "Recipe": "tricklab.recipe.schema",
@@ -18,9 +17,4 @@ _EXPORTS = {
 }
 
 __all__ = list(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'tricklab.recipe' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -6,8 +6,7 @@ PyTorch (reading a study folder, say) is imported without it.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from tricklab.lazy import lazy_exports
 
 _EXPORTS = {
     "lr_find_recipe": "tricklab.run.lr_find",
@@ -20,9 +19,4 @@ _EXPORTS = {
 }
 
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'tricklab.run' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _EXPORTS)
