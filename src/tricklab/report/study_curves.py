@@ -246,10 +246,12 @@ def _hover(frame: _Frame, name: str, curves: dict[str, _Curve],
                      if index < values.size and math.isfinite(values[index])]
             spread = (f" (seeds {_value(min(seeds))} to {_value(max(seeds))})"
                       if len(seeds) > 1 else "")
-            lines.append(f"{words} {frame.stem}: {_value(curve.mean[index])}{spread}")
+            mean = "mean " if spread else ""
+            lines.append(f"{words} {frame.stem}: {mean}{_value(curve.mean[index])}{spread}")
         if reference is not None and index < reference[1].mean.size and math.isfinite(
                 reference[1].mean[index]):
-            lines.append(f"{reference[0]} (the baseline): {_value(reference[1].mean[index])}")
+            baseline = "baseline" if reference[0] == "baseline" else f"baseline ({reference[0]})"
+            lines.append(f"{baseline}, dotted: {_value(reference[1].mean[index])}")
         if len(lines) == 1:
             continue
         left = max(LEFT, frame.x(index + 1) - width / 2)
