@@ -20,17 +20,11 @@ import yaml
 from tricklab.data import sources
 from tricklab.errors import UserInputError
 from tricklab.recipe import recipe_from_dict
-from tricklab.run import lr_find_recipe, runs_table, train_recipe
+from tricklab.run import lr_find_recipe, runs_store, runs_table, train_recipe
 from tricklab.run.doctor import doctor_recipe
-from tricklab.run.runs_table import (
-    diff_runs,
-    filter_entries,
-    find_runs,
-    format_diff,
-    format_table,
-    key_metric,
-    sort_entries,
-)
+from tricklab.run.runs_diff import diff_runs, format_diff
+from tricklab.run.runs_table import find_runs, key_metric
+from tricklab.run.runs_view import filter_entries, format_table, sort_entries
 from tricklab.run.study import run_study
 from tricklab.run.study_folder import StudyLock
 from tricklab.study.store import StudyStore
@@ -160,6 +154,21 @@ def test_a_study_with_runs_to_come_is_unfinished_and_one_being_run_is_running(tr
     assert find_runs(study)[0].status == "unfinished"
 
 
+@pytest.mark.parametrize("direction", [False, None])
+def test_a_study_of_a_loss_ranks_the_lowest_mean_best(tree, tmp_path, direction):
+    # None: a store that leaves the direction to the analysis; the metric's name says it.
+    study = shutil.copytree(tree / STUDY, tmp_path / "study")
+    with StudyStore.open(study / "study.db") as store:
+        store.update_spec({**store.spec, "metric": "test_loss", "higher_is_better": direction})
+        losses: dict[str, list[float]] = {}
+        for record in store.runs():
+            losses.setdefault(record.variant, []).append(record.metrics["test_loss"])
+    means = {variant: sum(found) / len(found) for variant, found in losses.items()}
+    entry = find_runs(study)[0]
+    assert (entry.metric, entry.best) == ("test_loss", min(means, key=means.__getitem__))
+    assert entry.value == pytest.approx(min(means.values()))
+
+
 def test_folders_missing_files_are_incomplete_naming_what_is_missing(tree, tmp_path):
     entries = by_name(tree)
     killed, broken = entries["killed"], entries["broken"]
@@ -285,11 +294,11 @@ def test_the_names_copied_from_the_study_layer_are_its_own():
     from tricklab.run import study_folder, tricks_plan
     from tricklab.study import store
 
-    assert runs_table.STORE_NAME == study_folder.STORE_NAME
-    assert runs_table.LOCK_NAME == study_folder.LOCK_NAME
-    assert runs_table.TRICKS_FILE == tricks_plan.STUDY_FILE
-    assert runs_table.STORE_FORMAT == store.FORMAT
-    assert str(store.VERSION) == runs_table.STORE_VERSION
-    assert set(runs_table.STUDY_RUN_STATUSES) == set(store.STATUSES)
-    assert runs_table.FINISHED == store.FINISHED
+    assert runs_store.STORE_NAME == study_folder.STORE_NAME
+    assert runs_store.LOCK_NAME == study_folder.LOCK_NAME
+    assert runs_store.TRICKS_FILE == tricks_plan.STUDY_FILE
+    assert runs_store.STORE_FORMAT == store.FORMAT
+    assert str(store.VERSION) == runs_store.STORE_VERSION
+    assert set(runs_store.STUDY_RUN_STATUSES) == set(store.STATUSES)
+    assert runs_store.FINISHED == store.FINISHED
     assert set(runs_table.STUDY_OWN) <= set(study_folder.STUDY_ENTRIES)

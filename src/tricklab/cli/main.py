@@ -689,7 +689,8 @@ def runs_list(
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list of the rows.")] = False,
 ) -> int:
     """List the runs and studies under a folder: kind, status, epochs, key metric, time, date."""
-    from tricklab.run.runs_table import filter_entries, find_runs, format_table, sort_entries
+    from tricklab.run.runs_table import find_runs
+    from tricklab.run.runs_view import filter_entries, format_table, sort_entries
 
     entries = sort_entries(filter_entries(find_runs(folder), filter_ or []), sort, desc)
     if as_json:
@@ -709,7 +710,7 @@ def runs_diff(
     as_json: JsonOption = False,
 ) -> int:
     """Compare two runs: the recipe fields that differ (A → B) and their results side by side."""
-    from tricklab.run.runs_table import diff_runs, format_diff
+    from tricklab.run.runs_diff import diff_runs, format_diff
 
     diff = diff_runs(a, b)
     if as_json:
