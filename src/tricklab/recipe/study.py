@@ -388,6 +388,7 @@ def load_study(
             "description": description,
             "recipe": study.plan(name, seed_list[0]).recipe,
             "lr_search": name in searched,
+            "extends": (spec.variants[name] or VariantSpec()).extends,
         }
     if searched and not all(
         variants[name]["recipe"]["data"].get("validation") for name in searched
