@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from tricklab.differences import recipe_differences
 from tricklab.study.statistics import (
     StudyAnalysis,
     TimeToTarget,
@@ -249,7 +250,8 @@ def _fingerprints(variant: VariantResults) -> dict[int, tuple[Any, ...]] | None:
 def _likely_reason(variant: VariantResults, other: VariantResults) -> str | None:
     """Why two variants' runs are the same, from what their recipes change and their runs did."""
     changed = {path.split(".")[1] if path.startswith("train.") else path
-               for path in _differing_paths(variant.recipe, other.recipe) if path != "name"}
+               for path, _, _ in recipe_differences(variant.recipe, other.recipe)
+               if path != "name"}
     if not changed:
         return "their recipes are the same"
     if changed == {"callbacks"}:
@@ -273,17 +275,6 @@ def _likely_reason(variant: VariantResults, other: VariantResults) -> str | None
 
 def _callbacks(recipe: dict[str, Any]) -> list[Any]:
     return list((recipe.get("train") or {}).get("callbacks") or [])
-
-
-def _differing_paths(a: Any, b: Any, path: str = "") -> list[str]:
-    """Dotted paths where two recipes differ; a list of another length differs as a whole."""
-    if isinstance(a, dict) and isinstance(b, dict):
-        return [found for key in dict.fromkeys([*a, *b]) for found in _differing_paths(
-            a.get(key), b.get(key), f"{path}.{key}" if path else str(key))]
-    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
-        return [found for index, (x, y) in enumerate(zip(a, b, strict=True))
-                for found in _differing_paths(x, y, f"{path}.{index}")]
-    return [] if a == b else [path]
 
 
 def _finite(value: Any) -> float | None:
