@@ -51,6 +51,9 @@ class RunSide:
 def read_run(folder: str | Path) -> RunSide:
     """A run folder's recipe and result, for `runs diff`.
 
+    Args:
+        folder: The run folder, holding `recipe.yaml` (and `result.json` once finished).
+
     Raises:
         UserInputError: The folder does not exist, is a study, holds no
             `recipe.yaml`, or its recipe is not a mapping.
@@ -110,7 +113,11 @@ def diff_runs(a: str | Path, b: str | Path) -> dict[str, Any]:
 
 def format_diff(diff: dict[str, Any]) -> str:
     """`diff_runs`'s answer as lines: each differing field `path: A → B`, then the results
-    in two columns with B − A beside the numbers."""
+    in two columns with B − A beside the numbers.
+
+    Args:
+        diff: What `diff_runs` returned.
+    """
     lines = [f"A: {diff['a']}", f"B: {diff['b']}"]
     if diff["recipe"]:
         count = len(diff["recipe"])

@@ -98,7 +98,11 @@ def glance_at_study(folder: Path) -> StudyGlance:
 
 
 def finite_number(value: Any) -> float | None:
-    """`value` if it is a finite number, else `None` (missing, NaN, text, a boolean)."""
+    """`value` if it is a finite number, else `None` (missing, NaN, text, a boolean).
+
+    Args:
+        value: Anything read from JSON or SQLite.
+    """
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         return None
     return value

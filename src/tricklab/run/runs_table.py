@@ -264,7 +264,11 @@ def _study_entry(path: Path, name: str, names: Any) -> Entry:
 
 
 def read_json_object(path: Path) -> dict[str, Any] | None:
-    """A JSON object from `path`, or `None` where it is missing, unreadable or not an object."""
+    """A JSON object from `path`, or `None` where it is missing, unreadable or not an object.
+
+    Args:
+        path: The JSON file, e.g. a run's `result.json`.
+    """
     try:
         content = json.loads(path.read_bytes())
     except (OSError, ValueError):
@@ -273,7 +277,11 @@ def read_json_object(path: Path) -> dict[str, Any] | None:
 
 
 def iso_date(stamp: float | None) -> str | None:
-    """A POSIX time in ISO 8601, to the second, with the local offset (`None` stays `None`)."""
+    """A POSIX time in ISO 8601, to the second, with the local offset (`None` stays `None`).
+
+    Args:
+        stamp: Seconds since the epoch, or `None`.
+    """
     if stamp is None:
         return None
     return datetime.fromtimestamp(stamp).astimezone().isoformat(timespec="seconds")

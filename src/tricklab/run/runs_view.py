@@ -94,7 +94,11 @@ def _matches(entry: Entry, attribute: str, wanted: str) -> bool:
 
 
 def format_table(entries: list[Entry]) -> str:
-    """The rows as a plain-text table, one line each; a column no row fills is left out."""
+    """The rows as a plain-text table, one line each; a column no row fills is left out.
+
+    Args:
+        entries: The rows, in the order shown.
+    """
     header = {"name": "name", "kind": "kind", "status": "status", "runs": "runs",
               "epochs": "epochs", "metric": "metric", "val_loss": "val_loss", "best": "best",
               "wall_time": "wall time", "date": "date", "note": "note"}
@@ -134,7 +138,11 @@ def _cells(entry: Entry) -> dict[str, str]:
 
 
 def score_text(value: float | None) -> str:
-    """A score to four decimals (`-` for none); a large one to four significant digits."""
+    """A score to four decimals (`-` for none); a large one to four significant digits.
+
+    Args:
+        value: The score, or `None`.
+    """
     if value is None:
         return "-"
     return f"{value:.4f}" if abs(value) < 1e4 else f"{value:.4g}"
@@ -145,7 +153,11 @@ def _number_text(value: float) -> str:
 
 
 def duration_text(seconds: float | None) -> str:
-    """`7.2s`, `4m05s`, `3h02m`: short enough for a column."""
+    """`7.2s`, `4m05s`, `3h02m`: short enough for a column (`""` for none).
+
+    Args:
+        seconds: A duration in seconds, or `None`.
+    """
     if seconds is None:
         return ""
     if seconds < 60:
