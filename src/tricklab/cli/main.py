@@ -415,6 +415,10 @@ def predict_command(
     batch_size: Annotated[
         int, typer.Option(min=1, max=MAX_STEPS, help="Samples per forward pass.")
     ] = 1024,
+    best: Annotated[
+        bool, typer.Option("--best", help="Use the best epoch's model (RUN_DIR/model_best, "
+                           "by train.best_monitor) instead of the final one.")
+    ] = False,
     as_json: JsonOption = False,
 ) -> int:
     """Predict with a finished run's model: its own data or new files; one row per sample.
@@ -425,7 +429,8 @@ def predict_command(
     from tricklab.run.predict import predict_run
 
     with _human_lines(as_json):
-        summary = predict_run(run_dir, mc_samples, split, batch_size, seed, input_path, output)
+        summary = predict_run(run_dir, mc_samples, split, batch_size, seed, input_path, output,
+                              best)
         _show_predictions(summary, run_dir)
     if as_json:
         _print_json(summary)

@@ -220,7 +220,7 @@ def resolve(recipe: Recipe, snapshot: Snapshot | None = None) -> Recipe:
 
 
 def check_monitors(recipe: Recipe) -> None:
-    """Check that every callback's and schedule's `monitor` is a key the run logs per epoch.
+    """Check that every `monitor` (callbacks, schedules, `train.best_monitor`) is a logged key.
 
     Without this, a typo such as `val_acuracy` trains a whole epoch before the
     callback finds nothing to watch.
@@ -240,28 +240,29 @@ def check_monitors(recipe: Recipe) -> None:
     watchers["train.schedule"] = train.schedule or {}
     for index, phase in enumerate(train.phases or []):
         watchers[f"train.phases.{index}.schedule"] = phase.schedule or {}
+    monitors = [(f"{path}.{name}.monitor", str(config["monitor"]))
+                for path, entry in watchers.items() for name, config in entry.items()
+                if isinstance(config, dict) and "monitor" in config]
+    # Without validation data the default `val_loss` watches `loss` (tricklab.run.best_model).
+    if train.best_monitor != "val_loss" or has_validation(recipe):
+        monitors.append(("train.best_monitor", train.best_monitor))
     logged = logged_keys(recipe)
-    for path, entry in watchers.items():
-        for name, config in entry.items():
-            if not isinstance(config, dict) or "monitor" not in config:
-                continue
-            monitor = str(config["monitor"])
-            if monitor in logged:
-                continue
-            where = f"{path}.{name}.monitor"
-            # A validation key of a run without validation: say what is missing, not "typo".
-            if monitor.startswith("val_") and monitor[4:] in logged and not has_validation(recipe):
-                raise UserInputError(
-                    f"{where}: '{monitor}' needs a validation set, but data.validation is 0"
-                )
-            unlisted = unlisted_metric(monitor, recipe, logged)
-            suggestion = (
-                f", as train.metrics does not list {unlisted}" if unlisted
-                else did_you_mean(monitor, logged)
-            )
-            listing = f" Logged: {', '.join(logged)}" if suggestion.endswith("?") else (
-                f"; logged: {', '.join(logged)}"
-            )
+    for where, monitor in monitors:
+        if monitor in logged:
+            continue
+        # A validation key of a run without validation: say what is missing, not "typo".
+        if monitor.startswith("val_") and monitor[4:] in logged and not has_validation(recipe):
             raise UserInputError(
-                f"{where}: '{monitor}' is not logged by this run{suggestion}{listing}"
+                f"{where}: '{monitor}' needs a validation set, but data.validation is 0"
             )
+        unlisted = unlisted_metric(monitor, recipe, logged)
+        suggestion = (
+            f", as train.metrics does not list {unlisted}" if unlisted
+            else did_you_mean(monitor, logged)
+        )
+        listing = f" Logged: {', '.join(logged)}" if suggestion.endswith("?") else (
+            f"; logged: {', '.join(logged)}"
+        )
+        raise UserInputError(
+            f"{where}: '{monitor}' is not logged by this run{suggestion}{listing}"
+        )

@@ -102,6 +102,12 @@ class TrainSection(_Section):
         epochs: Epochs to train. Defaults to `1` (Keras's default).
         shuffle: Reshuffle the training set each epoch. Defaults to `True`.
         callbacks: Callback entries, each `name` or `{name: {config}}`. Defaults to `[]`.
+        best_monitor: History key whose best epoch the run keeps in `model_best/`, as
+            Keras's `ModelCheckpoint(save_best_only=True)` (PyTorch: save a copy of
+            `state_dict()` whenever the value improves); lower is better for losses
+            and errors, higher for `accuracy`, `auc` and the like. A run without
+            validation data watches `loss` instead of `val_loss` (Keras would keep
+            nothing). Defaults to `"val_loss"` (Keras's default).
         schedule: Learning-rate schedule, `name` or `{name: {config}}`, e.g.
             `{one_cycle: {max_learning_rate: 0.05}}`; its `per: step | epoch`
             says what it counts. Defaults to `None` (constant learning rate).
@@ -131,6 +137,7 @@ class TrainSection(_Section):
     epochs: Annotated[int, Field(gt=0)] = 1
     shuffle: bool = True
     callbacks: list[NamedSpec] = []
+    best_monitor: str = "val_loss"
     schedule: NamedSpec | None = None
     phases: Annotated[list[PhaseSection], Field(min_length=1)] | None = None
     cache_frozen_features: bool = True

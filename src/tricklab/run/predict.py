@@ -34,6 +34,7 @@ from tricklab.errors import UserInputError
 from tricklab.recipe import load_recipe
 from tricklab.report.confusion import confusion_matrix, per_class_scores, plot_confusion_matrix
 from tricklab.report.uncertainty import confidence_bins, plot_accuracy_vs_confidence, tail_accuracy
+from tricklab.run.best_model import BEST_DIR, missing_best
 from tricklab.run.rundir import RunDirectory
 from tricklab.run.runner import load_data
 from tricklab.transfer import Prediction, load_model, predict
@@ -65,8 +66,9 @@ def predict_run(
     seed: int = 0,
     inputs: str | Path | None = None,
     output: str | Path | None = None,
+    best: bool = False,
 ) -> dict[str, Any]:
-    """Predict a part of a finished run's data, or new raw inputs, with its final model.
+    """Predict a part of a finished run's data, or new raw inputs, with its final (or best) model.
 
     A sample's prediction is the argmax of the mean probabilities (`p̄ > 0.5`
     for a sigmoid model, as the accuracy metric decides) and its confidence the
@@ -85,22 +87,26 @@ def predict_run(
             `None` (the run's `split`).
         output: The CSV to write, ending in `.csv`. Defaults to `None`:
             `predictions.csv` in the run directory.
+        best: Predict with the best epoch's model, `model_best/`
+            (`tricklab.run.best_model`), instead of the final one. Defaults to `False`.
 
     Returns:
         The summary written beside the CSV (`predictions.json` by default):
-        `split` or `input`, `rows` (the CSV), `mc_samples`, `seed`, `count`, and
-        `labelled`. With labels, a classifier's `accuracy`, `confusion_matrix`
-        (rows the true class), `per_class` (precision, recall, support by class
-        name), `confidence_bins`, `tail_fraction` and the accuracies of the least
-        and the most confident tails; a regression's `mae` and `rmse`. A
+        `split` or `input`, `model` (`model` or `model_best`), `rows` (the CSV),
+        `mc_samples`, `seed`, `count`, and `labelled`. With labels, a
+        classifier's `accuracy`, `confusion_matrix` (rows the true class),
+        `per_class` (precision, recall, support by class name),
+        `confidence_bins`, `tail_fraction` and the accuracies of the least and
+        the most confident tails; a regression's `mae` and `rmse`. A
         classifier's `mean_entropy` (nats) and `mean_std` (over samples and
         classes) in every case.
 
     Raises:
         UserInputError: A bad argument, a missing run directory or recipe, a run
-            without `model/` (not finished) or without `preprocessing.json` (for
-            `inputs`), a split the run's data lacks, inputs that do not match the
-            training data, an `output` tricklab did not write.
+            without `model/` (not finished), without `model_best/` (with `best`),
+            or without `preprocessing.json` (for `inputs`), a split the run's data
+            lacks, inputs that do not match the training data, an `output`
+            tricklab did not write.
     """
     run = RunDirectory(run_dir)
     if mc_samples is not None and mc_samples < 1:
@@ -114,7 +120,9 @@ def predict_run(
                              "wrote, with recipe.yaml and model/)")
     if not run.recipe_path.is_file():
         raise UserInputError(f"{run.recipe_path}: not found; {run.path} is not a run directory")
-    model_dir = run.path / "model"
+    model_dir = run.path / (BEST_DIR if best else "model")
+    if best and not model_dir.is_dir():
+        raise UserInputError(missing_best(run.path))
     if not model_dir.is_dir():
         raise UserInputError(f"{model_dir}: not found; the run has not finished (a completed "
                              "run saves its final model there)")
@@ -150,7 +158,8 @@ def predict_run(
     table = prediction_table(prediction, ids, labels, class_names)
     summary: dict[str, Any] = {
         **({"input": str(inputs)} if inputs is not None else {"split": split}),
-        "rows": str(rows), "mc_samples": prediction.samples, "seed": seed, "count": len(ids),
+        "model": model_dir.name, "rows": str(rows), "mc_samples": prediction.samples,
+        "seed": seed, "count": len(ids),
         "labelled": labels is not None,
     }
     # The rows are written on a second thread while the plots render: pyarrow formats the

@@ -31,7 +31,7 @@ from tricklab.errors import EXIT_INTERRUPTED, SystemRefusedError, TricklabError,
 from tricklab.run.replace import SetAside, check_replaceable, foreign_entries, recover
 
 RUN_ENTRIES = (
-    "recipe.yaml", "result.json", "history.csv", "checkpoints", "plots", "model",
+    "recipe.yaml", "result.json", "history.csv", "checkpoints", "plots", "model", "model_best",
     "doctor.json", "lr_find.json", "predictions.json", "predictions.csv",
     "predictions_confusion_matrix.png",
 )

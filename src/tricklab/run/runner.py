@@ -33,12 +33,14 @@ from tricklab.recipe import Recipe
 from tricklab.recipe.schema import PhaseSection
 from tricklab.report import plot_learning_curves
 from tricklab.report.reconstructions import plot_reconstructions
+from tricklab.run.best_model import best_keeper, write_best
 from tricklab.run.mlflow_tracking import MlflowTarget, recipe_run
 from tricklab.run.preflight import check_fits
 from tricklab.run.pretrained import check_reuse_chain, is_recipe, source_model
 from tricklab.run.replace import orphans
 from tricklab.run.rundir import RunDirectory, RunInterrupted
 from tricklab.train import FitResult, Trainer
+from tricklab.train.best_weights import keeper_first
 from tricklab.train.callbacks import Callback
 from tricklab.train.progress import ProgressMode
 from tricklab.train.scheduling import LearningRateScheduler
@@ -256,7 +258,9 @@ def check_resumable(run_dir: RunDirectory, recipe: Recipe) -> None:
             first `RESUME_CHANGES_SHOWN` of them), or the epochs.
     """
     differences = [difference for difference in recipe_differences(
-        run_dir.stored_recipe(), recipe.to_dict()) if difference[0] != "train.epochs"]
+        run_dir.stored_recipe(), recipe.to_dict()) if difference[0] != "train.epochs"
+        # A run from before `train.best_monitor` existed finds its best in its history.
+        and difference[:2] != ("train.best_monitor", _ABSENT)]
     if differences:
         shown = [f"{path}: {_shown_field(stored)} → {_shown_field(new)}"
                  for path, stored, new in differences[:RESUME_CHANGES_SHOWN]]
@@ -359,7 +363,8 @@ def train_recipe(
         train = recipe.train
         phases = training_phases(recipe)
         first_epoch = _FirstEpoch()
-        observers: list[Callback] = [first_epoch]
+        best = best_keeper(recipe, splits.val is not None)
+        observers: list[Callback] = [first_epoch, best]
         tracker = recipe_run(mlflow, resolved, run_dir.path)
         if tracker is not None:
             observers.append(tracker)
@@ -421,6 +426,7 @@ def train_recipe(
                 recipe, model, trainer.device, splits, fit,
                 lambda _name, split: trainer.evaluate(split.x, split.y, batch_size=1024),
             )
+            result["best"] = write_best(run_dir.path, best, model, splits)
             write_run(run_dir, recipe, splits, fit, result, model, trainer.optimizer,
                       trainer.predict)
     if tracker is not None:
@@ -541,9 +547,13 @@ def _fit_phases(
 def _phase_callbacks(
     recipe: Recipe, phase: PhaseSection, observers: list[Callback]
 ) -> list[Callback | dict]:
-    """A phase's callbacks: the recipe's (fresh, as in each Keras `fit`), schedule, observers."""
+    """A phase's callbacks: the recipe's (fresh, as in each Keras `fit`), schedule, observers.
+
+    The best-weights keeper goes first, to copy each epoch's own weights before
+    early stopping may restore others.
+    """
     scheduler = [LearningRateScheduler(phase.schedule)] if phase.schedule is not None else []
-    return [*recipe.train.callbacks, *scheduler, *observers]
+    return keeper_first([*recipe.train.callbacks, *scheduler, *observers])
 
 
 def _final_metrics(

@@ -20,6 +20,7 @@ import torch
 from tricklab.data import DatasetSplits, Split
 from tricklab.recipe import Recipe
 from tricklab.run.batched_recipes import batched_trainer, seed_group_key
+from tricklab.run.best_model import best_keeper, replayed_best
 from tricklab.run.rundir import RunDirectory
 from tricklab.run.runner import (
     EXIT_CODES,
@@ -44,7 +45,10 @@ def train_seed_group(
     Each directory holds what `train_recipe` leaves for that seed's recipe
     (`recipe.yaml`, `result.json`, `history.csv`, plots, `model/` with the
     seed's own weights and optimizer state), except checkpoints: a group is
-    trained whole or not at all, so an interrupted group is trained again.
+    trained whole or not at all, so an interrupted group is trained again,
+    and `model_best/`: the batched model keeps no weights per epoch, so
+    `result.json`'s `best` names the best epoch found in the history and says
+    that its model was not saved.
     `result.json` also says `batched_seeds` (the group's size), and its
     `wall_time_s` is the group's training wall time divided by that size, the
     share of each seed, so a study's timings add up to its training time.
@@ -97,7 +101,9 @@ def train_seed_group(
             share = dataclasses.replace(fit, wall_time_s=fit.wall_time_s / len(recipes))
             result = {**run_result(seed_recipe, models[index], device, splits, share,
                                    seed.evaluate),
-                      "batched_seeds": len(recipes)}
+                      "batched_seeds": len(recipes),
+                      "best": replayed_best(best_keeper(seed_recipe, splits.val is not None),
+                                            fit.history)}
             run_dir.write_recipe(seed_recipe.to_dict())
             write_run(run_dir, seed_recipe, splits, fit, result, models[index],
                       optimizers[index], seed.predict)
