@@ -11,6 +11,7 @@ import warnings
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 from mlflow.tracking import MlflowClient
 
@@ -20,6 +21,7 @@ from tricklab.run.mlflow_tracking import PARAM_VALUE_LIMIT, MlflowRun, MlflowTar
 from tricklab.run.rundir import RunInterrupted
 from tricklab.run.runner import train_recipe
 from tricklab.run.study import run_study
+from tricklab.train import Trainer
 
 from ..conftest import TINY_RECIPE
 
@@ -142,6 +144,23 @@ def test_a_diverged_run_is_failed_in_mlflow_and_keeps_its_nan(fixture_data, stor
     assert run.info.status == "FAILED" and run.data.tags["status"] == "diverged"
     losses = [m.value for m in client.get_metric_history(run.info.run_id, "loss")]
     assert len(losses) == outcome.result["epochs_run"] and losses[-1] != losses[-1]  # NaN
+
+
+def test_each_epoch_is_logged_as_it_ends_once_the_run_exists(store, tmp_path):
+    run = MlflowRun(MlflowTarget(store), {"name": "live"}, tmp_path / "live")
+    run.start()  # done before training: no epoch waits for it
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 3))
+    x, y = torch.randn(64, 4), torch.randint(0, 3, (64,))
+    trainer = Trainer(model, torch.optim.SGD(model.parameters(), lr=0.1), callbacks=[run],
+                      progress="none")
+    trainer.fit(x, y, epochs=3, validation_data=(x, y))
+    client = MlflowClient(store)
+    for key in ("loss", "accuracy", "val_loss", "lr"):  # before `finish`: logged live
+        logged = sorted((m.step, m.value) for m in client.get_metric_history(run.run_id, key))
+        assert [step for step, _ in logged] == [1, 2, 3]
+        assert [value for _, value in logged] == pytest.approx(trainer.history[key])
+    assert client.get_run(run.run_id).info.status == "RUNNING"
 
 
 @pytest.mark.parametrize(("error", "status", "mlflow_status"), [

@@ -34,6 +34,7 @@ import math
 import os
 import re
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
@@ -84,7 +85,7 @@ class MlflowTarget:
         experiment_id: The experiment. Defaults to `None` (MLflow's, see the module).
         parent_run_id: The run this one is nested in. Defaults to `None`.
         run_name: The run's name. Defaults to `None` (the run directory's name).
-        tags: Tags to set besides the run's own. Defaults to none.
+        tags: `(name, value)` tags besides the run's own. Defaults to `()`.
     """
 
     uri: str
@@ -207,10 +208,12 @@ def epoch_metrics(
 class MlflowRun(Callback):
     """One MLflow run: started when training begins, fed each epoch, ended with the results.
 
-    A trainer's callback that only observes (checkpoints do not hold it). The
-    first call MLflow refuses warns once and nothing more is sent. Entered as
-    a context manager around training, it ends a run that an error or an
-    interruption cut short (`FAILED` or `KILLED`).
+    A trainer's callback that only observes (checkpoints do not hold it): the
+    run is created in a thread as training begins (`start_in_background`), each
+    epoch's values are logged as it ends, the rest by `finish`. The first call
+    MLflow refuses warns once and nothing more is sent. Entered as a context
+    manager around training, it ends a run that an error or an interruption cut
+    short (`FAILED` or `KILLED`).
 
     Args:
         target: Where to log, and as what.
@@ -231,6 +234,7 @@ class MlflowRun(Callback):
         self._failed = False
         self._ended = False
         self._logged: set[int] = set()
+        self._starting: threading.Thread | None = None
 
     def call(self, function: Any, *args: Any) -> bool:
         """Call `function(*args)` unless MLflow refused before; warn once when it refuses now.
@@ -281,15 +285,43 @@ class MlflowRun(Callback):
             client.log_batch(self.run_id, params=params[first:first + _PARAMS_PER_BATCH],
                              synchronous=True)
 
+    def start_in_background(self) -> None:
+        """Start creating the run in a thread of its own; once.
+
+        Importing MLflow and setting up its store take seconds of Python: in a
+        thread, they overlap the first epoch instead of adding to the run.
+        Epochs that end before the run exists are logged at the next epoch's end.
+        """
+        if self._starting is None and self.run_id is None and not self._failed:
+            self._starting = threading.Thread(
+                target=self.start, args=(int(time.time() * 1000),), name="mlflow-start",
+                daemon=True)
+            self._starting.start()
+
+    def ready(self, wait: bool = True) -> bool:
+        """Whether the run exists; with `wait`, once the thread creating it is done."""
+        if self._starting is not None:
+            if not wait and self._starting.is_alive():
+                return False
+            self._starting.join()
+            self._starting = None
+        return self.run_id is not None
+
     def on_train_begin(self, trainer: Trainer) -> None:
-        self.start()
+        self.start_in_background()
 
     def on_epoch_end(self, trainer: Trainer, epoch: int, logs: dict[str, float]) -> None:
-        if self.run_id is not None and epoch not in self._logged:
-            self._logged.add(epoch)
-            # One call per epoch, all its values together: the cost of a live curve.
-            row = {key: [*([None] * epoch), value] for key, value in logs.items()}
-            self.call(self._log_metrics, epoch_metrics(row, [epoch]))
+        if self.ready(wait=False):
+            self.log_epochs(trainer.history, list(range(epoch + 1)))
+
+    def log_epochs(
+        self, history: dict[str, list[float]], epochs: list[int], start_ms: int | None = None
+    ) -> None:
+        """Log those of `epochs` (0-based) not logged yet, all in one call (see `epoch_metrics`)."""
+        epochs = [epoch for epoch in epochs if epoch not in self._logged]
+        if epochs and self.run_id is not None:
+            self._logged.update(epochs)
+            self.call(lambda: self._log_metrics(epoch_metrics(history, epochs, start_ms)))
 
     def _log_metrics(self, metrics: list[Any]) -> None:
         for first in range(0, len(metrics), _METRICS_PER_BATCH):
@@ -304,15 +336,12 @@ class MlflowRun(Callback):
             start_ms: The run's start, to stamp the epochs logged here as they
                 happened (see `epoch_metrics`). Defaults to `None` (stamped now).
         """
-        if self.run_id is None or self._ended:
+        if not self.ready() or self._ended:
             return
         history = result.get("history") or {}
         epochs = max((len(values) for values in history.values()), default=0)
-        missing = [epoch for epoch in range(epochs) if epoch not in self._logged]
         try:
-            if missing:
-                self._logged.update(missing)
-                self.call(lambda: self._log_metrics(epoch_metrics(history, missing, start_ms)))
+            self.log_epochs(history, list(range(epochs)), start_ms)
             self.call(self._log_results, result)
         finally:  # a Ctrl-C while the artifacts upload still ends the run, as it ended
             self.end(str(result.get("status", "completed")))
@@ -344,7 +373,7 @@ class MlflowRun(Callback):
         not stay `RUNNING` where it can be ended. A run of its own (not nested)
         then says on stderr where it was logged.
         """
-        if self.run_id is None or self._ended:
+        if not self.ready() or self._ended:
             return
         self._ended = True
         try:
