@@ -25,11 +25,14 @@ def plot_learning_curves(
     ]
     panels = ["loss", *metric_names]
     figure, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4), squeeze=False)
-    epochs = range(1, len(history.get("loss", [])) + 1)
     for axis, key in zip(axes[0], panels, strict=True):
-        axis.plot(epochs, history.get(key, []), marker="o", label=f"train {key}")
+        # Each series over its own epochs: a run that diverged has no validation of its last.
+        train = history.get(key, [])
+        axis.plot(range(1, len(train) + 1), train, marker="o", label=f"train {key}")
         if f"val_{key}" in history:
-            axis.plot(epochs, history[f"val_{key}"], marker="s", label=f"validation {key}")
+            validation = history[f"val_{key}"]
+            axis.plot(range(1, len(validation) + 1), validation, marker="s",
+                      label=f"validation {key}")
         axis.set_xlabel("epoch")
         axis.xaxis.set_major_locator(MaxNLocator(integer=True))  # no epoch 2.5
         axis.set_ylabel(key)
