@@ -123,6 +123,12 @@ MlflowOption = Annotated[
                  help="Log to MLflow at this tracking URI, e.g. sqlite:///mlflow.db (default: "
                  "$MLFLOW_TRACKING_URI; needs pip install 'tricklab[mlflow]')."),
 ]
+TensorboardOption = Annotated[
+    bool,
+    typer.Option("--tensorboard/--no-tensorboard",
+                 help="Write TensorBoard event files into each run's tensorboard/ folder "
+                 "(unless the recipe says train.tensorboard: false)."),
+]
 
 
 def _human_lines(as_json: bool) -> contextlib.AbstractContextManager[Any]:
@@ -197,6 +203,7 @@ def train(
     ] = False,
     as_json: JsonOption = False,
     mlflow: MlflowOption = None,
+    tensorboard: TensorboardOption = True,
 ) -> int:
     """Train the network a recipe describes; results go to the run directory.
 
@@ -215,6 +222,7 @@ def train(
         outcome = train_recipe(
             resolved, out=out, resume=resume, overwrite=overwrite,
             progress="lines" if quiet else "auto", doctor=doctor, mlflow=uri,
+            tensorboard=tensorboard,
         )
         metrics = outcome.result["metrics"]
         shown = ", ".join(f"{k}={v:.4f}" for k, v in metrics.items() if v is not None)
@@ -522,6 +530,7 @@ def study_run(
     ] = None,
     as_json: JsonOption = False,
     mlflow: MlflowOption = None,
+    tensorboard: TensorboardOption = True,
 ) -> int:
     """Run a study (or resume it: finished runs are kept), then write its report.
 
@@ -543,7 +552,7 @@ def study_run(
             study, out=out, seeds=seeds, quick=quick, workers=workers, backend=backend,
             address=address, force_new=force_new, progress="lines" if quiet else "auto",
             report=lambda folder: write_study_report(folder)[0], doctor=doctor,
-            batch_seeds=batch_seeds, overrides=set_ or [], mlflow=uri,
+            batch_seeds=batch_seeds, overrides=set_ or [], mlflow=uri, tensorboard=tensorboard,
         )
         counts = ", ".join(f"{count} {status}" for status, count in sorted(outcome.counts.items()))
         typer.echo(f"runs: {counts}", err=True)

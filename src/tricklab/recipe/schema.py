@@ -127,6 +127,9 @@ class TrainSection(_Section):
             channels-last memory format (faster convolutions on GPUs with tensor
             cores); `auto` does so on CUDA for models with convolutions. Defaults
             to `"auto"`.
+        tensorboard: Write TensorBoard event files into the run directory's
+            `tensorboard/` (curves, final metrics, the recipe; histograms with the
+            doctor); `false`, like `--no-tensorboard`, writes none. Defaults to `True`.
     """
 
     optimizer: NamedSpec
@@ -144,6 +147,7 @@ class TrainSection(_Section):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
     channels_last: bool | Literal["auto"] = "auto"
+    tensorboard: bool = True
 
     @model_validator(mode="after")
     def _epochs_of_phases(self) -> TrainSection:

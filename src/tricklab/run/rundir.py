@@ -33,7 +33,7 @@ from tricklab.run.replace import SetAside, check_replaceable, foreign_entries, r
 RUN_ENTRIES = (
     "recipe.yaml", "result.json", "history.csv", "checkpoints", "plots", "model", "model_best",
     "doctor.json", "lr_find.json", "predictions.json", "predictions.csv",
-    "predictions_confusion_matrix.png",
+    "predictions_confusion_matrix.png", "tensorboard",
 )
 """What tricklab writes into a run directory (train, doctor, lr-find, predict)."""
 

@@ -6,7 +6,7 @@ import contextlib
 import dataclasses
 import math
 import platform
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -39,6 +39,7 @@ from tricklab.run.preflight import check_fits
 from tricklab.run.pretrained import check_reuse_chain, is_recipe, source_model
 from tricklab.run.replace import orphans
 from tricklab.run.rundir import RunDirectory, RunInterrupted
+from tricklab.run.tensorboard_runs import recipe_logger
 from tricklab.train import FitResult, Trainer
 from tricklab.train.best_weights import keeper_first
 from tricklab.train.callbacks import Callback
@@ -251,14 +252,17 @@ def _shown_field(value: Any) -> str:
 def check_resumable(run_dir: RunDirectory, recipe: Recipe) -> None:
     """Refuse to resume with another recipe, or with fewer epochs than the run has trained.
 
-    A resumed run may be asked to train for more epochs; everything else must match.
+    A resumed run may be asked to train for more epochs, and to log to TensorBoard
+    or not (`train.tensorboard`); everything else must match.
 
     Raises:
         UserInputError: Naming the fields that differ (`path: stored → new`, the
             first `RESUME_CHANGES_SHOWN` of them), or the epochs.
     """
+    # Logging changes no result: a run from before `train.tensorboard` existed resumes too.
     differences = [difference for difference in recipe_differences(
-        run_dir.stored_recipe(), recipe.to_dict()) if difference[0] != "train.epochs"
+        run_dir.stored_recipe(), recipe.to_dict())
+        if difference[0] not in ("train.epochs", "train.tensorboard")
         # A run from before `train.best_monitor` existed finds its best in its history.
         and difference[:2] != ("train.best_monitor", _ABSENT)]
     if differences:
@@ -306,6 +310,8 @@ def train_recipe(
     doctor: bool = False,
     pretrained: Path | None = None,
     mlflow: str | MlflowTarget | None = None,
+    tensorboard: bool = True,
+    hparams: Mapping[str, Any] | None = None,
 ) -> RunOutcome:
     """Train the network a resolved recipe describes and fill its run directory.
 
@@ -332,6 +338,11 @@ def train_recipe(
             this run: `out`'s parent folder).
         mlflow: Log the run to MLflow (`tricklab.run.mlflow_tracking`): a tracking
             URI, or where a study nests it. Defaults to `None` (not logged).
+        tensorboard: Write TensorBoard event files into `<out>/tensorboard`
+            (`tricklab.run.tensorboard_runs`) unless the recipe's `train.tensorboard`
+            is false; `False` (`--no-tensorboard`) writes none. Defaults to `True`.
+        hparams: The run's hyperparameters in a study, logged as its TensorBoard
+            HParams session. Defaults to `None` (no session).
 
     Raises:
         UserInputError: The folder holds another run or files that are not a run's,
@@ -374,6 +385,9 @@ def train_recipe(
 
             probe = watch(model).attach()
             observers.append(DoctorCallback(probe))
+        board = recipe_logger(run_dir.path, resolved, tensorboard, probe)
+        if board is not None:
+            observers.append(board)
         trainer = Trainer(
             model,
             optimizer,
@@ -395,7 +409,8 @@ def train_recipe(
         )
     # An MLflow run that an error or an interruption cuts short is ended as such.
     with run_dir.starting(overwrite, resume) as aside, (
-            contextlib.nullcontext() if tracker is None else tracker):
+            contextlib.nullcontext() if tracker is None else tracker), (
+            contextlib.nullcontext() if board is None else board):
         def started() -> None:
             if not first_epoch.reached:
                 first_epoch.reached = True
@@ -429,6 +444,8 @@ def train_recipe(
             result["best"] = write_best(run_dir.path, best, model, splits)
             write_run(run_dir, recipe, splits, fit, result, model, trainer.optimizer,
                       trainer.predict)
+            if board is not None:
+                board.finish(result, hparams)
     if tracker is not None:
         tracker.finish(result)
     return RunOutcome(run_dir.path, result, EXIT_CODES[fit.status])

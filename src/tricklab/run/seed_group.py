@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -31,6 +32,7 @@ from tricklab.run.runner import (
     training_device,
     write_run,
 )
+from tricklab.run.tensorboard_runs import log_finished_recipe_run, logs_to_tensorboard
 from tricklab.train.batched import BatchedSeedsTrainer
 
 
@@ -39,6 +41,8 @@ def train_seed_group(
     outs: Sequence[str | Path],
     overwrite: bool = False,
     splits: DatasetSplits | None = None,
+    tensorboard: bool = True,
+    hparams: Sequence[Mapping[str, Any]] | None = None,
 ) -> list[RunOutcome]:
     """Train the seeds of one recipe together as one batched model; fill each seed's run directory.
 
@@ -59,6 +63,11 @@ def train_seed_group(
         outs: Each recipe's run directory.
         overwrite: Replace runs already in those folders. Defaults to `False`.
         splits: The recipes' data, already loaded. Defaults to `None` (load it here).
+        tensorboard: Write each seed's TensorBoard events (all at once, when the
+            group is done) where its recipe's `train.tensorboard` allows; `False`
+            writes none. Defaults to `True`.
+        hparams: Each seed's hyperparameters, logged as its HParams session.
+            Defaults to `None` (no session).
 
     Returns:
         One outcome per recipe, in order.
@@ -107,6 +116,9 @@ def train_seed_group(
             run_dir.write_recipe(seed_recipe.to_dict())
             write_run(run_dir, seed_recipe, splits, fit, result, models[index],
                       optimizers[index], seed.predict)
+            if logs_to_tensorboard(seed_recipe.to_dict(), tensorboard):
+                log_finished_recipe_run(run_dir.path, seed_recipe.to_dict(), result,
+                                        None if hparams is None else hparams[index])
             outcomes.append(RunOutcome(run_dir.path, result, EXIT_CODES[fit.status]))
     return outcomes
 

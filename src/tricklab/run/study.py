@@ -75,6 +75,7 @@ from tricklab.study.store import LearningRateChoice, RunRecord, StudyStore
 
 if TYPE_CHECKING:
     from tricklab.run.mlflow_tracking import MlflowRun, MlflowTarget
+    from tricklab.run.tensorboard_runs import StudyHParams
 
 Backend = Literal["local", "ray"]
 MAX_ATTEMPTS = 2
@@ -135,13 +136,14 @@ def check_backend_options(workers: int | None, backend: str, address: str | None
 def _execute(
     runs: list[PlannedRun], store: StudyStore, study_dir: Path, backend: Any,
     progress: StudyProgress, label: str, doctor: bool = False, batch_seeds: bool | None = False,
-    mlflow: MlflowTarget | None = None,
+    mlflow: MlflowTarget | None = None, tensorboard: StudyHParams | None = None,
 ) -> SystemRefusedError | None:
     """Train every unfinished run of `runs`, retrying crashes once, recording as results arrive.
 
     With `batch_seeds` not `False`, seeds that can train together do so first
     (see `_seed_groups`); runs of a group that crashes fall back to separate runs.
-    With `mlflow` (the study's parent run), each run is logged nested in it.
+    With `mlflow` (the study's parent run), each run is logged nested in it. With
+    `tensorboard`, each run's events hold its HParams session (`None`: no events).
 
     Returns:
         The machine's first refusal (see `run_study`), after which no run was
@@ -172,7 +174,7 @@ def _execute(
             # A group has no checkpoints to resume from (and `_seed_groups` left out
             # runs that have some).
             resume = len(job_runs) == 1 and _can_resume(study_dir / job_runs[0].run_dir)
-            yield job_runs, str(study_dir), resume, doctor, mlflow
+            yield job_runs, str(study_dir), resume, doctor, mlflow, tensorboard
 
     def record(planned: PlannedRun, result: dict | None, error: BaseException | None) -> bool:
         """Record how a run's start ended; return whether to start it again now."""
@@ -350,6 +352,7 @@ def run_study(
     batch_seeds: bool | None = None,
     overrides: list[str] | tuple[str, ...] = (),
     mlflow: str | None = None,
+    tensorboard: bool = True,
 ) -> StudyOutcome:
     """Run (or resume) a study and write its report.
 
@@ -383,6 +386,11 @@ def run_study(
             spec as params, its reports as artifacts) with a nested run for each run
             this command trains (see `tricklab.run.mlflow_tracking`). Defaults to
             `None` (not logged).
+        tensorboard: Each run writes TensorBoard events (where its recipe's
+            `train.tensorboard` allows) with an HParams session: its variant, seed,
+            the recipe fields the study's runs differ in, and with a learning-rate
+            search its phase (see `tricklab.run.tensorboard_runs`); `False`
+            (`--no-tensorboard`) writes none. Defaults to `True`.
 
     Raises:
         UserInputError: A bad study file, a changed spec without `force_new`, a bad
@@ -427,10 +435,14 @@ def run_study(
                     from tricklab.run.mlflow_tracking import children_target, study_run
 
                     parent = study_run(mlflow, study.name, study.spec, study_dir)
+                from tricklab.run.tensorboard_runs import StudyHParams
+
                 stopped, refused = _train(
                     study, store, study_dir, runner, StudyProgress(progress), main_runs,
                     search_runs, doctor, batch_seeds,
                     mlflow=None if parent is None else children_target(parent),
+                    tensorboard=StudyHParams.of([*main_runs.values(), *search_runs])
+                    if tensorboard else None,
                 )
                 counts: dict[str, int] = {}
                 for record in store.runs(phase=None):
@@ -539,10 +551,12 @@ def _train(
     study: Study, store: StudyStore, study_dir: Path, runner: Any, progress: StudyProgress,
     main_runs: dict[tuple[str, int], PlannedRun], search_runs: list[PlannedRun],
     doctor: bool, batch_seeds: bool | None, mlflow: MlflowTarget | None = None,
+    tensorboard: StudyHParams | None = None,
 ) -> tuple[bool, SystemRefusedError | None]:
     """Pretrain, search learning rates, train the main runs; close the backend.
 
-    With `mlflow` (the study's MLflow run), every run is logged nested in it.
+    With `mlflow` (the study's MLflow run), every run is logged nested in it. With
+    `tensorboard`, every run's events hold its HParams session (`None`: no events).
 
     Returns:
         Whether the driver was stopped (Ctrl-C, SIGTERM), and the machine's
@@ -554,7 +568,8 @@ def _train(
         if search_runs:
             _add(store, search_runs)
             refused = _execute(search_runs, store, study_dir, runner, progress,
-                               "learning-rate search", batch_seeds=batch_seeds, mlflow=mlflow)
+                               "learning-rate search", batch_seeds=batch_seeds, mlflow=mlflow,
+                               tensorboard=tensorboard)
             if refused is None:
                 for variant, rate in _choose_rates(study, store).items():
                     for seed in study.spec["seeds"]:
@@ -565,7 +580,8 @@ def _train(
             _reuse_search_runs(planned, store)
             # The doctor probes each run's own model, which a batched group does not have.
             refused = _execute(planned, store, study_dir, runner, progress, study.name, doctor,
-                               batch_seeds=False if doctor else batch_seeds, mlflow=mlflow)
+                               batch_seeds=False if doctor else batch_seeds, mlflow=mlflow,
+                               tensorboard=tensorboard)
     except KeyboardInterrupt:
         return True, None
     except SystemRefusedError as error:

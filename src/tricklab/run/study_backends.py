@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from tricklab.data import DatasetSplits
     from tricklab.recipe import Recipe
     from tricklab.run.mlflow_tracking import MlflowTarget
+    from tricklab.run.tensorboard_runs import StudyHParams
 
 PRETRAINED = "pretrained"
 """Folder of a study where the recipes its runs reuse (`model.reuse.from`) are trained."""
@@ -50,14 +51,16 @@ CACHED_DATASETS = 2
 
 def execute_run(
     study_dir: str, run_dir: str, recipe: dict[str, Any], resume: bool, doctor: bool = False,
-    mlflow: MlflowTarget | None = None,
+    mlflow: MlflowTarget | None = None, tensorboard: bool = True,
+    hparams: dict[str, Any] | None = None,
 ) -> dict:
     """Train one run of a study in this process and return its `result.json` content.
 
     Runs in a worker: one torch thread (a study's parallelism is its processes),
     and the dataset loaded once per worker for all the runs it trains. With
     `doctor`, the run is probed and leaves a `doctor.json` (see `train --doctor`);
-    with `mlflow`, it is logged there (a run nested in the study's).
+    with `mlflow`, it is logged there (a run nested in the study's). Its TensorBoard
+    events (unless `tensorboard` is false) hold `hparams` as its HParams session.
     """
     import torch
 
@@ -69,21 +72,24 @@ def execute_run(
     outcome = train_recipe(
         resolved, out=Path(study_dir) / run_dir, resume=resume, overwrite=not resume,
         progress="none", splits=_cached_splits(resolved), doctor=doctor,
-        pretrained=Path(study_dir) / PRETRAINED, mlflow=mlflow,
+        pretrained=Path(study_dir) / PRETRAINED, mlflow=mlflow, tensorboard=tensorboard,
+        hparams=hparams,
     )
     return outcome.result
 
 
 def execute_seed_group(
     study_dir: str, run_dirs: list[str], recipes: list[dict[str, Any]],
-    mlflow: list[MlflowTarget | None] | None = None,
+    mlflow: list[MlflowTarget | None] | None = None, tensorboard: bool = True,
+    hparams: list[dict[str, Any]] | None = None,
 ) -> list[dict]:
     """Train seeds of one recipe as one batched model in this process; return each `result.json`.
 
     Runs in a worker, as `execute_run` does (one torch thread, the cached
     dataset); see `tricklab.run.seed_group.train_seed_group`. Earlier leftovers in
     the run directories are replaced: a group has no checkpoints to resume from.
-    With `mlflow` (a target per seed), each seed is logged once the group is done.
+    With `mlflow` (a target per seed), each seed is logged once the group is done;
+    `tensorboard` and `hparams` (one per seed) as `train_seed_group` takes them.
     """
     import torch
 
@@ -95,7 +101,7 @@ def execute_seed_group(
                 for recipe, folder in zip(recipes, run_dirs, strict=True)]
     outcomes = train_seed_group(
         resolved, [Path(study_dir) / folder for folder in run_dirs], overwrite=True,
-        splits=_cached_splits(resolved[0]),
+        splits=_cached_splits(resolved[0]), tensorboard=tensorboard, hparams=hparams,
     )
     for target, recipe, outcome in zip(mlflow or [], resolved, outcomes, strict=False):
         if target is not None:
@@ -107,11 +113,13 @@ def execute_seed_group(
 
 def execute_job(
     runs: tuple[PlannedRun, ...], study_dir: str, resume: bool, doctor: bool,
-    mlflow: MlflowTarget | None = None,
+    mlflow: MlflowTarget | None = None, tensorboard: StudyHParams | None = None,
 ) -> list[dict]:
     """Train a job's runs in this process: one on its own, several as batched seeds.
 
     With `mlflow` (the study's parent run), each run is logged as a run nested in it.
+    With `tensorboard` (the study's hyperparameters), each run writes TensorBoard
+    events with its HParams session; `None` writes none (`--no-tensorboard`).
 
     Returns:
         Each run's `result.json` content, in order.
@@ -122,13 +130,16 @@ def execute_job(
     """
     from tricklab.run.mlflow_tracking import nested_target
 
+    hparams = None if tensorboard is None else [tensorboard.of_run(run) for run in runs]
     try:
         if len(runs) == 1:
             return [execute_run(study_dir, runs[0].run_dir, runs[0].recipe, resume, doctor,
-                                nested_target(mlflow, runs[0]))]
+                                nested_target(mlflow, runs[0]), tensorboard is not None,
+                                None if hparams is None else hparams[0])]
         return execute_seed_group(study_dir, [run.run_dir for run in runs],
                                   [run.recipe for run in runs],
-                                  [nested_target(mlflow, run) for run in runs])
+                                  [nested_target(mlflow, run) for run in runs],
+                                  tensorboard is not None, hparams)
     except Exception as error:
         refused = refusal(error, Path(study_dir) / runs[0].run_dir)
         if refused is None or refused is error:
@@ -304,9 +315,10 @@ def interrupt_workers(pool: ProcessPoolExecutor) -> None:
 
 
 Outcome = tuple[PlannedRun, dict[str, Any] | None, BaseException | None]
-Job = tuple[tuple[PlannedRun, ...], str, bool, bool, "MlflowTarget | None"]
+Job = tuple[tuple[PlannedRun, ...], str, bool, bool, "MlflowTarget | None", "StudyHParams | None"]
 """Runs to train: one planned run, or several seeds to train batched (see
-`execute_job`); the study directory; resume?; doctor?; the study's MLflow run, or `None`."""
+`execute_job`); the study directory; resume?; doctor?; the study's MLflow run, or `None`;
+the study's hyperparameters for TensorBoard, or `None` (no event files)."""
 
 
 class LocalBackend:
