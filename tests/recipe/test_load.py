@@ -71,7 +71,7 @@ def test_defaults_are_written_into_the_resolved_recipe():
     [
         ({"colour": "red"}, "<top level>: unknown key 'colour'; accepted keys: data, model, name"),
         ({"train": {"optimizer": "sgd", "epoch": 3}},
-         "train: unknown key 'epoch'; accepted keys: batch_size, cache_frozen_features, callbacks, channels_last, device, epochs"),
+         "train: unknown key 'epoch'; accepted keys: batch_size, best_monitor, cache_frozen_features, callbacks, channels_last, device, epochs"),
         ({"train": {"optimizer": "sgd", "epochs": "ten"}}, "train.epochs: input should be a valid integer"),
         ({"train": {"optimizer": "sgd", "batch_size": 0}}, "train.batch_size: input should be greater than 0"),
         ({"name": "has space"}, "name: string should match pattern"),
