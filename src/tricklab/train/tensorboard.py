@@ -51,7 +51,7 @@ if TYPE_CHECKING:
     from tricklab.train.trainer import Trainer
 
 HPARAM_TEXT_LIMIT = 120
-"""Characters kept of an hyperparameter that is not a number, a bool or a short string."""
+"""Characters kept of a hyperparameter that is not a number, a bool or a short string."""
 
 HISTOGRAM_BINS = 30
 """Buckets of a weight or gradient histogram: as many as `tf.summary.histogram`'s default."""
@@ -88,7 +88,7 @@ def scalar_tag(key: str) -> tuple[str, str]:
 
 
 def hparam_value(value: Any) -> bool | int | float | str | None:
-    """An hyperparameter as the HParams plugin takes it: a bool, a number or a string.
+    """A hyperparameter as the HParams plugin takes it: a bool, a number or a string.
 
     Lists and mappings become compact JSON, cut to `HPARAM_TEXT_LIMIT`
     characters; `None` stays `None` (the value is left out).
@@ -107,7 +107,7 @@ def _histogram_rows(tensors: Iterable[torch.Tensor]) -> list[list[float]]:
     transfer for all of them (the doctor's way: `torch.histc` and NumPy would
     read each tensor's range, or the whole tensor, on the host).
     """
-    rows = []
+    rows, sizes = [], []
     for tensor in tensors:
         flat = tensor.detach().reshape(-1)
         low, high = torch.aminmax(flat)
@@ -116,14 +116,16 @@ def _histogram_rows(tensors: Iterable[torch.Tensor]) -> list[list[float]]:
         index = (flat - low).mul_(scale).to(torch.int64).clamp_(0, HISTOGRAM_BINS - 1)
         counts = index.new_zeros(HISTOGRAM_BINS).scatter_add_(
             0, index, index.new_ones(1).expand_as(index))
-        stats = [low.double(), high.double(), torch.tensor(float(flat.numel()),
-                 dtype=torch.float64, device=flat.device), flat.sum(dtype=torch.float64),
+        stats = [low.double(), high.double(), flat.sum(dtype=torch.float64),
                  torch.linalg.vector_norm(flat, dtype=torch.float64).square()]
         rows.append(torch.cat([torch.stack(stats), counts.double()]))
+        sizes.append(flat.numel())
     if not rows:
         return []
     device = rows[0].device
-    return torch.stack([row.to(device) for row in rows]).tolist()
+    values = torch.stack([row.to(device) for row in rows]).tolist()
+    return [[low, high, size, *rest] for size, (low, high, *rest) in zip(sizes, values,
+                                                                          strict=True)]
 
 
 def _add_histogram(
@@ -172,7 +174,6 @@ class TensorBoardLogger(Callback):
         self._opened = False
         self._logged: set[int] = set()
         self._probed_to = -1
-        self._started = time.time()
 
     # Writers.
 
@@ -203,7 +204,7 @@ class TensorBoardLogger(Callback):
             writer.flush()
 
     def close(self) -> None:
-        """Flush and close every writer; later events open them again."""
+        """Flush and close every writer."""
         for writer in self._writers.values():
             writer.close()
         self._writers.clear()
