@@ -59,7 +59,7 @@ def tracking_alone(run_dir: Path, uri: str) -> dict[str, float]:
     import yaml
 
     # Imported by the run without MLflow too (with torch): not a cost of the tracking.
-    from tricklab.run.mlflow_tracking import mlflow_calls, recipe_run
+    from tricklab.run.mlflow_client import MlflowRun, mlflow_calls, recipe_target
 
     started = time.perf_counter()
     with mlflow_calls():  # imports MLflow
@@ -67,8 +67,7 @@ def tracking_alone(run_dir: Path, uri: str) -> dict[str, float]:
     times = {"import MLflow": time.perf_counter() - started}
     recipe = yaml.safe_load((run_dir / "recipe.yaml").read_text(encoding="utf-8"))
     result = json.loads((run_dir / "result.json").read_text(encoding="utf-8"))
-    run = recipe_run(uri, recipe, run_dir)
-    assert run is not None
+    run = MlflowRun(recipe_target(uri, recipe), recipe, run_dir)
     started = time.perf_counter()
     run.start()
     times["create the run, log the params"] = time.perf_counter() - started

@@ -17,7 +17,8 @@ from mlflow.tracking import MlflowClient
 
 from tricklab.cli.main import main
 from tricklab.recipe import recipe_from_dict
-from tricklab.run.mlflow_tracking import PARAM_VALUE_LIMIT, MlflowRun, MlflowTarget, flat_params
+from tricklab.run.mlflow_client import PARAM_VALUE_LIMIT, MlflowRun, MlflowTarget, flat_params
+from tricklab.run.mlflow_tracking import MlflowCallback
 from tricklab.run.rundir import RunInterrupted
 from tricklab.run.runner import train_recipe
 from tricklab.run.study import run_study
@@ -147,12 +148,13 @@ def test_a_diverged_run_is_failed_in_mlflow_and_keeps_its_nan(fixture_data, stor
 
 
 def test_each_epoch_is_logged_as_it_ends_once_the_run_exists(store, tmp_path):
-    run = MlflowRun(MlflowTarget(store), {"name": "live"}, tmp_path / "live")
-    run.start()  # done before training: no epoch waits for it
+    target, folder = MlflowTarget(store), tmp_path / "live"
+    run = MlflowRun(target, {"name": "live"}, folder)
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(4, 3))
     x, y = torch.randn(64, 4), torch.randint(0, 3, (64,))
-    trainer = Trainer(model, torch.optim.SGD(model.parameters(), lr=0.1), callbacks=[run],
+    callback = MlflowCallback(run, target, {"name": "live"}, folder)
+    trainer = Trainer(model, torch.optim.SGD(model.parameters(), lr=0.1), callbacks=[callback],
                       progress="none")
     trainer.fit(x, y, epochs=3, validation_data=(x, y))
     client = MlflowClient(store)
@@ -169,13 +171,27 @@ def test_each_epoch_is_logged_as_it_ends_once_the_run_exists(store, tmp_path):
     (RuntimeError("a bug"), "failed", "FAILED"),
 ])
 def test_a_run_cut_short_is_ended_as_such(store, tmp_path, error, status, mlflow_status):
-    run = MlflowRun(MlflowTarget(store), {"name": "cut"}, tmp_path / "cut")
-    with pytest.raises(type(error)), run:
+    target, folder = MlflowTarget(store), tmp_path / "cut"
+    run = MlflowRun(target, {"name": "cut"}, folder)
+    with pytest.raises(type(error)), MlflowCallback(run, target, {"name": "cut"}, folder):
         run.start()
         raise error
     [logged] = logged_runs(store)[1]
     assert logged.info.run_id == run.run_id and logged.info.status == mlflow_status
     assert logged.data.tags["status"] == status and logged.data.params == {"name": "cut"}
+
+
+def test_train_logs_through_a_process_of_its_own(fixture_data, store, tmp_path, capfd):
+    # `train --mlflow` imports MLflow in a logging process while it imports PyTorch.
+    code = main(["train", str(recipe_file(tmp_path)), "--out", str(tmp_path / "run"),
+                 "--quiet", "--mlflow", store])
+    assert code == 0
+    client, [run] = logged_runs(store)
+    assert run.info.status == "FINISHED"
+    check_logged(client, run, tmp_path / "run")
+    err = capfd.readouterr().err
+    assert "warning" not in err
+    assert f"mlflow: run {run.info.run_id} in experiment {run.info.experiment_id} of {store}" in err
 
 
 def test_params_are_dotted_fields_cut_to_mlflows_limit():

@@ -214,6 +214,10 @@ def train(
     from tricklab.run.mlflow_uri import tracking_uri
 
     uri = tracking_uri(mlflow)
+    if uri is not None:  # MLflow's import, in a process of its own, overlaps PyTorch's
+        from tricklab.run.mlflow_client import start_logger
+
+        start_logger(uri)
     from tricklab.recipe import load_recipe
     from tricklab.run import train_recipe
 
