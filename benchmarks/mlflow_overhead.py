@@ -14,9 +14,10 @@ MLflow creates its tables once per store, which is a cost of the store, not of
 each run. Last, the tracking alone is timed in a fresh process, without the
 training around it (a busy machine blurs a difference of seconds between whole
 runs): importing MLflow, creating the run with its params, one `log_batch` per
-epoch, then the final metrics and artifacts of a finished run directory. In a
-run, the first two happen in a thread while the first epoch trains, so this
-total is an upper bound of what tracking adds.
+epoch, then the final metrics and artifacts of a finished run directory. Under
+`tricklab train --mlflow` this work is done by a logging process started before
+PyTorch is imported, mostly while the command imports PyTorch, loads the data
+and trains: the total is what tracking would add done in line, an upper bound.
 
 Run: `.venv/bin/python benchmarks/mlflow_overhead.py [--pairs 3]`.
 """
