@@ -139,7 +139,7 @@ def test_a_default_study_on_this_cpu_does_not_batch(fixture_data, tmp_path):
 
 @pytest.mark.parametrize(("flag", "expected"),
                          [(["--batch-seeds"], True), (["--no-batch-seeds"], False), ([], None)])
-def test_the_cli_flag_reaches_run_study(monkeypatch, flag, expected):
+def test_the_cli_flag_reaches_run_study(isolated, monkeypatch, flag, expected):
     from tricklab.run import study
 
     seen = {}

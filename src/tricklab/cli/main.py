@@ -613,6 +613,7 @@ def tricks_command(
             "allows (default: on a GPU only, where it pays).",
         ),
     ] = None,
+    tensorboard: TensorboardOption = True,
 ) -> int:
     """Try the chapter's tricks one at a time on a recipe; recommend the ones that help."""
     started = time.perf_counter()
@@ -643,7 +644,7 @@ def tricks_command(
     outcome = run_tricks(
         plan, out=out, workers=workers, backend=backend, address=address,
         progress="lines" if quiet else "auto", batch_seeds=batch_seeds, announce=announce,
-        budget_seconds=budget_seconds, started=started,
+        budget_seconds=budget_seconds, started=started, tensorboard=tensorboard,
     )
     counts = ", ".join(f"{count} {status}" for status, count in sorted(
         outcome.study.counts.items()))

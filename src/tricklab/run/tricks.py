@@ -326,6 +326,7 @@ def run_tricks(
     batch_seeds: bool | None = None,
     announce: Callable[[Path, TricksPlan, list[str]], None] | None = None,
     budget_seconds: float | None = None, started: float | None = None,
+    tensorboard: bool = True,
 ) -> TricksOutcome:
     """Probe and plan, write `tricks.yaml` and `skipped.json`, run (or resume) the study, recommend.
 
@@ -353,6 +354,7 @@ def run_tricks(
         started: When the command began (`time.perf_counter()`), so the budget and
             the time reported count its imports and planning too. Defaults to
             `None` (this call).
+        tensorboard: As `run_study`'s (`--no-tensorboard` gives `False`). Defaults to `True`.
 
     Raises:
         UserInputError: A bad option, a budget too small, or an `--out` holding
@@ -410,7 +412,7 @@ def run_tricks(
     running = time.perf_counter()
     outcome = run_study(study_dir / STUDY_FILE, out=study_dir, quick=arranged.quick,
                         workers=workers, backend=backend, address=address, progress=progress,
-                        report=report, batch_seeds=batch_seeds)
+                        report=report, batch_seeds=batch_seeds, tensorboard=tensorboard)
     recommendation, results = recommendations[-1] if recommendations else (None, None)
     confirmation = None
     if recommendation is not None and results is not None and len(recommendation.applied) > 1:
@@ -418,7 +420,7 @@ def run_tricks(
         from tricklab.run.tricks_combined import run_combination
 
         confirmation = run_combination(arranged, recommendation, results, study_dir, workers,
-                                       backend, address, progress, batch_seeds)
+                                       backend, address, progress, batch_seeds, tensorboard)
         if confirmation is not None and confirmation.document is not None:
             write_text(study_dir / RECOMMENDED_FILE,
                        _confirmed_text(arranged, confirmation.lines, confirmation.document))

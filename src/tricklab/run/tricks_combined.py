@@ -290,7 +290,7 @@ def confirm(plan: TricksPlan, recommendation: Recommendation, results: StudyResu
 def run_combination(
     plan: TricksPlan, recommendation: Recommendation, results: StudyResults, study_dir: Path,
     workers: int | None = None, backend: Backend = "local", address: str | None = None,
-    progress: str = "auto", batch_seeds: bool | None = None,
+    progress: str = "auto", batch_seeds: bool | None = None, tensorboard: bool = True,
 ) -> Confirmation | None:
     """Write round 2's study into `study_dir/combined`, run (or resume) it, and confirm.
 
@@ -309,6 +309,7 @@ def run_combination(
         address: Ray cluster address. Defaults to `None`.
         progress: As `run_study`'s. Defaults to `"auto"`.
         batch_seeds: As `run_study`'s. Defaults to `None`.
+        tensorboard: As `run_study`'s. Defaults to `True`.
 
     Returns:
         Round 2's verdict, with `study` set; `None` when fewer than two variants were
@@ -350,7 +351,7 @@ def run_combination(
 
     outcome = run_study(folder / STUDY_FILE, out=folder, quick=plan.quick, workers=workers,
                         backend=backend, address=address, progress=progress, report=report,
-                        batch_seeds=batch_seeds)
+                        batch_seeds=batch_seeds, tensorboard=tensorboard)
     return replace(confirmations[-1], study=outcome)
 
 

@@ -36,6 +36,7 @@ from __future__ import annotations
 import json
 import math
 import statistics
+import threading
 import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -184,6 +185,8 @@ class TensorBoardLogger(Callback):
         writer = self._writers.get(name)
         if writer is None:
             from torch.utils.tensorboard import SummaryWriter
+
+            _quiet_writer_threads()
 
             # Every file starts a session at its first epoch, a new run's too: TensorBoard's
             # Python loader takes only a second start for a restart, which drops what a
@@ -358,3 +361,22 @@ def log_finished_run(
     with TensorBoardLogger(log_dir, recipe_text) as logger:
         logger.first_epoch = 0
         logger.finish(result, hparams)
+
+
+def _quiet_writer_threads() -> None:
+    """Stop Python printing the traceback of a TensorBoard writer thread's error (once set).
+
+    TensorBoard's writer thread hands its error (a full disk, say) to the thread
+    that writes next, where the run reports it in one line; the thread's own
+    traceback on stderr would only repeat it.
+    """
+    if getattr(threading.excepthook, "_tricklab_quiet", False):
+        return
+    default = threading.excepthook
+
+    def excepthook(args: threading.ExceptHookArgs) -> None:
+        if type(args.thread).__name__ != "_AsyncWriterThread":
+            default(args)
+
+    excepthook._tricklab_quiet = True  # type: ignore[attr-defined]
+    threading.excepthook = excepthook
