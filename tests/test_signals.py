@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 
 import pytest
 
@@ -36,3 +37,16 @@ def test_an_ignored_sigint_stays_ignored():
             assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+def test_a_stop_landing_in_a_finalizer_is_delivered_again(capsys):
+    class Finalized:
+        def __del__(self) -> None:
+            # The handler runs here, inside the finalizer, where Python cannot raise.
+            os.kill(os.getpid(), signal.SIGINT)
+
+    with pytest.raises(KeyboardInterrupt), stop_signals() as state:
+        Finalized()
+        time.sleep(5)  # the signal sent again is raised here, at once
+    assert state.received == [signal.SIGINT]
+    assert "Traceback" not in capsys.readouterr().err

@@ -11,6 +11,7 @@ print a traceback and could leave it half-written.
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import sys
 import threading
@@ -66,8 +67,23 @@ def stop_signals() -> Iterator[StopSignals]:
     for number, handler in previous.items():
         if handler is not signal.SIG_IGN:
             signal.signal(number, state._handle)
+    previous_hook = sys.unraisablehook
+
+    def unraisable(details: sys.UnraisableHookArgs) -> None:
+        # The stop landed in a finalizer, where Python can only print it (a traceback)
+        # and lose it: send it again a moment later, once this hook and the finalizer
+        # are over, to be raised where the run can stop.
+        if details.exc_type is KeyboardInterrupt and state.received:
+            again = threading.Timer(0.05, os.kill, (os.getpid(), state.received.pop()))
+            again.daemon = True
+            again.start()
+        else:
+            previous_hook(details)
+
+    sys.unraisablehook = unraisable
     try:
         yield state
     finally:
+        sys.unraisablehook = previous_hook
         for number, handler in previous.items():
             signal.signal(number, handler)
