@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -43,16 +44,19 @@ WIDE = ["--set", "data.validation=500",
         "{dense: {units: 2048, activation: relu}}, {dense: {units: 10, activation: softmax}}]"]
 
 
-def train(folder: Path, name: str, extra: list[str], env: dict[str, str]) -> float:
-    """Wall time of one `tricklab train` command, in seconds."""
+def train(folder: Path, name: str, extra: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """Wall and CPU time (user + system, its logging process's included) of one `tricklab train`."""
     command = [sys.executable, "-m", "tricklab", "train", str(RECIPE), "--out",
                str(folder / name), "--quiet", *extra]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=folder)
     seconds = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode != 0 or "warning" in done.stderr:
         raise SystemExit(f"{' '.join(command)} failed:\n{done.stderr}")
-    return seconds
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return seconds, cpu
 
 
 def tracking_alone(run_dir: Path, uri: str) -> dict[str, float]:
@@ -106,25 +110,32 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as name:
         folder = Path(name)
         store = ["--mlflow", f"sqlite:///{folder / 'mlflow.db'}"]
-        first = train(folder, "first", [*extra, *store], env)
-        plain, logged = [], []
+        first, _ = train(folder, "first", [*extra, *store], env)
+        runs: dict[str, list[tuple[float, float]]] = {"plain": [], "logged": []}
         for pair in range(args.pairs):
             # Who goes first alternates too, so a drift does not favour either side.
             order = [("plain", []), ("logged", store)][:: 1 if pair % 2 == 0 else -1]
             for kind, option in order:
-                seconds = train(folder, f"{kind}-{pair}", [*extra, *option], env)
-                (plain if kind == "plain" else logged).append(seconds)
-                print(f"  pair {pair + 1}: {kind:<6} {seconds:6.1f} s", flush=True)
+                seconds, cpu = train(folder, f"{kind}-{pair}", [*extra, *option], env)
+                runs[kind].append((seconds, cpu))
+                print(f"  pair {pair + 1}: {kind:<6} {seconds:6.1f} s wall, {cpu:6.1f} s CPU",
+                      flush=True)
         alone = subprocess.run(
             [sys.executable, __file__, "--tracking-alone", str(folder / "plain-0"),
              store[1]], capture_output=True, text=True, env=env, check=True)
         parts = json.loads(alone.stdout.splitlines()[-1])
-    base, tracked = statistics.median(plain), statistics.median(logged)
-    print(f"without --mlflow: median {base:6.1f} s over {len(plain)} runs")
-    print(f"with --mlflow   : median {tracked:6.1f} s over {len(logged)} runs")
-    print(f"ratio           : {tracked / base:.3f}  (target <= 1.05)")
-    print(f"first run into a new store: {first:6.1f} s ({first - base:+.1f} s over the median "
-          "without: MLflow creating its tables, once per store)")
+    base = statistics.median(wall for wall, _ in runs["plain"])
+    for index, what in enumerate(("wall", "CPU")):
+        plain = [run[index] for run in runs["plain"]]
+        logged = [run[index] for run in runs["logged"]]
+        # The runs of a pair ran next to each other: their ratio is the least blurred by drift.
+        pairs = statistics.median(b / a for a, b in zip(plain, logged, strict=True))
+        print(f"{what:<4}: median without {statistics.median(plain):6.1f} s, with "
+              f"{statistics.median(logged):6.1f} s; ratio of medians "
+              f"{statistics.median(logged) / statistics.median(plain):.3f}, median ratio "
+              f"within a pair {pairs:.3f}  (target <= 1.05)")
+    print(f"first run into a new store: {first:6.1f} s wall ({first - base:+.1f} s over the "
+          "median without: MLflow creating its tables, once per store)")
     print("the tracking alone, in a fresh process:")
     for part, seconds in parts.items():
         print(f"  {part:<32} {seconds:6.2f} s")
