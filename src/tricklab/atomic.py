@@ -84,7 +84,7 @@ def write_text(path: str | os.PathLike[str], text: str) -> None:
 
 def write_json(path: str | os.PathLike[str], data: Any) -> None:
     """Atomically write `data` as indented JSON; NaN and Inf become `null` (strict JSON)."""
-    write_text(path, json.dumps(_json_safe(data), indent=2, allow_nan=False) + "\n")
+    write_text(path, json.dumps(json_safe(data), indent=2, allow_nan=False) + "\n")
 
 
 def write_with(path: str | os.PathLike[str], writer: Callable[[IO[bytes]], None]) -> None:
@@ -93,11 +93,14 @@ def write_with(path: str | os.PathLike[str], writer: Callable[[IO[bytes]], None]
         writer(file)
 
 
-def _json_safe(value: Any) -> Any:
+def json_safe(value: Any) -> Any:
+    """`value` as strict JSON takes it: NaN and infinities as null, paths as text."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
-        return {str(key): _json_safe(item) for key, item in value.items()}
+        return {str(key): json_safe(item) for key, item in value.items()}
     if isinstance(value, list | tuple):
-        return [_json_safe(item) for item in value]
+        return [json_safe(item) for item in value]
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
     return value

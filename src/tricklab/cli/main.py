@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import shlex
 import sys
 import time
@@ -24,6 +23,7 @@ from typer.core import TyperGroup, TyperOption
 from typer.exceptions import TyperException
 
 from tricklab import __version__
+from tricklab.atomic import json_safe
 from tricklab.errors import (
     EXIT_INTERRUPTED,
     EXIT_SYSTEM,
@@ -138,19 +138,7 @@ def _human_lines(as_json: bool) -> contextlib.AbstractContextManager[Any]:
 
 def _print_json(data: dict[str, Any]) -> None:
     """Print `data` on stdout as strict JSON (NaN and Inf as null, as the files on disk have it)."""
-    typer.echo(json.dumps(_strict(data), indent=2, allow_nan=False))
-
-
-def _strict(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {str(key): _strict(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_strict(item) for item in value]
-    if isinstance(value, Path):
-        return str(value)
-    return value
+    typer.echo(json.dumps(json_safe(data), indent=2, allow_nan=False))
 
 
 def _version(value: bool) -> None:
@@ -713,7 +701,7 @@ def runs_list(
 
     entries = sort_entries(filter_entries(find_runs(folder), filter_ or []), sort, desc)
     if as_json:
-        typer.echo(json.dumps(_strict([entry.to_dict() for entry in entries]), indent=2))
+        typer.echo(json.dumps(json_safe([entry.to_dict() for entry in entries]), indent=2))
     elif entries:
         typer.echo(format_table(entries))
     else:
