@@ -448,15 +448,21 @@ _DATABASE_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql")
 
 
 def warm_up(uri: str) -> None:
-    """Import MLflow and the code of `uri`'s store, the slow part of a first call; write nothing.
+    """Do the slow part of a first call to `uri`'s store (seconds of imports); write nothing.
 
-    A database is made (or migrated) by the first run, not here: a command
-    refused later for its input leaves no new store behind.
+    MLflow and its store's code are imported, and the store is set up
+    (`MlflowClient` keeps it for later clients) unless that would make a new
+    SQLite file: a database is made by the first run, so a command refused
+    later for its input leaves no new store behind.
     """
-    import mlflow.tracking
+    from mlflow.tracking import MlflowClient
 
     if uri.split(":", 1)[0].split("+", 1)[0] in _DATABASE_SCHEMES:
         import mlflow.store.tracking.sqlalchemy_store  # noqa: F401
+    new_file = uri.startswith("sqlite:") and not (
+        uri.startswith("sqlite:///") and Path(uri.removeprefix("sqlite:///")).is_file())
+    if not new_file:
+        MlflowClient(uri)
 
 
 class LoggerProcess:
@@ -558,11 +564,14 @@ class LoggerProcess:
         self.close()
 
     def close(self) -> None:
-        """Let the process go (it ends once its pipe closes) and wait for it."""
+        """Let the process go: it ends once its pipe closes, with nothing left to log.
+
+        Not waited for: the run is logged already, and its interpreter's exit
+        would only delay this command's.
+        """
         with contextlib.suppress(OSError):
             if self._process.stdin is not None:
                 self._process.stdin.close()
-        self._process.wait()
 
 
 _started: dict[str, LoggerProcess] = {}
