@@ -45,7 +45,11 @@ WIDE = ["--set", "data.validation=500",
 
 
 def train(folder: Path, name: str, extra: list[str], env: dict[str, str]) -> tuple[float, float]:
-    """Wall and CPU time (user + system, its logging process's included) of one `tricklab train`."""
+    """Wall and CPU time (user + system) of one `tricklab train` command.
+
+    The CPU time is the command's own: it does not wait for its logging process,
+    whose work `tracking_alone` times.
+    """
     command = [sys.executable, "-m", "tricklab", "train", str(RECIPE), "--out",
                str(folder / name), "--quiet", *extra]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
