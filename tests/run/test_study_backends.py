@@ -1,7 +1,9 @@
-"""The local backend's workers under Ctrl-C: quiet between jobs, interrupted within one, once."""
+"""The local backend's workers under Ctrl-C (quiet between jobs, interrupted within one, once),
+and the datasets a worker keeps between runs (one study's, never the next's)."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import threading
@@ -12,7 +14,9 @@ import pytest
 import yaml
 
 from tricklab.recipe.study import load_study
-from tricklab.run.study_backends import LocalBackend
+from tricklab.run.study import run_study
+from tricklab.run.study_backends import LocalBackend, execute_study_job
+from tricklab.study.store import StudyStore
 
 from ..conftest import TINY_RECIPE as BASE
 
@@ -124,3 +128,49 @@ def test_stop_interrupts_the_runs_under_way_and_yields_how_they_ended(fixture_da
         assert any((tmp_path / long.run_dir / "checkpoints").iterdir())
     else:  # stopped within its first epoch: nothing kept
         assert getattr(error, "exit_code", None) == 130 or isinstance(error, KeyboardInterrupt)
+
+
+def _wine_study(folder: Path, rows: int) -> Path:
+    """A one-run study of scikit-learn's wine table, written as a CSV of its first `rows` rows."""
+    sklearn = pytest.importorskip("sklearn.datasets")
+    sklearn.load_wine(as_frame=True).frame.head(rows).to_csv(folder / "wine.csv", index=False)
+    study_file = folder / "study.yaml"
+    study_file.write_text(yaml.safe_dump({
+        "name": "wine", "seeds": 1, "variants": {"sgd": {}},
+        "base": {"data": {"dataset": "csv", "path": str(folder / "wine.csv"), "target": "target"},
+                 "model": {"input_shape": [13], "layers": [{"dense": {"units": 3}}]},
+                 "train": {"optimizer": "sgd", "epochs": 1, "metrics": ["accuracy"]}},
+    }))
+    return study_file
+
+
+def _trained_rows(result: dict) -> int:
+    sizes = result["dataset"]
+    return sizes["train"] + sizes["val"] + sizes["test"]
+
+
+def test_a_second_study_in_the_same_process_reads_the_data_as_it_is_now(isolated, tmp_path):
+    # A notebook runs a study, edits its CSV, runs it again: the driver's preloaded
+    # copy of the first study's data must not stand in for the edited file.
+    study_file = _wine_study(tmp_path, rows=178)
+    first = run_study(study_file, out=tmp_path / "first", workers=1, progress="none")
+    _wine_study(tmp_path, rows=100)
+    second = run_study(study_file, out=tmp_path / "second", workers=1, progress="none")
+    rows = []
+    for outcome in (first, second):
+        with StudyStore.open(outcome.study_dir / "study.db") as store:
+            (record,) = store.runs()
+        result = json.loads((outcome.study_dir / record.run_dir / "result.json").read_text())
+        rows.append(_trained_rows(result))
+    assert rows == [178, 100]
+
+
+def test_a_worker_kept_for_another_study_loads_its_data_again(isolated, tmp_path):
+    # A Ray worker trains the jobs of every study its driver runs, one after another.
+    study_file = _wine_study(tmp_path, rows=178)
+    planned = load_study(study_file).plan("sgd", 0)
+    job = ((planned,), str(tmp_path / "study"), False, False, None, None)
+    assert _trained_rows(execute_study_job("first", *job)[0]) == 178
+    _wine_study(tmp_path, rows=100)
+    assert _trained_rows(execute_study_job("first", *job)[0]) == 178  # within a study: kept
+    assert _trained_rows(execute_study_job("second", *job)[0]) == 100

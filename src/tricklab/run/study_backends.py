@@ -21,6 +21,7 @@ import json
 import os
 import signal
 import sys
+import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -47,6 +48,10 @@ PRETRAINED = "pretrained"
 
 _splits_cache: dict[str, Any] = {}
 CACHED_DATASETS = 2
+_cache_study: str | None = None
+"""The study whose datasets `_splits_cache` holds: a process that trains for another
+(a notebook's second study, a reused Ray worker) loads its data again, the files
+having perhaps changed since."""
 
 
 def execute_run(
@@ -222,10 +227,15 @@ def _cached_splits(recipe: Recipe) -> DatasetSplits:
 
 
 def preload(runs: Iterator[PlannedRun] | Any) -> None:
-    """Load the runs' datasets in the driver (when few), for the forked workers to share."""
+    """Load the runs' datasets in the driver (when few), for the forked workers to share.
+
+    What an earlier study left in this process is dropped first: its files may
+    have changed since.
+    """
     from tricklab.recipe import recipe_from_dict
     from tricklab.run.runner import load_data
 
+    _splits_cache.clear()
     first: dict[str, PlannedRun] = {}
     for run in runs:
         first.setdefault(json.dumps(run.recipe["data"], sort_keys=True), run)
@@ -233,6 +243,19 @@ def preload(runs: Iterator[PlannedRun] | Any) -> None:
         for key, run in first.items():
             if key not in _splits_cache:
                 _remember_splits(key, load_data(recipe_from_dict(run.recipe)))
+
+
+def execute_study_job(study: str, *job: Any) -> list[dict]:
+    """`execute_job(*job)` for the study `study` (a token of one driver's study).
+
+    A worker kept from another study (Ray reuses its workers within a driver)
+    forgets that study's datasets first.
+    """
+    global _cache_study
+    if study != _cache_study:
+        _splits_cache.clear()
+        _cache_study = study
+    return execute_job(*job)
 
 
 def _remember_splits(key: str, splits: Any) -> None:
@@ -409,6 +432,7 @@ class LocalBackend:
     def close(self) -> None:
         """Wait for the running runs (an interrupted one checkpoints first), drop the rest."""
         self._pool.shutdown(wait=True, cancel_futures=True)
+        _splits_cache.clear()  # the workers' shared copy: not kept past the study
 
 
 class RayBackend:
@@ -438,14 +462,15 @@ class RayBackend:
             except ConnectionError as error:
                 raise UserInputError(f"--address: cannot reach a Ray cluster at {address} "
                                      f"({error})") from None
-        self._task = ray.remote(num_cpus=1, max_retries=0)(execute_job)
+        self._task = ray.remote(num_cpus=1, max_retries=0)(execute_study_job)
+        self._study = uuid.uuid4().hex
         self.workers = max(1, int(ray.cluster_resources().get("CPU", workers)))
         self._running: dict[Any, tuple[PlannedRun, ...]] = {}
 
     def run(self, jobs: Iterator[Job]) -> Iterator[Outcome]:
         """Submit every job as a task; yield each run's outcome as its task finishes."""
         references = self._running
-        references.update({self._task.remote(*job): job[0] for job in jobs})
+        references.update({self._task.remote(self._study, *job): job[0] for job in jobs})
         while references:
             done, _ = self._ray.wait(list(references), num_returns=1)
             runs = references.pop(done[0])
