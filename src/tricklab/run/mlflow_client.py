@@ -629,6 +629,11 @@ def serve(uri: str, commands: TextIO, answers: TextIO) -> None:
 if __name__ == "__main__":
     # Ctrl-C reaches the whole process group: the run's own process ends the run as interrupted.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if hasattr(os, "nice"):
+        # Training comes first: MLflow's import and its store's set-up take the cores'
+        # idle moments (the command importing PyTorch, loading data) rather than
+        # slowing the training steps; what it logs is awaited only at the end.
+        os.nice(10)
     protocol = sys.stdout
     sys.stdout = sys.stderr  # anything printed goes to the terminal, never into the answers
     serve(sys.argv[1], sys.stdin, protocol)
