@@ -231,6 +231,53 @@ def test_a_study_is_a_parent_run_with_a_nested_run_per_run(fixture_data, store, 
     assert batched["batched_seeds"] == 2
 
 
+def test_a_study_carried_on_by_a_later_command_stays_one_parent_run(
+    fixture_data, store, tmp_path
+):
+    spec = {"name": "grown", "question": "One parent?", "base": TINY_RECIPE, "seeds": 1,
+            "variants": {"sgd": {}}}
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(spec), encoding="utf-8")
+    out = tmp_path / "study"
+    run_study(path, out=out, workers=1, progress="none", mlflow=store)
+    # More seeds is the same study: the second command carries on the parent run.
+    run_study(path, out=out, seeds=2, workers=1, progress="none", mlflow=store)
+    client, runs = logged_runs(store)
+    [parent] = [run for run in runs if "mlflow.parentRunId" not in run.data.tags]
+    assert parent.info.status == "FINISHED" and parent.data.tags["status"] == "completed"
+    assert parent.data.metrics["runs/completed"] == 2
+    assert parent.data.params["seeds"] == "[0]"  # MLflow keeps a param's first value
+    assert sorted(run.info.run_name for run in runs if run is not parent) == [
+        "sgd/seed-0", "sgd/seed-1"]
+    # A parent deleted in MLflow is not carried on: the next command makes another.
+    client.delete_run(parent.info.run_id)
+    run_study(path, out=out, seeds=3, workers=1, progress="none", mlflow=store)
+    _, runs = logged_runs(store)
+    [new_parent] = [run for run in runs if "mlflow.parentRunId" not in run.data.tags]
+    assert new_parent.info.run_id != parent.info.run_id
+    assert [run.info.run_name for run in runs
+            if run.data.tags.get("mlflow.parentRunId") == new_parent.info.run_id] == ["sgd/seed-2"]
+
+
+def test_a_driver_stopped_by_an_error_leaves_its_parent_run_failed_not_running(
+    fixture_data, store, tmp_path
+):
+    spec = {"name": "broken", "question": "Ended?", "base": TINY_RECIPE, "seeds": 1,
+            "variants": {"sgd": {}}}
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(spec), encoding="utf-8")
+
+    def broken_report(folder: Path) -> Path:
+        raise ValueError("a bug in the report")
+
+    with pytest.raises(ValueError, match="a bug in the report"):
+        run_study(path, out=tmp_path / "study", workers=1, progress="none",
+                  report=broken_report, mlflow=store)
+    _, runs = logged_runs(store)
+    [parent] = [run for run in runs if "mlflow.parentRunId" not in run.data.tags]
+    assert parent.info.status == "FAILED" and parent.data.tags["status"] == "failed"
+
+
 def test_an_unreachable_server_is_one_warning_and_training_goes_on(
     fixture_data, store, tmp_path, capsys
 ):

@@ -251,20 +251,25 @@ class MlflowRun:
         """The run's `MlflowClient` (once started)."""
         return self._client
 
-    def start(self, start_ms: int | None = None) -> None:
+    def start(self, start_ms: int | None = None, resume: str | None = None) -> None:
         """Create the run with its params and tags; once (later calls do nothing).
 
         Args:
             start_ms: Its start, in ms since the epoch. Defaults to `None` (now).
+            resume: The id of a run to carry on instead (a study's earlier command):
+                it is `RUNNING` again, and given the params it lacks (MLflow keeps a
+                param's first value). A new run is created when that one is gone
+                or deleted. Defaults to `None`.
         """
         if self.run_id is None:
-            self.call(self._create, start_ms)
+            self.call(self._create, start_ms, resume)
 
-    def _create(self, start_ms: int | None) -> None:
-        from mlflow.entities import Param
+    def _create(self, start_ms: int | None, resume: str | None = None) -> None:
         from mlflow.tracking import MlflowClient
 
         client = MlflowClient(self.target.uri)
+        if resume is not None and self._reopen(client, resume):
+            return
         experiment = self.target.experiment_id or experiment_id(client)
         tags = {"run_dir": str(self.folder.resolve()), "status": "running",
                 **dict(self.target.tags)}
@@ -273,10 +278,32 @@ class MlflowRun:
         run = client.create_run(experiment, start_time=start_ms, tags=tags,
                                 run_name=self.target.run_name or self.folder.name)
         self._client, self.run_id, self.experiment_id = client, run.info.run_id, experiment
-        params = [Param(key, value) for key, value in flat_params(self.params).items()]
+        self._log_params()
+
+    def _reopen(self, client: Any, run_id: str) -> bool:
+        """Carry on the run `run_id` if it is still there; return whether it was."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            earlier = client.get_run(run_id)
+        except MlflowException:  # deleted for good, or another store under the same URI
+            return False
+        if earlier.info.lifecycle_stage != "active":  # in the trash
+            return False
+        client.update_run(run_id, status="RUNNING")
+        client.set_tag(run_id, "status", "running")
+        self._client, self.run_id, self.experiment_id = client, run_id, earlier.info.experiment_id
+        self._log_params(exclude=set(earlier.data.params))
+        return True
+
+    def _log_params(self, exclude: set[str] = frozenset()) -> None:
+        from mlflow.entities import Param
+
+        params = [Param(key, value) for key, value in flat_params(self.params).items()
+                  if key not in exclude]
         for first in range(0, len(params), _PARAMS_PER_BATCH):
-            client.log_batch(self.run_id, params=params[first:first + _PARAMS_PER_BATCH],
-                             synchronous=True)
+            self._client.log_batch(self.run_id, params=params[first:first + _PARAMS_PER_BATCH],
+                                   synchronous=True)
 
     def log_epochs(
         self, history: dict[str, list[float]], epochs: list[int], start_ms: int | None = None
@@ -380,17 +407,25 @@ def log_finished_run(target: MlflowTarget, recipe: dict[str, Any], result: dict[
     run.finish(result, start_ms)
 
 
-def study_run(mlflow: str | None, name: str, spec: dict[str, Any], study_dir: Path
-              ) -> MlflowRun | None:
+def study_run(mlflow: str | None, name: str, spec: dict[str, Any], study_dir: Path,
+              resume: str | None = None) -> MlflowRun | None:
     """Start a study's parent run (params: its spec; tag `study`); `None` without a URI.
 
     Started in the study's driver, which passes `nested_target` of each run to
     the worker that trains it.
+
+    Args:
+        mlflow: The tracking URI, or `None`.
+        name: The study's name.
+        spec: The resolved study spec, logged as params.
+        study_dir: The study directory.
+        resume: The parent run of the study's earlier command at this URI, carried
+            on where it still exists (see `MlflowRun.start`). Defaults to `None`.
     """
     if mlflow is None:
         return None
     parent = MlflowRun(MlflowTarget(mlflow, tags=(("study", name),)), spec, study_dir)
-    parent.start()
+    parent.start(resume=resume)
     return parent
 
 

@@ -55,6 +55,7 @@ from tricklab.errors import (
     is_environment_failure,
 )
 from tricklab.recipe.study import PlannedRun, Study, load_study
+from tricklab.run.mlflow_tracking import children_target, finish_study, study_run
 from tricklab.run.study_backends import (
     PRETRAINED,
     Job,
@@ -432,9 +433,11 @@ def run_study(
                 raise
             try:
                 if mlflow is not None:  # after the workers are forked: MLflow may start threads
-                    from tricklab.run.mlflow_tracking import children_target, study_run
-
-                    parent = study_run(mlflow, study.name, study.spec, study_dir)
+                    # One parent run per study: a later command carries on the earlier's.
+                    parent = study_run(mlflow, study.name, study.spec, study_dir,
+                                       store.mlflow_run(mlflow))
+                    if parent is not None and parent.run_id is not None:
+                        store.set_mlflow_run(mlflow, parent.run_id)
                 from tricklab.run.tensorboard_runs import StudyHParams
 
                 stopped, refused = _train(
@@ -451,6 +454,11 @@ def run_study(
                 store.close()
         except SystemRefusedError as error:  # the store could not be made or written
             stopped, refused, counts = False, error, {}
+        except BaseException as error:
+            # Not left RUNNING in MLflow by what stopped the driver.
+            finish_study(parent, {}, "interrupted" if isinstance(error, KeyboardInterrupt)
+                         else "failed")
+            raise
         written = None
         if report is not None and (study_dir / STORE_NAME).exists():
             try:
@@ -458,13 +466,11 @@ def run_study(
             except Exception as error:
                 report_refused = refusal(error, study_dir / "report.html")
                 if report_refused is None:
+                    finish_study(parent, counts, "failed")
                     raise
                 refused = refused or report_refused
-        if parent is not None:
-            from tricklab.run.mlflow_tracking import finish_study
-
-            finish_study(parent, counts, "interrupted" if stopped else
-                         "failed" if refused is not None else "completed")
+        finish_study(parent, counts, "interrupted" if stopped else
+                     "failed" if refused is not None else "completed")
         if refused is not None and not stopped:
             raise _stopped_by_the_machine(refused, study_dir, planned_ids)
     exit_code = EXIT_OK

@@ -415,6 +415,18 @@ class StudyStore:
         with self._write() as connection:
             connection.execute("UPDATE meta SET value = ? WHERE key = 'spec'", (json.dumps(spec),))
 
+    def mlflow_run(self, uri: str) -> str | None:
+        """The id of the MLflow run that holds this study at `uri`; `None` before it is logged."""
+        row = self._connection.execute(
+            "SELECT value FROM meta WHERE key = ?", (f"mlflow_run {uri}",)).fetchone()
+        return row[0] if row is not None and isinstance(row[0], str) else None
+
+    def set_mlflow_run(self, uri: str, run_id: str) -> None:
+        """Remember the MLflow run that holds this study at `uri`, for a later command to resume."""
+        with self._write() as connection:
+            connection.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+                               (f"mlflow_run {uri}", run_id))
+
     def add_runs(self, records: Iterable[RunRecord]) -> int:
         """Insert the runs not yet in the store (usually `pending`); return how many were new."""
         now = time.time()
