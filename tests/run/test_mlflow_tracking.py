@@ -231,13 +231,19 @@ def test_a_study_is_a_parent_run_with_a_nested_run_per_run(fixture_data, store, 
     assert batched["batched_seeds"] == 2
 
 
+def one_run_study(folder: Path, name: str) -> Path:
+    """A study of the tiny recipe with SGD, one seed."""
+    spec = {"name": name, "question": "?", "base": TINY_RECIPE, "seeds": 1,
+            "variants": {"sgd": {}}}
+    path = folder / "study.yaml"
+    path.write_text(yaml.safe_dump(spec), encoding="utf-8")
+    return path
+
+
 def test_a_study_carried_on_by_a_later_command_stays_one_parent_run(
     fixture_data, store, tmp_path
 ):
-    spec = {"name": "grown", "question": "One parent?", "base": TINY_RECIPE, "seeds": 1,
-            "variants": {"sgd": {}}}
-    path = tmp_path / "study.yaml"
-    path.write_text(yaml.safe_dump(spec), encoding="utf-8")
+    path = one_run_study(tmp_path, "grown")
     out = tmp_path / "study"
     run_study(path, out=out, workers=1, progress="none", mlflow=store)
     # More seeds is the same study: the second command carries on the parent run.
@@ -262,10 +268,7 @@ def test_a_study_carried_on_by_a_later_command_stays_one_parent_run(
 def test_a_driver_stopped_by_an_error_leaves_its_parent_run_failed_not_running(
     fixture_data, store, tmp_path
 ):
-    spec = {"name": "broken", "question": "Ended?", "base": TINY_RECIPE, "seeds": 1,
-            "variants": {"sgd": {}}}
-    path = tmp_path / "study.yaml"
-    path.write_text(yaml.safe_dump(spec), encoding="utf-8")
+    path = one_run_study(tmp_path, "broken")
 
     def broken_report(folder: Path) -> Path:
         raise ValueError("a bug in the report")
