@@ -217,7 +217,7 @@ def plan_seed_groups(runs: list[PlannedRun], batch_seeds: bool | None) -> list[l
 
 
 def _cached_splits(recipe: Recipe) -> DatasetSplits:
-    """The resolved recipe's dataset, loaded once per process for every run that uses it."""
+    """The resolved recipe's dataset, loaded once per process for the study's runs that use it."""
     from tricklab.run.runner import load_data
 
     key = json.dumps(recipe.data, sort_keys=True)
