@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import os
 
+MEMORY_LIMIT_VARIABLE = "TRICKLAB_MEMORY_LIMIT"
+"""Environment variable that lowers the memory tricklab assumes is available."""
+
 
 def host_available_memory() -> int | None:
     """Bytes of memory this machine can still give, or `None` when it cannot tell.

@@ -17,6 +17,9 @@ import typer
 import yaml
 
 from tricklab.cli.main import FAMILIES, app, one_cycle_line
+from tricklab.cli.main import main as cli_main
+from tricklab.errors import UserInputError
+from tricklab.nn import build_model
 from tricklab.recipe import load_recipe
 from tricklab.registries import REGISTRIES
 
@@ -192,6 +195,32 @@ def test_errors_list_and_schema_answer_before_pytorch_is_imported(cli_env, tmp_p
     for command in (("list", "layers"), ("schema",)):
         code, modules, _ = imports_and_errors(*command, env=empty)
         assert code == 0 and not modules & heavy, command
+
+
+def test_summary_answers_without_pytorch_as_the_built_model_does(cli_env, tmp_path, monkeypatch,
+                                                                  capsys):
+    for name in ("leaky_relu_he", "default_dnn_preset"):  # the second prints its preset's lines
+        recipe = str(REPOSITORY / "recipes" / "chapter11" / f"{name}.yaml")
+        quick = subprocess.run([sys.executable, "-X", "importtime", "-m", "tricklab", "summary",
+                                recipe], env=cli_env, capture_output=True, text=True, timeout=300)
+        assert quick.returncode == 0, quick.stderr
+        imported = {line.rsplit("|", 1)[1].strip() for line in quick.stderr.splitlines()
+                    if line.startswith("import time:")}
+        assert "torch" not in imported and "tricklab.nn" not in imported, name
+        # Without a registry snapshot the command builds the model, as it always did.
+        monkeypatch.setenv("TRICKLAB_CACHE", str(tmp_path / f"no-snapshot-{name}"))
+        assert cli_main(["summary", recipe]) == 0
+        assert quick.stdout == capsys.readouterr().out
+        assert quick.stdout.startswith(f"Recipe: {load_recipe(recipe).name}\nModel: input ")
+    # A model the rules leave to PyTorch (a convolution on flat samples): its own message.
+    layers = ["flatten", {"conv2d": {"filters": 4, "kernel_size": 3}}]
+    with pytest.raises(UserInputError) as refused:
+        build_model([28, 28], layers)
+    shape_error = {**SMALL, "model": {"input_shape": [28, 28], "layers": layers}}
+    code, modules, stderr = imports_and_errors("summary", write_recipe(tmp_path, shape_error),
+                                               env=cli_env)
+    assert (code, stderr) == (2, f"error: {refused.value}")
+    assert "torch" in modules
 
 
 def test_missing_recipe_file_and_missing_dataset(cli_env, tmp_path):

@@ -286,19 +286,31 @@ def _show_diagnosis(folder: Path) -> None:
 def summary(recipe: RecipeArgument, set_: SetOption = None) -> int:
     """Print the recipe's network as a Keras-like table: layers, output shapes, parameters."""
     _check_recipe(recipe, set_)
-    from tricklab.nn import build_model, format_summary
-    from tricklab.recipe import load_recipe
+    from tricklab.model_summary import format_summary_table, summarize_layers
+    from tricklab.recipe.quick_check import snapshot_resolved_recipe
 
-    resolved = load_recipe(recipe, set_ or [])
-    if resolved.model.reuse is None:
-        # The model alone: an optimizer (and what training imports) would only cost time.
-        model = build_model(resolved.model.input_shape, resolved.model.layers)
+    # Without PyTorch where the snapshot resolves the layers and the rules are sure of
+    # every row; otherwise the model is built, which gives the table or the exact error.
+    resolved = snapshot_resolved_recipe(recipe, set_ or [], _snapshot())
+    quick = None if resolved is None else summarize_layers(resolved.model.input_shape,
+                                                           resolved.model.layers)
+    if quick is not None:
+        table = format_summary_table(quick)
     else:
-        from tricklab.run import build
+        from tricklab.nn import build_model, format_summary
+        from tricklab.recipe import load_recipe
 
-        model, _ = build(resolved)
+        resolved = load_recipe(recipe, set_ or [])
+        if resolved.model.reuse is None:
+            # The model alone: an optimizer (and what training imports) would only cost time.
+            model = build_model(resolved.model.input_shape, resolved.model.layers)
+        else:
+            from tricklab.run import build
+
+            model, _ = build(resolved)
+        table = format_summary(model)
     typer.echo(f"Recipe: {resolved.name}")
-    typer.echo(format_summary(model))
+    typer.echo(table)
     if resolved.preset:
         typer.echo(f"\nPreset {resolved.preset} decided:")
         for decision in resolved.preset_decisions or ["nothing: the recipe says it all"]:

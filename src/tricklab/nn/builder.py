@@ -21,13 +21,14 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any
 
 import torch
 from torch import nn
 
 from tricklab.config import split_trainable
 from tricklab.errors import UserInputError
+from tricklab.model_summary import LayerSummary, ModelSummary, ParamCounts, format_summary_table
 from tricklab.nn.base import Layer, Shape, as_shape, build_layer, output_shape_of, resolve_nested
 from tricklab.nn.base import layers as layer_registry
 from tricklab.nn.convolutional import NotAnImageError
@@ -326,33 +327,6 @@ class LayerBuildError(UserInputError):
         self.reason = reason
 
 
-class ParamCounts(NamedTuple):
-    """Parameter totals as Keras reports them."""
-
-    total: int
-    trainable: int
-    non_trainable: int
-
-
-@dataclass(frozen=True)
-class LayerSummary:
-    """One row of a model summary.
-
-    Args:
-        name: Keras-style name, e.g. `dense_1`.
-        type: Class name, e.g. `Dense`.
-        output_shape: Per-sample output shape.
-        params: Number of parameters, moving statistics included.
-        trainable: Whether the layer trains.
-    """
-
-    name: str
-    type: str
-    output_shape: Shape
-    params: int
-    trainable: bool
-
-
 def count_params(module: nn.Module) -> ParamCounts:
     """Count parameters as Keras does: float buffers (BN moving statistics) are non-trainable.
 
@@ -400,39 +374,12 @@ def summarize(model: Sequential) -> list[LayerSummary]:
 def format_summary(model: Sequential) -> str:
     """Render `model` as a Keras-like text table with parameter totals.
 
+    The table is `tricklab.model_summary.format_summary_table`'s, which also
+    prints the summary `tricklab summary` works out without building the model.
+
     Args:
         model: A built model.
     """
-    header = ("Layer (type)", "Output Shape", "Param #", "Trainable")
-    body = [
-        (
-            f"{row.name} ({row.type})",
-            str((None, *row.output_shape)),
-            f"{row.params:,}",
-            "Y" if row.trainable else "N",
-        )
-        for row in summarize(model)
-    ]
-    widths = [max(len(line[i]) for line in (header, *body)) for i in range(len(header))]
-
-    def line(cells: Sequence[str]) -> str:
-        return "  ".join(
-            cell.rjust(width) if i == 2 else cell.ljust(width)
-            for i, (cell, width) in enumerate(zip(cells, widths, strict=True))
-        ).rstrip()
-
-    rule = "-" * (sum(widths) + 2 * (len(widths) - 1))
-    total, trainable, non_trainable = count_params(model)
-    return "\n".join(
-        [
-            f"Model: input {model.input_shape} -> output {model.output_shape}",
-            rule,
-            line(header),
-            rule.replace("-", "="),
-            *(line(cells) for cells in body),
-            rule,
-            f"Total params: {total:,}",
-            f"Trainable params: {trainable:,}",
-            f"Non-trainable params: {non_trainable:,}",
-        ]
-    )
+    summary = ModelSummary(model.input_shape, model.output_shape, tuple(summarize(model)),
+                           count_params(model))
+    return format_summary_table(summary)

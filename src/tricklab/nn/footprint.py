@@ -53,7 +53,7 @@ import torch
 from torch import nn
 
 from tricklab.errors import UserInputError
-from tricklab.memory import host_available_memory
+from tricklab.memory import MEMORY_LIMIT_VARIABLE, host_available_memory
 from tricklab.nn.base import Layer, Shape, as_shape, is_image, output_shape_of
 from tricklab.nn.base import layers as layer_registry
 from tricklab.nn.builder import META_FAILURES, build_layers, unchecked_build
@@ -64,9 +64,6 @@ TRAINING_STATE_FACTOR = 4
 
 ACTIVATION_FACTOR = 2
 """Bytes held in training per byte of activation: the output kept for backward, its gradient."""
-
-MEMORY_LIMIT_VARIABLE = "TRICKLAB_MEMORY_LIMIT"
-"""Environment variable that lowers the memory tricklab assumes is available."""
 
 PROBE_BATCH = 2
 """Samples in the meta batch that measures activations (batch normalization needs two)."""
