@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+import tricklab.nn
 from tricklab.errors import UserInputError
-from tricklab.layer_shapes import RULE_NAMES
+from tricklab.layer_shapes import KNOWN_NAMES, RULE_NAMES
 from tricklab.memory import MEMORY_LIMIT_VARIABLE
 from tricklab.model_summary import format_summary_table, summarize_layers
 from tricklab.nn import build_model, count_params, format_summary, layers, resolve_layers, summarize
@@ -151,6 +152,12 @@ def test_rules_match_the_built_model(shape: tuple[int, ...], layer_list: list) -
 
 def test_the_rules_cover_the_registry_and_nothing_else() -> None:
     assert set(layers.names()) == RULE_NAMES
+
+
+@pytest.mark.parametrize("family", sorted(KNOWN_NAMES))
+def test_the_rules_know_every_name_a_layer_may_refer_to(family: str) -> None:
+    # A new initializer, regularizer or constraint: say in layer_shapes.py what it needs.
+    assert set(getattr(tricklab.nn, family).names()) == KNOWN_NAMES[family]
 
 
 @pytest.mark.parametrize("path", RECIPES, ids=lambda path: str(path.relative_to(REPOSITORY)))

@@ -179,6 +179,14 @@ _REGULARIZERS = frozenset({"l1", "l1_l2", "l2"})
 _AXIS_CONSTRAINTS = frozenset({"max_norm", "min_max_norm", "unit_norm"})
 _CONSTRAINTS = _AXIS_CONSTRAINTS | {"non_neg"}
 
+KNOWN_NAMES = {
+    "initializers": _PLAIN_INITIALIZERS | {"orthogonal", "random_uniform"},
+    "regularizers": _REGULARIZERS,
+    "constraints": _CONSTRAINTS,
+}
+"""The names a layer's config may give that the rules know, by registry (any other is unsure);
+`tests/test_model_summary.py` holds them to the registries."""
+
 
 def _check_references(config: _Config) -> None:
     """Each `*_initializer`, `*_regularizer` and `*_constraint` names one the rules know.
@@ -497,4 +505,4 @@ def _residual(config: _Config, shape: Shape) -> Built:
 RULE_NAMES = frozenset(_RULES)
 """The layer names the rules cover; `tests/test_model_summary.py` holds it to the registry."""
 
-__all__ = ["RULE_NAMES", "Built", "Shape", "Unsure", "entry_output", "row_stem"]
+__all__ = ["KNOWN_NAMES", "RULE_NAMES", "Built", "Shape", "Unsure", "entry_output", "row_stem"]
