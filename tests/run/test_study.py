@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from tricklab.errors import SystemRefusedError, UserInputError
+from tricklab.run import runner, seed_group
 from tricklab.run.study import MAX_ATTEMPTS, run_study
 from tricklab.run.study_folder import StudyLock
 from tricklab.study.store import StudyStore
@@ -111,21 +112,60 @@ def test_a_diverging_variant_is_recorded_and_the_study_goes_on(fixture_data, tmp
     assert all(r.attempts == 1 for r in records.values())
 
 
-def test_a_crashing_run_is_retried_once_then_recorded_as_failed(fixture_data, tmp_path):
-    # A 10-feature input shape passes the study's validation, which loads no data; the
-    # run raises inside its worker when it meets the 784-pixel images.
+def crash_variant(monkeypatch: pytest.MonkeyPatch, variant: str) -> None:
+    """Make every run of `variant` crash where it trains, alone or batched with its seeds.
+
+    Patched before the study forks its workers, which inherit it: a bug that
+    only shows while training, which no check before the study can find.
+    """
+    train_alone, train_together = runner.train_recipe, seed_group.train_seed_group
+
+    def crashes(recipe: object) -> bool:
+        return f"-{variant}-seed-" in recipe.name
+
+    def alone(recipe, *args, **kwargs):
+        if crashes(recipe):
+            raise RuntimeError(f"{recipe.name} crashed")
+        return train_alone(recipe, *args, **kwargs)
+
+    def together(recipes, *args, **kwargs):
+        if crashes(recipes[0]):
+            raise RuntimeError(f"{recipes[0].name} and its seeds crashed")
+        return train_together(recipes, *args, **kwargs)
+
+    monkeypatch.setattr(runner, "train_recipe", alone)
+    monkeypatch.setattr(seed_group, "train_seed_group", together)
+
+
+def test_a_crashing_run_is_retried_once_then_recorded_as_failed(
+    fixture_data, tmp_path, monkeypatch
+):
+    crash_variant(monkeypatch, "broken")
     path = write_study(tmp_path, variants={
-        "sgd": {},
-        "broken": {"set": {"model.input_shape": [10], "model.layers.0": "flatten"}},
-    })
+        "sgd": {}, "broken": {"set": {"train.optimizer.learning_rate": 0.02}}})
     outcome = run_study(path, out=tmp_path / "study", workers=2, progress="none")
     records = stored(tmp_path / "study")
     assert outcome.counts == {"completed": 2, "failed": 2}
     for seed in (0, 1):
         broken = records[f"broken/seed-{seed}"]
         assert (broken.status, broken.attempts) == ("failed", 2)
-        assert "model.input_shape: [10] does not fit" in broken.error
+        assert f"tiny-broken-seed-{seed} crashed" in broken.error
         assert records[f"sgd/seed-{seed}"].status == "completed"
+
+
+def test_a_variant_whose_inputs_do_not_fit_the_data_is_refused_before_anything_trains(
+    fixture_data, tmp_path
+):
+    # Its runs come after another variant's that loads the same data: each run is checked.
+    path = write_study(tmp_path, variants={
+        "sgd": {},
+        "broken": {"set": {"model.input_shape": [10], "model.layers.0": "flatten"}},
+    })
+    with pytest.raises(UserInputError, match=r"study\.yaml: variants\.broken: model\.input_shape: "
+                                             r"\[10\] does not fit the data's samples of shape "
+                                             r"\[28, 28\]"):
+        run_study(path, out=tmp_path / "study", workers=2, progress="none")
+    assert not (tmp_path / "study").exists()
 
 
 def test_learning_rate_search_picks_the_best_mean_validation_rate_per_variant(
@@ -385,17 +425,18 @@ def test_workers_never_outnumber_the_runs_to_do(fixture_data, tmp_path, capfd):
     assert "tiny: 2 runs, 0 already finished, 2 workers" in capfd.readouterr().err
 
 
-def test_a_run_failing_batched_and_alone_fails_within_its_attempts(fixture_data, tmp_path):
-    # The input shape is checked against the images only in the worker: the batched group
-    # crashes, then each run alone, twice.
-    path = write_study(tmp_path, variants={
-        "broken": {"set": {"model.input_shape": [10], "model.layers.0": "flatten"}}})
+def test_a_run_failing_batched_and_alone_fails_within_its_attempts(
+    fixture_data, tmp_path, monkeypatch
+):
+    # The batched group crashes, then each run alone, twice.
+    crash_variant(monkeypatch, "broken")
+    path = write_study(tmp_path, variants={"broken": {}})
     outcome = run_study(path, out=tmp_path / "study", workers=2, progress="none",
                         batch_seeds=True)
     assert outcome.counts == {"failed": 2}
     for record in stored(tmp_path / "study").values():
         assert (record.status, record.attempts) == ("failed", MAX_ATTEMPTS)
-        assert "does not fit" in record.error
+        assert f"{record.recipe['name']} crashed" in record.error
 
 
 def test_set_reaches_every_run_and_is_kept_with_the_study(fixture_data, tmp_path):

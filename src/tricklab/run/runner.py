@@ -76,8 +76,13 @@ class RunOutcome:
 
 def load_data(recipe: Recipe) -> DatasetSplits:
     """Load the dataset the recipe's `data:` section describes, shaped as its model's inputs."""
+    return shaped_for_model(load_recipe_dataset(recipe), recipe)
+
+
+def load_recipe_dataset(recipe: Recipe) -> DatasetSplits:
+    """Load the dataset the recipe's `data:` section describes, its samples as stored."""
     options = {key: value for key, value in recipe.data.items() if key != "augment"}
-    return shaped_for_model(load_dataset(options.pop("dataset"), **options), recipe)
+    return load_dataset(options.pop("dataset"), **options)
 
 
 def shaped_for_model(splits: DatasetSplits, recipe: Recipe) -> DatasetSplits:

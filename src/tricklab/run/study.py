@@ -412,7 +412,7 @@ def run_study(
     planned_ids = {run.run_id for run in (*main_runs.values(), *search_runs)}
     if backend == "local":
         # Before the folder is touched: data that cannot be loaded leaves nothing behind.
-        preload(main_runs.values())
+        preload(main_runs.values(), study.source)
     parent: MlflowRun | None = None
     with StudyLock(study_dir):
         try:

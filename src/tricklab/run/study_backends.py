@@ -226,23 +226,37 @@ def _cached_splits(recipe: Recipe) -> DatasetSplits:
     return _splits_cache[key]
 
 
-def preload(runs: Iterator[PlannedRun] | Any) -> None:
+def preload(runs: Iterator[PlannedRun] | Any, source: str) -> None:
     """Load the runs' datasets in the driver (when few), for the forked workers to share.
 
-    What an earlier study left in this process is dropped first: its files may
-    have changed since.
+    Each run's model input is checked against its samples on the way, so that a
+    variant whose `model.input_shape` cannot read them is refused before
+    anything trains. What an earlier study left in this process is dropped
+    first: its files may have changed since.
+
+    Args:
+        runs: The study's planned runs.
+        source: The study file, for messages.
+
+    Raises:
+        UserInputError: Data that cannot be loaded, or `source: variants.NAME:
+            model.input_shape: ...` for a variant whose inputs do not fit.
     """
     from tricklab.recipe import recipe_from_dict
-    from tricklab.run.runner import load_data
+    from tricklab.run.runner import load_recipe_dataset, shaped_for_model
 
     _splits_cache.clear()
-    first: dict[str, PlannedRun] = {}
-    for run in runs:
-        first.setdefault(json.dumps(run.recipe["data"], sort_keys=True), run)
-    if len(first) <= CACHED_DATASETS:
-        for key, run in first.items():
-            if key not in _splits_cache:
-                _remember_splits(key, load_data(recipe_from_dict(run.recipe)))
+    keyed = [(json.dumps(run.recipe["data"], sort_keys=True), run) for run in runs]
+    if len({key for key, _ in keyed}) > CACHED_DATASETS:
+        return
+    for key, run in keyed:
+        recipe = recipe_from_dict(run.recipe)
+        if key not in _splits_cache:
+            _remember_splits(key, load_recipe_dataset(recipe))
+        try:
+            shaped_for_model(_splits_cache[key], recipe)
+        except UserInputError as error:
+            raise UserInputError(f"{source}: variants.{run.variant}: {error}") from None
 
 
 def execute_study_job(study: str, *job: Any) -> list[dict]:
