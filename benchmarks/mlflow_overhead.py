@@ -145,7 +145,8 @@ def main() -> None:
         print(f"  {part:<32} {seconds:6.2f} s")
     total = sum(parts.values())
     print(f"  {'total':<32} {total:6.2f} s = {total / base:.3f} of the median run without "
-          "(target <= 0.05)")
+          "(what it would add done in line; `train` does it in a process of its own, at a "
+          "lower priority)")
     print(f"load average after: {os.getloadavg()[0]:.2f}")
 
 
