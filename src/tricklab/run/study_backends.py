@@ -220,7 +220,7 @@ def _cached_splits(recipe: Recipe) -> DatasetSplits:
     """The resolved recipe's dataset, loaded once per process for the study's runs that use it."""
     from tricklab.run.runner import load_data
 
-    key = json.dumps(recipe.data, sort_keys=True)
+    key = _data_key(recipe.data)
     if key not in _splits_cache:
         _remember_splits(key, load_data(recipe))
     return _splits_cache[key]
@@ -246,7 +246,7 @@ def preload(runs: Iterator[PlannedRun] | Any, source: str) -> None:
     from tricklab.run.runner import load_recipe_dataset, shaped_for_model
 
     _splits_cache.clear()
-    keyed = [(json.dumps(run.recipe["data"], sort_keys=True), run) for run in runs]
+    keyed = [(_data_key(run.recipe["data"]), run) for run in runs]
     if len({key for key, _ in keyed}) > CACHED_DATASETS:
         return
     for key, run in keyed:
@@ -270,6 +270,11 @@ def execute_study_job(study: str, *job: Any) -> list[dict]:
         _splits_cache.clear()
         _cache_study = study
     return execute_job(*job)
+
+
+def _data_key(data: dict[str, Any]) -> str:
+    """The key of a recipe's `data:` section in `_splits_cache`: runs sharing it share the data."""
+    return json.dumps(data, sort_keys=True)
 
 
 def _remember_splits(key: str, splits: Any) -> None:
