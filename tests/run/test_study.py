@@ -359,6 +359,52 @@ def test_force_new_keeps_the_old_study_whole_until_the_new_one_has_started(
     assert not [p.name for p in out.iterdir() if p.name.startswith(".")]
 
 
+@pytest.mark.parametrize("room_again", [True, False], ids=["room-again", "still-full"])
+def test_a_store_the_full_disk_refuses_stops_the_runs_under_way_as_interrupted(
+    fixture_data, tmp_path, small_disk, monkeypatch, room_again
+):
+    disk = small_disk("4m")
+    out = disk / "study"
+    record_result, fillers = StudyStore.record_result, []
+
+    def on_a_full_disk(store: StudyStore, *args: object, **kwargs: object) -> None:
+        # The first result arrives on a disk just filled, so the store's own write is
+        # refused; then there is room again (as when the stopped runs' files are
+        # deleted), or the disk stays full to the end of the command.
+        if fillers:
+            return record_result(store, *args, **kwargs)
+        fillers.append(fill(disk))
+        try:
+            return record_result(store, *args, **kwargs)
+        finally:
+            if room_again:
+                fillers[0].unlink()
+
+    monkeypatch.setattr(StudyStore, "record_result", on_a_full_disk)
+    with pytest.raises(SystemRefusedError) as refused:
+        run_study(write_study(tmp_path), out=out, workers=2, progress="none")
+    monkeypatch.undo()
+    fillers[0].unlink(missing_ok=True)
+    records = stored(out)
+    unfinished = [record for record in records.values() if not record.finished]
+    assert str(refused.value) == (
+        f"{out / 'study.db'}: no space left on device; {len(unfinished)} run(s) left pending: "
+        "free space and run the same command again"
+    )
+    # The run whose result the store refused, and the one under way beside it, are
+    # stopped, not failed: recorded so where the disk allows, their starts not held
+    # against them; on a disk still full they stay as the next command will find them.
+    stopped = ("interrupted", 0) if room_again else ("running", 1)
+    statuses = [(record.status, record.attempts) for record in unfinished]
+    assert stopped in statuses
+    assert set(statuses) <= {stopped, ("pending", 0)}, statuses
+    assert all(record.attempts == 1 for record in records.values() if record.finished)
+
+    outcome = run_study(write_study(tmp_path), out=out, workers=2, progress="none")
+    assert outcome.counts == {"completed": 4}
+    assert [(r.status, r.attempts) for r in stored(out).values()] == [("completed", 1)] * 4
+
+
 def test_what_killed_drivers_left_in_the_folder_is_cleaned_up_or_put_back(
     fixture_data, tmp_path
 ):

@@ -21,7 +21,9 @@ crashed and it then needs its own retry. So `attempts` never exceeds
 `pending` with its error and the study starts nothing more: the runs under
 way finish, the report is written where it can be, and the command ends with
 one line naming the path and the cause, and exit code 4. Freed space, the same
-command trains what is left.
+command trains what is left. When it is the store that the machine refuses,
+the runs under way are stopped and recorded as `interrupted` (their starts
+uncounted) if the disk takes that write, by the next command otherwise.
 
 A Ctrl-C or SIGTERM reaching the driver, even alone (`kill PID`, a
 scheduler), stops the runs in the workers as a Ctrl-C in a terminal does: each
@@ -36,6 +38,7 @@ with their retry intact.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import time
@@ -447,13 +450,16 @@ def run_study(
                     tensorboard=StudyHParams.of([*main_runs.values(), *search_runs])
                     if tensorboard else None,
                 )
+                records = store.runs(phase=None)
                 counts: dict[str, int] = {}
-                for record in store.runs(phase=None):
+                for record in records:
                     counts[record.status] = counts.get(record.status, 0) + 1
+                # Read on the open connection: a full disk may refuse opening the store again.
+                finished: set[str] | None = {r.run_id for r in records if r.finished}
             finally:
                 store.close()
         except SystemRefusedError as error:  # the store could not be made or written
-            stopped, refused, counts = False, error, {}
+            stopped, refused, counts, finished = False, error, {}, None
         except BaseException as error:
             # Not left RUNNING in MLflow by what stopped the driver.
             finish_study(parent, {}, "interrupted" if isinstance(error, KeyboardInterrupt)
@@ -472,7 +478,7 @@ def run_study(
         finish_study(parent, counts, "interrupted" if stopped else
                      "failed" if refused is not None else "completed")
         if refused is not None and not stopped:
-            raise _stopped_by_the_machine(refused, study_dir, planned_ids)
+            raise _stopped_by_the_machine(refused, study_dir, planned_ids, finished)
     exit_code = EXIT_OK
     if stopped or counts.get("interrupted") or counts.get("running"):
         exit_code = EXIT_INTERRUPTED
@@ -593,8 +599,12 @@ def _train(
     except SystemRefusedError as error:
         # The store (or a pretrained model) could not be written: what the runs under way
         # return could not be recorded either, so they are stopped and resume next time.
+        # Once they are (their unfinished files gone), the disk may take the one write
+        # that records them as stopped; if not, the next driver does (`interrupt_running`).
         for _ in runner.stop():
             pass
+        with contextlib.suppress(SystemRefusedError):
+            store.interrupt_running()
         return False, error
     finally:
         runner.close()
@@ -616,14 +626,25 @@ def _remedy(cause: str) -> str:
 
 
 def _stopped_by_the_machine(
-    refused: SystemRefusedError, study_dir: Path, planned_ids: set[str]
+    refused: SystemRefusedError, study_dir: Path, planned_ids: set[str],
+    finished: set[str] | None,
 ) -> SystemRefusedError:
-    """The study's one-line ending when the machine refused: the path, the cause, what is left."""
-    try:
-        with StudyStore.open(study_dir / STORE_NAME) as store:
-            finished = {record.run_id for record in store.runs(phase=None) if record.finished}
-    except (UserInputError, SystemRefusedError):  # no store: every run is still to do
-        finished = set()
+    """The study's one-line ending when the machine refused: the path, the cause, what is left.
+
+    Args:
+        refused: The refusal.
+        study_dir: The study folder.
+        planned_ids: Every run of the study.
+        finished: The runs the store records as finished, as the driver read them;
+            `None` (the driver could not) reads them from the store where it opens.
+    """
+    if finished is None:
+        try:
+            with StudyStore.open(study_dir / STORE_NAME) as store:
+                finished = {record.run_id for record in store.runs(phase=None)
+                            if record.finished}
+        except (UserInputError, SystemRefusedError):  # no store: every run is still to do
+            finished = set()
     left = len(planned_ids - finished)
     line = str(refused)
     what = f"{left} run(s) left pending" if left else "the report is not written"
