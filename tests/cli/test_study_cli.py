@@ -131,12 +131,19 @@ def test_study_set_and_json_then_resume_refuse_and_show(cli_env, tmp_path, capsy
     [
         ("name: x\nbase: {}\nvariants: {a: {}}\nseedz: 3\n", "unknown key 'seedz'"),
         ("name: x\nbase: missing.yaml\nvariants: {a: {}}\n", "recipe file not found"),
+        (None, "error: study file not found: "),
     ],
 )
-def test_a_bad_study_file_is_one_line_and_exit_2(cli_env, tmp_path, text, message):
+@pytest.mark.parametrize("options_first", [False, True], ids=["file-first", "options-first"])
+def test_a_bad_study_file_is_one_line_and_exit_2(cli_env, tmp_path, text, message,
+                                                 options_first):
     path = tmp_path / "bad.yaml"
-    path.write_text(text)
-    done = tricklab("study", str(path), "--out", str(tmp_path / "study"), env=cli_env)
+    if text is not None:
+        path.write_text(text)
+    options = ["--out", str(tmp_path / "study"), "--quick"]
+    # Options may come before the file, as with any command: the file is still read.
+    arguments = [*options, str(path)] if options_first else [str(path), *options]
+    done = tricklab("study", *arguments, env=cli_env)
     assert done.returncode == 2
     assert message in done.stderr
     assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1

@@ -60,13 +60,28 @@ app.add_typer(data_app, name="data")
 
 
 
-class _StudyGroup(TyperGroup):
-    """`tricklab study FILE` runs a study; `tricklab study show DIR` shows one."""
+class _DefaultCommandGroup(TyperGroup):
+    """A group whose arguments go to `default_command` when they name none of its commands.
+
+    So options may come first (`tricklab study --quick STUDY`), as with any command.
+    """
+
+    default_command = ""
+    """The command that takes arguments naming no other, and no arguments where the
+    group does not answer those with its help."""
 
     def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:
-        if args and args[0] not in self.commands and not args[0].startswith("-"):
-            args = ["run", *args]
+        if args and args[0] not in self.commands and args[0] not in ctx.help_option_names:
+            args = [self.default_command, *args]
+        elif not args and not self.no_args_is_help:
+            args = [self.default_command]
         return super().parse_args(ctx, args)
+
+
+class _StudyGroup(_DefaultCommandGroup):
+    """`tricklab study FILE` runs a study; `tricklab study show DIR` shows one."""
+
+    default_command = "run"
 
 
 study_app = typer.Typer(
@@ -78,13 +93,10 @@ study_app = typer.Typer(
 app.add_typer(study_app, name="study")
 
 
-class _RunsGroup(TyperGroup):
+class _RunsGroup(_DefaultCommandGroup):
     """`tricklab runs [FOLDER]` lists runs (as `runs list` does); `runs diff A B` compares two."""
 
-    def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:
-        if not args or (args[0] not in self.commands and args[0] != "--help"):
-            args = ["list", *args]
-        return super().parse_args(ctx, args)
+    default_command = "list"
 
 
 runs_app = typer.Typer(

@@ -25,12 +25,17 @@ from tricklab.recipe.schema import ModelSection, PhaseSection, Recipe, ReuseSect
 from tricklab.recipe.yaml_input import parse_yaml, read_yaml_file, shown_path
 
 
-def read_yaml(path: str | Path) -> Any:
+def read_yaml(path: str | Path, kind: str = "recipe") -> Any:
     """Parse a YAML file safely and within bounds (see `tricklab.recipe.yaml_input`).
 
     No Python object is ever constructed; a file over 1 MiB, nested over 64
     levels, over 100,000 nodes with its aliases expanded, or with a key written
     twice in a mapping is refused.
+
+    Args:
+        path: The file.
+        kind: What the file is, as a missing file's message names it. Defaults to
+            `"recipe"`.
 
     Raises:
         UserInputError: Naming the file (and the line) at fault.
@@ -38,7 +43,7 @@ def read_yaml(path: str | Path) -> Any:
     # `os.path.isfile`, not `Path.is_file`: a name too long for the system is not found,
     # where `Path.is_file` raises.
     if not os.path.isfile(path):
-        raise UserInputError(f"recipe file not found: {shown_path(path)}")
+        raise UserInputError(f"{kind} file not found: {shown_path(path)}")
     return read_yaml_file(path)
 
 

@@ -330,7 +330,7 @@ def load_study(
             f"--seeds: {seeds} is not a number of seeds from 1 to {MAX_SEEDS}"
         )
     parsed = [_study_override(text) for text in overrides]
-    document = read_yaml(path)
+    document = read_yaml(path, "study")
     try:
         spec = StudySpec.model_validate(document)
     except pydantic.ValidationError as error:
