@@ -23,6 +23,7 @@ from tensorboard.util import tensor_util
 from tricklab.cli.main import main
 from tricklab.recipe import recipe_from_dict
 from tricklab.recipe.study import PlannedRun
+from tricklab.run.rundir import RunDirectory
 from tricklab.run.runner import train_recipe
 from tricklab.run.seed_group import train_seed_group
 from tricklab.run.study import run_study
@@ -101,6 +102,31 @@ def histograms(run_dir: Path) -> list[str]:
     board = run_dir / "tensorboard"
     return [tag for folder in (board, board / "train", board / "validation")
             for tag in events(folder).Tags()["histograms"]]
+
+
+@pytest.mark.parametrize("batched", [False, True], ids=["alone", "batched-seeds"])
+def test_result_json_is_written_after_the_events_are_complete(
+    fixture_data, tmp_path, monkeypatch, batched
+):
+    # `result.json` marks a finished run: a Ctrl-C once it is written must find nothing
+    # left to do, so the final events are already on disk when it is written.
+    written_before: list[list[str]] = []
+    write_result = RunDirectory.write_result
+
+    def checked(run_dir: RunDirectory, result: dict) -> None:
+        root = events(run_dir.path / "tensorboard")
+        written_before.append(sorted(tag for tag in root.Tags()["scalars"]
+                                     if tag.startswith("final/")))
+        write_result(run_dir, result)
+
+    monkeypatch.setattr(RunDirectory, "write_result", checked)
+    recipes = [recipe_from_dict({**tiny(epochs=2), "seed": seed}, "tiny.yaml") for seed in (3, 4)]
+    if batched:
+        outcomes = train_seed_group(recipes, [tmp_path / f"seed-{r.seed}" for r in recipes])
+    else:
+        outcomes = [train_recipe(recipes[0], out=tmp_path / "run", progress="none")]
+    assert written_before == [sorted(f"final/{key}" for key in outcome.result["metrics"])
+                              for outcome in outcomes]
 
 
 def test_a_run_logs_its_curves_recipe_and_final_metrics(fixture_data, tmp_path):

@@ -447,10 +447,11 @@ def train_recipe(
                 lambda _name, split: trainer.evaluate(split.x, split.y, batch_size=1024),
             )
             result["best"] = write_best(run_dir.path, best, model, splits)
-            write_run(run_dir, recipe, splits, fit, result, model, trainer.optimizer,
-                      trainer.predict)
             if board is not None:
                 board.finish(result, hparams)
+            # `result.json` comes last: a Ctrl-C once it is written finds the run finished.
+            write_run(run_dir, recipe, splits, fit, result, model, trainer.optimizer,
+                      trainer.predict)
     if tracker is not None:
         tracker.finish(result)
     return RunOutcome(run_dir.path, result, EXIT_CODES[fit.status])

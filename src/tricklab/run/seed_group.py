@@ -114,11 +114,12 @@ def train_seed_group(
                       "best": replayed_best(best_keeper(seed_recipe, splits.val is not None),
                                             fit.history)}
             run_dir.write_recipe(seed_recipe.to_dict())
-            write_run(run_dir, seed_recipe, splits, fit, result, models[index],
-                      optimizers[index], seed.predict)
             if logs_to_tensorboard(seed_recipe.to_dict(), tensorboard):
                 log_finished_recipe_run(run_dir.path, seed_recipe.to_dict(), result,
                                         None if hparams is None else hparams[index])
+            # `result.json` comes last: a Ctrl-C once it is written finds the run finished.
+            write_run(run_dir, seed_recipe, splits, fit, result, models[index],
+                      optimizers[index], seed.predict)
             outcomes.append(RunOutcome(run_dir.path, result, EXIT_CODES[fit.status]))
     return outcomes
 
